@@ -1,0 +1,532 @@
+"""The shared core of the Python API and the CLI: set up a run from a config, run, evaluate."""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from iapo import algorithms
+from iapo.backends import Backend, ReplayBackend, stable_key
+from iapo.bank import open_bank
+from iapo.config import RunConfig, load_config
+from iapo.errors import ConfigError, InputError, PoolError
+from iapo.pools import Pool, load_pool
+from iapo.problem import Problem
+from iapo.strategies import Strategy, get_strategy
+from iapo.study import Progress, Study
+from iapo.types import Arm, Context
+
+__all__ = [
+    "Evaluation",
+    "RunResult",
+    "Setup",
+    "evaluate",
+    "exact_q_table",
+    "preflight",
+    "run",
+    "setup",
+    "split_queries",
+]
+
+BUILTIN_PREFIX = "builtin:"
+
+
+def builtin_pool_path(name: str) -> Path:
+    """Path of a pool shipped inside the package (``builtin:NAME``)."""
+    root = resources.files("iapo") / "data"
+    path = Path(str(root / f"{name}.jsonl"))
+    if not path.exists():
+        names = sorted(p.name[: -len(".jsonl")] for p in Path(str(root)).glob("*.jsonl"))
+        raise ConfigError(f"no built-in pool {name!r}: use one of {', '.join(names)}", field="pool")
+    return path
+
+
+def resolve_pool_path(ref: str, base: Path) -> Path:
+    if ref.startswith(BUILTIN_PREFIX):
+        return builtin_pool_path(ref[len(BUILTIN_PREFIX) :])
+    p = Path(ref).expanduser()
+    return p if p.is_absolute() else (base / p)
+
+
+def split_queries(
+    queries: tuple[str, ...], test_fraction: float, seed: int
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A seeded random split into (train, test); test gets ⌊fraction·|Q|⌋ queries."""
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(queries))
+    n_test = math.floor(test_fraction * len(queries))
+    test = tuple(queries[i] for i in sorted(perm[:n_test]))
+    train = tuple(queries[i] for i in sorted(perm[n_test:]))
+    return train, test
+
+
+def exact_q_table(
+    pool: Pool,
+    strategy: Strategy,
+    contexts: tuple[Context, ...],
+    n_max: int,
+    queries: tuple[str, ...] | None = None,
+    prompts: tuple[str, ...] | None = None,
+) -> NDArray[np.float64]:
+    """Ground-truth Q(c, (p, N)) of the categorical cell model: (C, P, n_max), mean over queries."""
+    qs = queries if queries is not None else pool.queries
+    ps = prompts if prompts is not None else pool.prompts
+    out = np.zeros((len(contexts), len(ps), n_max))
+    for pi, p in enumerate(ps):
+        cells = [pool.cell(p, q) for q in qs]
+        out[:, pi, :] = strategy.exact_utility(cells, contexts, n_max).mean(axis=0)
+    return out
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything a run needs, derived from a config (nothing is written yet)."""
+
+    config: RunConfig
+    config_path: Path | None
+    strategy: Strategy
+    contexts: tuple[Context, ...]
+    prompts: tuple[str, ...]
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+    pool: Pool | None
+    cost_scale: float
+    run_dir: Path
+    storage: str
+    run_id: str
+
+    @property
+    def problem(self) -> Problem:
+        return Problem(
+            self.prompts,
+            self.train,
+            self.config.n_max,
+            self.contexts,
+            self.strategy,
+            self.config.algorithm.estimator,
+        )
+
+    def make_algorithm(self, budget: int | None = None) -> algorithms.Algorithm:
+        cfg = self.config
+        try:
+            return algorithms.create(
+                cfg.algorithm.name,
+                self.problem,
+                budget if budget is not None else cfg.budget,
+                cfg.seed,
+                **cfg.algorithm.params,
+            )
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(str(exc), source=self._src, field="algorithm") from None
+        except InputError as exc:
+            raise type(exc)(str(exc).split(": ", 1)[-1], source=self._src, field="budget") from None
+
+    @property
+    def _src(self) -> str | None:
+        return str(self.config_path) if self.config_path else None
+
+
+def setup(
+    config: RunConfig | str | Path,
+    *,
+    config_path: Path | None = None,
+    run_dir: str | Path | None = None,
+    storage: str | None = None,
+) -> Setup:
+    """Validate a config against its pool and derive the run's setup. Writes nothing."""
+    if not isinstance(config, RunConfig):
+        config_path = Path(config)
+        config = load_config(config_path)
+    src = str(config_path) if config_path else None
+    base = config_path.parent if config_path else Path.cwd()
+    if config.pool is None:
+        raise ConfigError(
+            "live backends are configured under 'backend' and need the openai extra; "
+            "this build replays pools: give 'pool'",
+            source=src,
+            field="pool",
+        )
+    strategy_name = config.strategy
+    pool_path = resolve_pool_path(config.pool, base)
+    if not pool_path.exists():
+        raise ConfigError(f"no pool file at {pool_path}: check the path", source=src, field="pool")
+    pool = load_pool(pool_path, require_gold=strategy_name == "majority_vote")
+    objectives = tuple(config.objectives) if config.objectives else pool.objectives
+    if strategy_name == "majority_vote":
+        objectives = ("accuracy",)
+    else:
+        missing = [o for o in objectives if o not in pool.objectives]
+        if missing:
+            raise ConfigError(
+                f"objectives {missing} are not scored in the pool (it has "
+                f"{list(pool.objectives)}): use those names",
+                source=src,
+                field="objectives",
+            )
+    try:
+        strategy = get_strategy(strategy_name, objectives)
+    except ValueError as exc:
+        raise ConfigError(str(exc), source=src, field="strategy") from None
+    contexts = tuple(config.build_contexts(objectives))
+    if not contexts:
+        raise ConfigError(
+            "the context grid is empty: give weights that sum to ≤ 1", source=src, field="contexts"
+        )
+    for i, c in enumerate(contexts):
+        problem = strategy.validate_context(c)
+        if problem:
+            raise ConfigError(problem + ": fix the weights", source=src, field=f"contexts[{i}]")
+    names = [c.name for c in contexts]
+    if len(set(names)) != len(names):
+        raise ConfigError("context names must be unique", source=src, field="contexts")
+    prompts = tuple(config.prompt_ids) if config.prompt_ids else pool.prompts
+    unknown = [p for p in prompts if p not in pool.prompts]
+    if unknown:
+        raise ConfigError(
+            f"prompts {unknown} are not in the pool (it has {list(pool.prompts)})",
+            source=src,
+            field="prompts",
+        )
+    train, test = split_queries(pool.queries, config.split.test_fraction, config.split.seed)
+    if not train:
+        raise ConfigError(
+            "no training queries left: lower split.test_fraction",
+            source=src,
+            field="split.test_fraction",
+        )
+    scale = config.cost.scale
+    if config.cost.normalize == "max":
+        top = pool.subset(prompts=prompts).max_cost()
+        scale = scale / top if top > 0 else scale
+    name = config.name
+    rdir = Path(run_dir) if run_dir else Path(config.run_dir or f"runs/{name}")
+    store = storage or config.storage or f"sqlite:///{rdir / 'bank.sqlite'}"
+    ident = config.model_dump(exclude={"run_dir", "storage"})
+    run_id = stable_key({"config": ident, "pool": pool.meta.get("sha256")})[:12]
+    return Setup(
+        config,
+        config_path,
+        strategy,
+        contexts,
+        prompts,
+        train,
+        test,
+        pool.subset(prompts=prompts),
+        scale,
+        rdir,
+        store,
+        run_id,
+    )
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The frozen, JSON-serialisable result of a run."""
+
+    run_id: str
+    name: str
+    algorithm: str
+    strategy: str
+    seed: int
+    policy: dict[str, dict[str, Any]]
+    estimates: dict[str, list[dict[str, Any]]]
+    account: dict[str, Any]
+    trace: list[dict[str, Any]]
+    contexts: list[dict[str, Any]]
+    prompts: list[str]
+    n_max: int
+    evaluation: dict[str, Any] | None
+    versions: dict[str, str]
+    config: dict[str, Any]
+    elapsed_s: float
+    run_dir: str
+    storage: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RunResult:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunResult:
+        p = Path(path)
+        if p.is_dir():
+            p = p / "result.json"
+        return cls.from_dict(json.loads(p.read_text()))
+
+
+def _versions() -> dict[str, str]:
+    from iapo import __version__
+
+    return {"iapo": __version__, "python": platform.python_version(), "numpy": np.__version__}
+
+
+def _clean(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def run(
+    config: RunConfig | str | Path | Setup,
+    *,
+    budget: int | None = None,
+    progress: Progress | None = None,
+    backend: Backend | None = None,
+    run_dir: str | Path | None = None,
+    storage: str | None = None,
+    write: bool = True,
+) -> RunResult:
+    """Run the configured algorithm to the end and return its :class:`RunResult`.
+
+    Writes the sample bank and ``result.json`` to the run directory (``write=False``: only the
+    bank). Re-running the same config re-uses every stored completion.
+    """
+    s = config if isinstance(config, Setup) else setup(config, run_dir=run_dir, storage=storage)
+    algo = s.make_algorithm(budget)
+    if backend is None:
+        assert s.pool is not None
+        backend = ReplayBackend(s.pool, s.config.seed)
+    t0 = time.perf_counter()
+    bank = open_bank(s.storage)
+    try:
+        bank.start_run(s.run_id, s.config.name, algo.budget, s.config.model_dump(mode="json"))
+        study = Study(algo, backend, bank, cost_scale=s.cost_scale, progress=progress)
+        try:
+            outcome = study.run()
+        except BaseException:
+            bank.update_run(s.run_id, status="interrupted", spent=study.account.completions)
+            raise
+        mean, sem, count = algo.stats.mean, algo.stats.sem, algo.stats.count
+        estimates: dict[str, list[dict[str, Any]]] = {}
+        for ci, c in enumerate(s.contexts):
+            rows = []
+            for pi, p in enumerate(s.prompts):
+                for k in range(s.config.n_max):
+                    if count[ci, pi, k] > 0:
+                        m, e = float(mean[ci, pi, k]), float(sem[ci, pi, k])
+                        rows.append(
+                            {
+                                "prompt": p,
+                                "n": k + 1,
+                                "q": _clean(m),
+                                "sem": _clean(e),
+                                "observations": int(count[ci, pi, k]),
+                            }
+                        )
+            estimates[c.name] = rows
+        policy = {}
+        for c in s.contexts:
+            ch = outcome.policy[c.name].to_dict()
+            ru = outcome.runner_up[c.name]
+            ch["runner_up"] = ru.to_dict() if ru else None
+            policy[c.name] = ch
+        evaluation = None
+        if s.pool is not None and s.test:
+            chosen = {c: Arm(v["prompt"], v["n"]) for c, v in policy.items()}
+            evaluation = policy_evaluation(s, chosen)
+        result = RunResult(
+            run_id=s.run_id,
+            name=s.config.name,
+            algorithm=algo.name,
+            strategy=s.strategy.name,
+            seed=s.config.seed,
+            policy=policy,
+            estimates=estimates,
+            account=outcome.account.to_dict(),
+            trace=[t.__dict__ for t in algo.trace],
+            contexts=[c.to_dict() for c in s.contexts],
+            prompts=list(s.prompts),
+            n_max=s.config.n_max,
+            evaluation=evaluation,
+            versions=_versions(),
+            config=s.config.model_dump(mode="json"),
+            elapsed_s=time.perf_counter() - t0,
+            run_dir=str(s.run_dir),
+            storage=s.storage,
+            extra={
+                "cost_scale": s.cost_scale,
+                "cost_unit": s.pool.cost_unit if s.pool is not None else "",
+                "train_queries": len(s.train),
+                "test_queries": len(s.test),
+                "backend": backend.name,
+            },
+        )
+        bank.update_run(
+            s.run_id, status="done", spent=outcome.account.completions, result=result.to_dict()
+        )
+    finally:
+        bank.close()
+    if write:
+        try:
+            s.run_dir.mkdir(parents=True, exist_ok=True)
+            (s.run_dir / "result.json").write_text(result.to_json())
+        except OSError as exc:
+            raise InputError(
+                f"cannot write the result ({exc.strerror}): choose a writable run_dir",
+                source=str(s.run_dir),
+                field="run_dir",
+            ) from None
+    return result
+
+
+def policy_evaluation(s: Setup, chosen: Mapping[str, Arm]) -> dict[str, Any]:
+    """Exact Q on the test queries of the chosen arms, the oracle's, and the ACR of both."""
+    assert s.pool is not None
+    scaled = s.pool.scale_costs(s.cost_scale)
+    q = exact_q_table(scaled, s.strategy, s.contexts, s.config.n_max, s.test, s.prompts)
+    per_context: dict[str, dict[str, Any]] = {}
+    for ci, c in enumerate(s.contexts):
+        arm = chosen[c.name]
+        best = np.unravel_index(int(np.argmax(q[ci])), q[ci].shape)
+        per_context[c.name] = {
+            "q_test": float(q[ci, s.prompts.index(arm.prompt), arm.n - 1]),
+            "oracle": {
+                "prompt": s.prompts[int(best[0])],
+                "n": int(best[1]) + 1,
+                "q_test": float(q[ci][best]),
+            },
+        }
+    acr = float(np.mean([v["q_test"] for v in per_context.values()]))
+    oracle = float(np.mean([v["oracle"]["q_test"] for v in per_context.values()]))
+    return {"acr_test": acr, "oracle_acr_test": oracle, "contexts": per_context}
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The exact Q table of every arm per context, the optimal policy and the deceiving prompts."""
+
+    contexts: tuple[Context, ...]
+    prompts: tuple[str, ...]
+    q: NDArray[np.float64]  # (C, P, n_max)
+    queries: str
+
+    def optimal(self) -> dict[str, Arm]:
+        out = {}
+        for ci, c in enumerate(self.contexts):
+            p, k = np.unravel_index(int(np.argmax(self.q[ci])), self.q[ci].shape)
+            out[c.name] = Arm(self.prompts[int(p)], int(k) + 1)
+        return out
+
+    def deceiving(self) -> list[dict[str, Any]]:
+        """Contexts where the best prompt at N=1 is not the prompt of the optimal arm."""
+        out = []
+        opt = self.optimal()
+        for ci, c in enumerate(self.contexts):
+            p1 = int(np.argmax(self.q[ci, :, 0]))
+            arm = opt[c.name]
+            ps = self.prompts.index(arm.prompt)
+            if p1 == ps:
+                continue
+            k = arm.n - 1
+            out.append(
+                {
+                    "context": c.name,
+                    "deceiving_prompt": self.prompts[p1],
+                    "optimal_prompt": arm.prompt,
+                    "optimal_n": arm.n,
+                    "n1": {
+                        "deceiving": float(self.q[ci, p1, 0]),
+                        "optimal": float(self.q[ci, ps, 0]),
+                    },
+                    "at_optimal_n": {
+                        "deceiving": float(self.q[ci, p1, k]),
+                        "optimal": float(self.q[ci, ps, k]),
+                    },
+                    "deceiving_best": {
+                        "n": int(np.argmax(self.q[ci, p1])) + 1,
+                        "q": float(self.q[ci, p1].max()),
+                    },
+                }
+            )
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "queries": self.queries,
+            "prompts": list(self.prompts),
+            "contexts": [c.to_dict() for c in self.contexts],
+            "q": {
+                c.name: {p: [float(x) for x in self.q[ci, pi]] for pi, p in enumerate(self.prompts)}
+                for ci, c in enumerate(self.contexts)
+            },
+            "optimal": {k: {"prompt": a.prompt, "n": a.n} for k, a in self.optimal().items()},
+            "deceiving": self.deceiving(),
+        }
+
+
+def evaluate(config: RunConfig | str | Path | Setup, *, split: str = "test") -> Evaluation:
+    """Exact Q table on the pool's ``test`` split (or ``all`` queries)."""
+    s = config if isinstance(config, Setup) else setup(config)
+    if s.pool is None:
+        raise PoolError("evaluate needs a pool with recorded samples", field="pool")
+    if split not in ("test", "all", "train"):
+        raise ConfigError("split must be 'test', 'train' or 'all'", field="split")
+    qs = {"test": s.test, "train": s.train, "all": s.pool.queries}[split]
+    if not qs:
+        qs, split = s.pool.queries, "all"
+    scaled = s.pool.scale_costs(s.cost_scale)
+    q = exact_q_table(scaled, s.strategy, s.contexts, s.config.n_max, qs, s.prompts)
+    return Evaluation(s.contexts, s.prompts, q, f"{split} ({len(qs)} queries)")
+
+
+def preflight(
+    config: RunConfig | str | Path | Setup, *, budget: int | None = None
+) -> dict[str, Any]:
+    """The schedule and spend of a run before anything is drawn.
+
+    The algorithm is dry-run on uninformative samples (no bank, no backend): the first round is
+    exact; later rounds depend on which arms survive, so their sizes are indicative. The budget
+    is a hard cap, and ``max_cost`` bounds the cost (budget × the costliest prompt's mean cost).
+    """
+    from iapo.types import PullResult, Sample
+
+    s = config if isinstance(config, Setup) else setup(config)
+    algo = s.make_algorithm(budget)
+    min_budget = type(algo).min_budget(algo.problem, **algo.params())
+    rounds: list[dict[str, Any]] = []
+    mean_cost: dict[str, float] = {}
+    if s.pool is not None:
+        for p in s.prompts:
+            mean_cost[p] = float(np.mean([s.pool.cell(p, q).mean_cost() for q in s.train]))
+    fake = Sample(answer=None, scores={o: 0.0 for o in s.strategy.objectives})
+    est_cost = 0.0
+    while batch := algo.ask():
+        comp = sum(r.n for r in batch)
+        cost = sum(r.n * mean_cost.get(r.prompt, 0.0) for r in batch)
+        est_cost += cost
+        rounds.append(
+            {
+                "round": len(rounds) + 1,
+                "pulls": len(batch),
+                "completions": comp,
+                "expected_cost": cost,
+            }
+        )
+        algo.tell([PullResult(r, (fake,) * r.n, None) for r in batch])
+    return {
+        "algorithm": algo.name,
+        "budget": algo.budget,
+        "completions": algo.spent,
+        "rounds": rounds,
+        "expected_cost": est_cost if s.pool is not None else None,
+        "cost_unit": s.pool.cost_unit if s.pool is not None else None,
+        "arms": len(s.prompts) * s.config.n_max,
+        "contexts": len(s.contexts),
+        "min_budget": min_budget,
+        "max_cost": algo.budget * max(mean_cost.values()) if mean_cost else None,
+    }

@@ -1,0 +1,233 @@
+"""The paper's baselines: Uniform, per-context Sequential Halving, TRIPLE, UCB, ε-greedy."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from iapo.algorithms._base import Algorithm, RoundTrace, ceil_log2
+from iapo.algorithms._psst import PSST, halve
+from iapo.problem import Problem
+from iapo.types import Arm, PullRequest, PullResult
+
+__all__ = ["UCB", "EpsilonGreedy", "SequentialHalving", "Triple", "Uniform"]
+
+
+class Uniform(Algorithm):
+    """One batch: every prompt pulled equally at N_max; each context takes its best estimate."""
+
+    name: ClassVar[str] = "uniform"
+
+    def __init__(self, problem: Problem, budget: int, seed: int = 0) -> None:
+        super().__init__(problem, budget, seed)
+        self._done = False
+
+    @classmethod
+    def min_budget(cls, problem: Problem, **params: Any) -> int:
+        return len(problem.prompts) * problem.n_max
+
+    def _next(self) -> list[PullRequest]:
+        if self._done:
+            return []
+        p = self.problem
+        m = self.budget // (len(p.prompts) * p.n_max)
+        queries = self.draw_queries(m)
+        return [PullRequest(pr, q, p.n_max) for pr in p.prompts for q in queries]
+
+    def _observe(self, results: Sequence[PullResult], estimates: NDArray[np.float64]) -> None:
+        self.stats.add(self.prompt_indices(results), estimates)
+        self._done = True
+        self.trace.append(
+            RoundTrace(
+                1,
+                {p: len(results) // len(self.problem.prompts) for p in self.problem.prompts},
+                {p: self.problem.n_max for p in self.problem.prompts},
+                sum(len(r.samples) for r in results),
+            )
+        )
+
+
+class SequentialHalving(Algorithm):
+    """Classic Sequential Halving run separately in each context, with no sharing at all.
+
+    Each context gets ⌊T/|C|⌋ completions; a pull of arm (p, n) costs n and informs only that
+    arm in that context. The ablation of everything PSST shares across contexts and scales.
+    """
+
+    name: ClassVar[str] = "sequential_halving"
+
+    def __init__(self, problem: Problem, budget: int, seed: int = 0) -> None:
+        super().__init__(problem, budget, seed)
+        shape = (len(problem.contexts), len(problem.prompts), problem.n_max)
+        self.active = np.ones(shape, dtype=bool)
+        self.rounds = ceil_log2(len(problem.prompts) * problem.n_max)
+        self.round = 0
+        self._owner: list[tuple[int, int, int]] = []
+
+    @classmethod
+    def min_budget(cls, problem: Problem, **params: Any) -> int:
+        per_context = len(problem.prompts) * problem.n_max * (problem.n_max + 1) // 2
+        rounds = ceil_log2(len(problem.prompts) * problem.n_max)
+        return len(problem.contexts) * rounds * per_context
+
+    def _next(self) -> list[PullRequest]:
+        if self.round >= self.rounds:
+            return []
+        per_round = self.budget // len(self.problem.contexts) / self.rounds
+        batch: list[PullRequest] = []
+        self._owner = []
+        for c in range(len(self.problem.contexts)):
+            ps, ns = np.nonzero(self.active[c])
+            m = int(per_round // int((ns + 1).sum()))
+            for p, n in zip(ps, ns, strict=True):
+                for q in self.draw_queries(m):
+                    batch.append(PullRequest(self.problem.prompts[p], q, int(n) + 1))
+                    self._owner.append((c, int(p), int(n) + 1))
+        return batch
+
+    def _observe(self, results: Sequence[PullResult], estimates: NDArray[np.float64]) -> None:
+        for (c, p, n), est in zip(self._owner, estimates, strict=True):
+            self.stats.add_one(c, p, n, float(est[c, n - 1]))
+        self.active = halve(self.active, self.stats.mean)
+        self.round += 1
+        self.trace.append(
+            RoundTrace(
+                self.round,
+                {},
+                {},
+                sum(len(r.samples) for r in results),
+                {c.name: int(self.active[i].sum()) for i, c in enumerate(self.problem.contexts)},
+            )
+        )
+
+    def candidates(self, context: int) -> NDArray[np.bool_]:
+        return self.active[context] if self.round >= self.rounds else super().candidates(context)
+
+
+class Triple(Algorithm):
+    """TRIPLE: prompt-only optimisation, Sequential Halving over prompts at N = 1.
+
+    ``n="one"`` returns (p*, 1); ``n="random"`` returns p* with N drawn uniformly from 1..N_max.
+    """
+
+    name: ClassVar[str] = "triple"
+
+    def __init__(self, problem: Problem, budget: int, seed: int = 0, *, n: str = "one") -> None:
+        if n not in ("one", "random"):
+            raise ValueError("n must be 'one' or 'random'")
+        self.n_mode = n
+        super().__init__(problem, budget, seed)
+        self.inner = PSST(problem.with_n_max(1), budget, seed)
+        self.inner.rng = self.rng
+
+    def params(self) -> dict[str, Any]:
+        return {"n": self.n_mode}
+
+    @classmethod
+    def min_budget(cls, problem: Problem, **params: Any) -> int:
+        return PSST.min_budget(problem.with_n_max(1))
+
+    def _next(self) -> list[PullRequest]:
+        return self.inner.ask()
+
+    def _observe(self, results: Sequence[PullResult], estimates: NDArray[np.float64]) -> None:
+        self.inner._pending = None
+        self.inner.spent += sum(len(r.samples) for r in results)
+        self.inner._observe(results, estimates[:, :, :1])
+        self.stats.add(self.prompt_indices(results), estimates)
+        self.trace.append(self.inner.trace[-1])
+
+    def policy(self) -> dict[str, Arm]:
+        base = self.inner.policy()
+        if self.n_mode == "one":
+            return base
+        draw = np.random.default_rng(self.rng.integers(2**32))
+        return {
+            c: Arm(a.prompt, int(draw.integers(1, self.problem.n_max + 1))) for c, a in base.items()
+        }
+
+    def ranking(self, context: int) -> list[Arm]:
+        return self.inner.ranking(context)
+
+
+class _Sequential(Algorithm):
+    """Shared machinery of UCB and ε-greedy: one pull per step for a random context; the pull
+    of (p, n) informs every (p, k ≤ n) in every context."""
+
+    def __init__(self, problem: Problem, budget: int, seed: int = 0) -> None:
+        super().__init__(problem, budget, seed)
+        self.steps = 0
+        self._n = np.arange(1, problem.n_max + 1)
+
+    @classmethod
+    def min_budget(cls, problem: Problem, **params: Any) -> int:
+        return 1
+
+    def _choose(self, context: int, affordable: NDArray[np.bool_]) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def _next(self) -> list[PullRequest]:
+        left = self.budget - self.spent
+        if left < 1:
+            return []
+        c = int(self.rng.integers(len(self.problem.contexts)))
+        affordable = np.broadcast_to(self._n[None, :] <= left, self.stats.count.shape[1:])
+        p, n = self._choose(c, affordable)
+        return [PullRequest(self.problem.prompts[p], self.draw_queries(1)[0], n)]
+
+    def _observe(self, results: Sequence[PullResult], estimates: NDArray[np.float64]) -> None:
+        self.stats.add(self.prompt_indices(results), estimates)
+        self.steps += 1
+
+    def _argmax(self, values: NDArray[np.float64], mask: NDArray[np.bool_]) -> tuple[int, int]:
+        vals = np.where(mask, values, -np.inf)
+        best = np.flatnonzero(vals == vals.max())
+        flat = int(self.rng.choice(best))
+        p, n = divmod(flat, values.shape[1])
+        return p, n + 1
+
+
+class UCB(_Sequential):
+    """UCB1 with exploration constant ``c`` (the paper: 0.1); untried arms first."""
+
+    name: ClassVar[str] = "ucb"
+
+    def __init__(self, problem: Problem, budget: int, seed: int = 0, *, c: float = 0.1) -> None:
+        self.c = c
+        super().__init__(problem, budget, seed)
+
+    def params(self) -> dict[str, Any]:
+        return {"c": self.c}
+
+    def _choose(self, context: int, affordable: NDArray[np.bool_]) -> tuple[int, int]:
+        count = self.stats.count[context]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bonus = self.c * np.sqrt(math.log(self.steps + 1) / count)
+        values = np.where(count > 0, self.stats.mean[context] + bonus, np.inf)
+        return self._argmax(values, affordable)
+
+
+class EpsilonGreedy(_Sequential):
+    """ε-greedy (the paper: ε = 0.15): a random affordable arm with probability ε, else the best."""
+
+    name: ClassVar[str] = "epsilon_greedy"
+
+    def __init__(
+        self, problem: Problem, budget: int, seed: int = 0, *, epsilon: float = 0.15
+    ) -> None:
+        self.epsilon = epsilon
+        super().__init__(problem, budget, seed)
+
+    def params(self) -> dict[str, Any]:
+        return {"epsilon": self.epsilon}
+
+    def _choose(self, context: int, affordable: NDArray[np.bool_]) -> tuple[int, int]:
+        if self.rng.random() < self.epsilon:
+            return self._argmax(np.zeros(affordable.shape), affordable)
+        count = self.stats.count[context]
+        values = np.where(count > 0, self.stats.mean[context], np.inf)
+        return self._argmax(values, affordable)

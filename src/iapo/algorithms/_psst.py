@@ -1,0 +1,220 @@
+"""PSST (Prompt Scaling via Sequential Trimming) and its top-K screening variant."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from iapo.algorithms._base import Algorithm, RoundTrace, ceil_log2
+from iapo.problem import Problem
+from iapo.types import Arm, PullRequest, PullResult
+
+__all__ = ["PSST", "PSSTTopK", "halve"]
+
+
+def halve(active: NDArray[np.bool_], mean: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """Keep the better ⌈n/2⌉ of each context's active arms.
+
+    ``active`` and ``mean`` are (C, P, N). Ties are broken towards smaller N, then earlier prompts.
+    """
+    out = np.zeros_like(active)
+    n_max = active.shape[2]
+    for c in range(active.shape[0]):
+        ps, ns = np.nonzero(active[c])
+        if len(ps) == 0:
+            continue
+        vals = np.nan_to_num(mean[c, ps, ns], nan=-np.inf)
+        order = np.lexsort((ps, ns, -vals))
+        keep = order[: math.ceil(len(ps) / 2)]
+        out[c].reshape(-1)[ps[keep] * n_max + ns[keep]] = True
+    return out
+
+
+class PSST(Algorithm):
+    """Sequential Halving over (prompt, N) arms, shared across contexts and scales (Algorithm 1).
+
+    Round r: every prompt alive in some context is pulled at its largest live N, the same number
+    of times ``⌊(T/R) / Σ_p Nmax_r(p)⌋`` (eq. 6) on the same random training queries; each pull is
+    scored for every N ≤ its size and every context; each context keeps the better half of its own
+    active arms. ``R = ⌈log2(|P|·N_max)⌉``. Statistics are kept across rounds.
+    """
+
+    name: ClassVar[str] = "psst"
+
+    def __init__(
+        self,
+        problem: Problem,
+        budget: int,
+        seed: int = 0,
+        *,
+        active: NDArray[np.bool_] | None = None,
+        paired: bool = True,
+    ) -> None:
+        shape = (len(problem.contexts), len(problem.prompts), problem.n_max)
+        self.active = np.ones(shape, dtype=bool) if active is None else active.copy()
+        self.paired = paired
+        self.rounds = self._rounds(self.active)
+        self.round = 0
+        self.before_last = self.active
+        super().__init__(problem, budget, seed)
+
+    @staticmethod
+    def _rounds(active: NDArray[np.bool_]) -> int:
+        return ceil_log2(int(active.sum(axis=(1, 2)).max()))
+
+    @staticmethod
+    def live_sizes(active: NDArray[np.bool_]) -> NDArray[np.int64]:
+        """Nmax_r(p): the largest N of prompt p alive in any context (0: prompt dead)."""
+        union = active.any(axis=0)  # (P, N)
+        n = np.arange(1, union.shape[1] + 1)
+        return np.where(union, n[None, :], 0).max(axis=1).astype(np.int64)
+
+    @classmethod
+    def min_budget(cls, problem: Problem, **params: Any) -> int:
+        active = params.get("active")
+        if active is None:
+            return (
+                ceil_log2(len(problem.prompts) * problem.n_max)
+                * len(problem.prompts)
+                * (problem.n_max)
+            )
+        return cls._rounds(active) * int(cls.live_sizes(active).sum())
+
+    def params(self) -> dict[str, Any]:
+        return {"active": self.active, "paired": self.paired}
+
+    def pulls_per_prompt(self) -> int:
+        """Eq. 6 for the current round."""
+        return int((self.budget / self.rounds) // int(self.live_sizes(self.active).sum()))
+
+    def _next(self) -> list[PullRequest]:
+        if self.round >= self.rounds:
+            return []
+        sizes = self.live_sizes(self.active)
+        m = self.pulls_per_prompt()
+        live = [(p, int(n)) for p, n in zip(self.problem.prompts, sizes, strict=True) if n > 0]
+        shared = self.draw_queries(m) if self.paired else None
+        batch: list[PullRequest] = []
+        for p, n in live:
+            queries = shared if shared is not None else self.draw_queries(m)
+            batch.extend(PullRequest(p, q, n) for q in queries)
+        return batch
+
+    def _observe(self, results: Sequence[PullResult], estimates: NDArray[np.float64]) -> None:
+        self.stats.add(self.prompt_indices(results), estimates)
+        sizes = self.live_sizes(self.active)
+        pulls: dict[str, int] = {}
+        for r in results:
+            pulls[r.request.prompt] = pulls.get(r.request.prompt, 0) + 1
+        self.before_last = self.active
+        self.active = halve(self.active, self.stats.mean)
+        self.round += 1
+        self.trace.append(
+            RoundTrace(
+                round=self.round,
+                pulls=pulls,
+                n={p: int(s) for p, s in zip(self.problem.prompts, sizes, strict=True) if s},
+                completions=sum(len(r.samples) for r in results),
+                alive={
+                    c.name: int(self.active[i].sum()) for i, c in enumerate(self.problem.contexts)
+                },
+            )
+        )
+
+    def candidates(self, context: int) -> NDArray[np.bool_]:
+        if self.round >= self.rounds:
+            return self.active[context]
+        return super().candidates(context)
+
+    def finalists(self, context: int) -> list[Arm]:
+        return self.rank(context, self.before_last[context])
+
+
+class PSSTTopK(Algorithm):
+    """PSST+K: spend ρ·T on N=1 pulls spread evenly over prompts, keep each context's top-K
+    prompts (every N), then run PSST on the rest of the budget with the statistics kept.
+
+    K = 1 approximates the two-stage "disjoint" pipeline (choose the prompt, then N).
+    """
+
+    name: ClassVar[str] = "psst_topk"
+
+    def __init__(
+        self, problem: Problem, budget: int, seed: int = 0, *, k: int = 1, rho: float = 0.2
+    ) -> None:
+        if k < 1:
+            raise ValueError("k must be at least 1")
+        if not 0.0 < rho < 1.0:
+            raise ValueError("rho must be in (0, 1)")
+        self.k = k
+        self.rho = rho
+        self.inner: PSST | None = None
+        super().__init__(problem, budget, seed)
+        self.screen_budget = int(rho * self.budget)
+
+    def params(self) -> dict[str, Any]:
+        return {"k": self.k, "rho": self.rho}
+
+    @classmethod
+    def min_budget(cls, problem: Problem, **params: Any) -> int:
+        k = min(int(params.get("k", 1)), len(problem.prompts))
+        rho = float(params.get("rho", 0.2))
+        worst_live = min(len(problem.prompts), k * len(problem.contexts))
+        psst_part = ceil_log2(k * problem.n_max) * worst_live * problem.n_max
+        need = max(len(problem.prompts) / rho, psst_part / (1.0 - rho))
+        return math.ceil(need) + 1
+
+    def _next(self) -> list[PullRequest]:
+        if self.inner is None:
+            if self.trace:  # screening done, PSST not started: cannot happen
+                raise AssertionError("unreachable")
+            m = self.screen_budget // len(self.problem.prompts)
+            queries = self.draw_queries(m)
+            return [PullRequest(p, q, 1) for p in self.problem.prompts for q in queries]
+        return self.inner.ask()
+
+    def _observe(self, results: Sequence[PullResult], estimates: NDArray[np.float64]) -> None:
+        if self.inner is None:
+            self.stats.add(self.prompt_indices(results), estimates)
+            n1 = np.nan_to_num(self.stats.mean[:, :, 0], nan=-np.inf)  # (C, P)
+            active = np.zeros_like(self.stats.count, dtype=bool)
+            k = min(self.k, len(self.problem.prompts))
+            for c in range(n1.shape[0]):
+                order = np.lexsort((np.arange(n1.shape[1]), -n1[c]))
+                active[c, order[:k], :] = True
+            self.trace.append(
+                RoundTrace(
+                    round=0,
+                    pulls={
+                        p: len(results) // len(self.problem.prompts) for p in self.problem.prompts
+                    },
+                    n={p: 1 for p in self.problem.prompts},
+                    completions=len(results),
+                    alive={
+                        c.name: int(active[i].sum()) for i, c in enumerate(self.problem.contexts)
+                    },
+                )
+            )
+            inner = PSST(self.problem, self.budget - self.spent, 0, active=active)
+            inner.rng = self.rng
+            inner.stats = self.stats  # stockpiling: screening data count too
+            self.inner = inner
+            return
+        self.inner._pending = None
+        self.inner.spent += sum(len(r.samples) for r in results)
+        self.inner._observe(results, estimates)
+        self.trace.append(self.inner.trace[-1])
+
+    def candidates(self, context: int) -> NDArray[np.bool_]:
+        if self.inner is not None:
+            return self.inner.candidates(context)
+        return super().candidates(context)
+
+    def finalists(self, context: int) -> list[Arm]:
+        if self.inner is not None:
+            return self.inner.finalists(context)
+        return super().finalists(context)

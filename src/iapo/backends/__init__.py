@@ -1,0 +1,8 @@
+"""Backends: where completions come from (a replayed pool, an OpenAI-compatible endpoint, …)."""
+
+from __future__ import annotations
+
+from iapo.backends._base import KEY_SCHEMA, Backend, stable_key
+from iapo.backends._replay import ReplayBackend
+
+__all__ = ["KEY_SCHEMA", "Backend", "ReplayBackend", "stable_key"]

@@ -1,0 +1,216 @@
+"""Run configuration: a YAML file validated by pydantic models.
+
+Every validation problem becomes one :class:`~iapo.errors.ConfigError` line naming the file, the
+field and the fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from iapo.contexts import context_grid
+from iapo.errors import ConfigError
+from iapo.types import Context
+
+__all__ = [
+    "AlgorithmConfig",
+    "ContextsConfig",
+    "CostConfig",
+    "RunConfig",
+    "SplitConfig",
+    "load_config",
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class ContextSpec(_Model):
+    name: str | None = None
+    weights: dict[str, FiniteFloat] = Field(default_factory=dict)
+    cost_weight: FiniteFloat = Field(0.0, ge=0)
+
+
+class GridSpec(_Model):
+    weights: dict[str, list[FiniteFloat]] = Field(default_factory=dict)
+    complement: str | None = None
+    cost_weight: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
+        default_factory=lambda: [0.0], min_length=1
+    )
+
+
+class ContextsConfig(_Model):
+    """Either ``list`` (explicit contexts) or ``grid``."""
+
+    items: list[ContextSpec] | None = Field(None, alias="list")
+    grid: GridSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ContextsConfig:
+        if (self.items is None) == (self.grid is None):
+            raise ValueError("give exactly one of 'list' or 'grid'")
+        if self.items is not None and not self.items:
+            raise ValueError("the context list is empty: give at least one context")
+        return self
+
+    def build(self, default_objective: str | None) -> list[Context]:
+        if self.grid is not None:
+            weights = dict(self.grid.weights)
+            if not weights and self.grid.complement is None and default_objective:
+                weights = {default_objective: [1.0]}
+            return context_grid(weights, self.grid.cost_weight, self.grid.complement)
+        from iapo.contexts import context_name
+
+        out = []
+        assert self.items is not None
+        for spec in self.items:
+            w = dict(spec.weights) or ({default_objective: 1.0} if default_objective else {})
+            out.append(Context(spec.name or context_name(w, spec.cost_weight), w, spec.cost_weight))
+        return out
+
+
+class AlgorithmConfig(_Model):
+    name: str = "psst"
+    estimator: Literal["ustat", "blocks"] = "ustat"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class SplitConfig(_Model):
+    test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    seed: int = 0
+
+
+class CostConfig(_Model):
+    """How a sample's cost enters utilities: ``cost · scale``; ``normalize: max`` divides by the
+    pool's largest per-sample cost so costs lie in [0, 1]."""
+
+    normalize: Literal["none", "max"] = "max"
+    scale: FiniteFloat = Field(1.0, gt=0)
+
+
+class PromptConfig(_Model):
+    id: str = Field(min_length=1)
+    system: str | None = None
+    template: str = "{question}"
+
+
+class RunConfig(_Model):
+    name: str = Field("run", min_length=1)
+    strategy: Literal["majority_vote", "best_of_n"]
+    objectives: list[str] | None = None
+    pool: str | None = None
+    prompts: list[str] | list[PromptConfig] | None = None
+    n_max: int = Field(ge=1, le=256)
+    contexts: ContextsConfig
+    budget: int = Field(ge=1)
+    algorithm: AlgorithmConfig = Field(default_factory=lambda: AlgorithmConfig())
+    split: SplitConfig = Field(default_factory=lambda: SplitConfig.model_validate({}))
+    cost: CostConfig = Field(default_factory=lambda: CostConfig.model_validate({}))
+    seed: int = 0
+    storage: str | None = None
+    run_dir: str | None = None
+    backend: dict[str, Any] | None = None
+    queries: str | None = None
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None:
+            if not v:
+                raise ValueError("list at least one objective")
+            if len(set(v)) != len(v):
+                raise ValueError("objective names must be unique")
+        return v
+
+    @field_validator("prompts")
+    @classmethod
+    def _prompts(cls, v: list[Any] | None) -> list[Any] | None:
+        if v is not None:
+            if not v:
+                raise ValueError("the prompt set is empty: list at least one prompt")
+            ids = [p if isinstance(p, str) else p.id for p in v]
+            dup = sorted({i for i in ids if ids.count(i) > 1})
+            if dup:
+                raise ValueError(f"duplicate prompt ids {dup}: give each prompt its own id")
+        return v
+
+    @model_validator(mode="after")
+    def _source(self) -> RunConfig:
+        if self.pool is None and self.backend is None:
+            raise ValueError("give a 'pool' to replay or a 'backend' to sample from")
+        if self.strategy == "majority_vote" and self.objectives not in (None, ["accuracy"]):
+            raise ValueError("majority_vote has one objective, 'accuracy': drop 'objectives'")
+        return self
+
+    # -- derived ------------------------------------------------------------------------
+    @property
+    def prompt_ids(self) -> list[str] | None:
+        if self.prompts is None:
+            return None
+        return [p if isinstance(p, str) else p.id for p in self.prompts]
+
+    def build_contexts(self, objectives: tuple[str, ...]) -> list[Context]:
+        default = objectives[0] if len(objectives) == 1 else None
+        return self.contexts.build(default)
+
+
+def _loc(err: Any) -> str:
+    parts: list[str] = []
+    for p in err["loc"]:
+        parts.append(f"[{p}]" if isinstance(p, int) else ("." if parts else "") + str(p))
+    return "".join(parts) or "(top level)"
+
+
+def _message(err: Any) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown key: remove it or check its spelling"
+    if kind == "missing":
+        return "required: add it"
+    msg = str(err["msg"])
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    inp = err.get("input")
+    if kind not in ("model_type",) and isinstance(inp, str | int | float) and len(repr(inp)) < 40:
+        msg += f" (got {inp!r})"
+    return msg
+
+
+def parse_config(data: Any, source: str) -> RunConfig:
+    if not isinstance(data, dict):
+        raise ConfigError("expected a mapping of settings at the top level", source=source)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        more = f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""
+        raise ConfigError(_message(err) + more, source=source, field=_loc(err)) from None
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a YAML run configuration."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("no such file: check the path", source=str(p)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", source=str(p)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        problem = getattr(exc, "problem", None) or "invalid syntax"
+        raise ConfigError(
+            f"malformed YAML at {where}: {problem}: fix the syntax", source=str(p)
+        ) from None
+    return parse_config(data, str(p))

@@ -1,0 +1,62 @@
+"""The iapo exception tree.
+
+``IapoError`` is the root. ``InputError`` and its subclasses are user mistakes (bad config, bad
+pool file, infeasible budget, unusable storage): the CLI prints their one-line message and exits
+with code 2, without a traceback. ``BackendError`` covers talking to an LLM endpoint.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendError",
+    "BankError",
+    "BudgetError",
+    "ConfigError",
+    "IapoError",
+    "InputError",
+    "PermanentBackendError",
+    "PoolError",
+    "TransientBackendError",
+]
+
+
+class IapoError(Exception):
+    """Root of every error iapo raises on purpose."""
+
+
+class InputError(IapoError):
+    """Bad user input. ``str(err)`` is one line naming the file, the field and the fix."""
+
+    def __init__(self, message: str, *, source: str | None = None, field: str | None = None):
+        self.source = source
+        self.field = field
+        where = ": ".join(part for part in (source, field) if part)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class ConfigError(InputError):
+    """The run configuration is invalid."""
+
+
+class PoolError(InputError):
+    """A pool file is malformed or does not fit the configuration."""
+
+
+class BudgetError(InputError):
+    """The exploration budget cannot fund the algorithm (said before anything is spent)."""
+
+
+class BankError(InputError):
+    """The sample bank cannot be opened or belongs to another schema version."""
+
+
+class BackendError(IapoError):
+    """An LLM endpoint failed."""
+
+
+class TransientBackendError(BackendError):
+    """A failure worth retrying (rate limit, 5xx, timeout, broken connection)."""
+
+
+class PermanentBackendError(BackendError):
+    """A failure that retrying cannot fix (bad request, auth, unknown model)."""

@@ -1,0 +1,196 @@
+"""Drive an algorithm against a backend through the sample bank, and return a frozen result."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from iapo.algorithms import Algorithm
+from iapo.backends import Backend
+from iapo.bank import SampleBank
+from iapo.types import Arm, PullRequest, PullResult, Sample
+
+__all__ = ["Account", "ArmChoice", "Progress", "Study", "StudyOutcome"]
+
+
+@dataclass
+class Account:
+    """Where the budget went. ``completions`` counts against the exploration budget; ``drawn`` is
+    what the backend was actually asked for (the rest came from the bank)."""
+
+    budget: int
+    completions: int = 0
+    drawn: int = 0
+    cache_hits: int = 0
+    cost: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    by_prompt: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def add(self, prompt: str, samples: Sequence[Sample], fresh: int) -> None:
+        self.completions += len(samples)
+        self.drawn += fresh
+        self.cache_hits += len(samples) - fresh
+        row = self.by_prompt.setdefault(
+            prompt, {"completions": 0, "drawn": 0, "cost": 0.0, "pulls": 0}
+        )
+        row["completions"] += len(samples)
+        row["drawn"] += fresh
+        row["pulls"] += 1
+        for s in samples:
+            self.cost += s.cost
+            row["cost"] += s.cost
+            self.prompt_tokens += int(s.usage.get("prompt_tokens", 0))
+            self.completion_tokens += int(s.usage.get("completion_tokens", 0))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "budget": self.budget,
+            "completions": self.completions,
+            "drawn": self.drawn,
+            "cache_hits": self.cache_hits,
+            "cost": self.cost,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "by_prompt": self.by_prompt,
+        }
+
+
+@dataclass(frozen=True)
+class ArmChoice:
+    """An arm with its estimated utility and 95 % interval."""
+
+    arm: Arm
+    q: float
+    low: float
+    high: float
+    pulls: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "prompt": self.arm.prompt,
+            "n": self.arm.n,
+            "q": _num(self.q),
+            "ci95": [_num(self.low), _num(self.high)],
+            "observations": self.pulls,
+        }
+
+
+def _num(x: float) -> float | None:
+    return None if not math.isfinite(x) else float(x)
+
+
+@dataclass(frozen=True)
+class StudyOutcome:
+    """What a finished study learned: per context the chosen arm and the runner-up."""
+
+    policy: Mapping[str, ArmChoice]
+    runner_up: Mapping[str, ArmChoice | None]
+    account: Account
+    algorithm: Algorithm
+
+
+Progress = Callable[[Account, int], None]
+
+
+class Study:
+    """Runs ``algorithm`` to the end, sampling through ``bank`` then ``backend``.
+
+    The i-th completion this study draws for (prompt, query) is sample index i of that
+    distribution, so re-running the same configuration asks for the same indices and finds them
+    all in the bank: resuming after a crash costs nothing already paid for.
+    """
+
+    def __init__(
+        self,
+        algorithm: Algorithm,
+        backend: Backend,
+        bank: SampleBank | None,
+        *,
+        cost_scale: float = 1.0,
+        progress: Progress | None = None,
+        gold: Mapping[str, str | None] | None = None,
+    ) -> None:
+        self.algorithm = algorithm
+        self.backend = backend
+        self.bank = bank
+        self.cost_scale = cost_scale
+        self.progress = progress
+        self.account = Account(algorithm.budget)
+        self._used: dict[tuple[str, str], int] = {}
+        self._gold = dict(gold) if gold is not None else {}
+
+    async def _pull(self, req: PullRequest) -> tuple[list[Sample], int]:
+        key = (req.prompt, req.query)
+        start = self._used.get(key, 0)
+        self._used[key] = start + req.n
+        indices = list(range(start, start + req.n))
+        dist = self.backend.cache_key(req.prompt, req.query)
+        stored = self.bank.get(dist, indices) if self.bank is not None else {}
+        missing = [i for i in indices if i not in stored]
+        if missing:
+            fresh = await self.backend.sample(req.prompt, req.query, missing)
+            if len(fresh) != len(missing):
+                raise RuntimeError(
+                    f"backend returned {len(fresh)} completions for {len(missing)} requested"
+                )
+            new = list(zip(missing, fresh, strict=True))
+            if self.bank is not None:
+                self.bank.put(dist, req.prompt, req.query, new)
+            stored.update(new)
+        return [stored[i] for i in indices], len(missing)
+
+    def _gold_of(self, query: str) -> str | None:
+        if query not in self._gold:
+            self._gold[query] = self.backend.gold(query)
+        return self._gold[query]
+
+    async def _batch(self, batch: Sequence[PullRequest]) -> list[PullResult]:
+        outs = await asyncio.gather(*(self._pull(r) for r in batch))
+        results = []
+        for req, (samples, fresh) in zip(batch, outs, strict=True):
+            self.account.add(req.prompt, samples, fresh)
+            scaled = tuple(
+                s
+                if self.cost_scale == 1.0
+                else Sample(s.answer, s.scores, s.cost * self.cost_scale)
+                for s in samples
+            )
+            results.append(PullResult(req, scaled, self._gold_of(req.query)))
+        return results
+
+    async def arun(self) -> StudyOutcome:
+        algo = self.algorithm
+        round_no = 0
+        while batch := algo.ask():
+            algo.tell(await self._batch(batch))
+            round_no += 1
+            if self.progress is not None:
+                self.progress(self.account, round_no)
+        return self.outcome()
+
+    def run(self) -> StudyOutcome:
+        return asyncio.run(self.arun())
+
+    def outcome(self) -> StudyOutcome:
+        algo = self.algorithm
+        mean, sem, count = algo.stats.mean, algo.stats.sem, algo.stats.count
+        prompts = algo.problem.prompts
+
+        def choice(ci: int, arm: Arm) -> ArmChoice:
+            pi, k = prompts.index(arm.prompt), arm.n - 1
+            m, s = float(mean[ci, pi, k]), float(sem[ci, pi, k])
+            half = 1.96 * s if math.isfinite(s) else math.nan
+            return ArmChoice(arm, m, m - half, m + half, int(count[ci, pi, k]))
+
+        policy: dict[str, ArmChoice] = {}
+        runner: dict[str, ArmChoice | None] = {}
+        final = algo.policy()
+        for ci, c in enumerate(algo.problem.contexts):
+            policy[c.name] = choice(ci, final[c.name])
+            others = [a for a in algo.finalists(ci) if a != final[c.name]]
+            runner[c.name] = choice(ci, others[0]) if others else None
+        return StudyOutcome(policy, runner, self.account, algo)

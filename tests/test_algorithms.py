@@ -1,0 +1,174 @@
+"""Algorithms against their schedules and budgets (PSST eq. 6, halving, stockpiling)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from conftest import bernoulli_pool, replay_puller
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from iapo import algorithms
+from iapo.algorithms import PSST, PSSTTopK, halve
+from iapo.contexts import context_grid
+from iapo.errors import BudgetError
+from iapo.problem import Problem
+from iapo.strategies import MajorityVote
+from iapo.types import Arm
+
+
+def make_problem(pool, n_max=4, cost_weights=(0.0,), method="ustat"):
+    contexts = tuple(context_grid({"accuracy": [1.0]}, list(cost_weights)))
+    return Problem(pool.prompts, pool.queries, n_max, contexts, MajorityVote(), method)
+
+
+def clear_pool(n_prompts=4, n_queries=30, best=2, seed=0):
+    rng = np.random.default_rng(seed)
+    success = rng.uniform(0.3, 0.45, size=(n_prompts, n_queries))
+    success[best] = 0.85
+    return bernoulli_pool(success)
+
+
+def test_psst_schedule_follows_eq6_and_never_exceeds_budget():
+    pool = clear_pool(n_prompts=5)
+    problem = make_problem(pool, n_max=4, cost_weights=(0.0, 0.5))
+    budget = 2000
+    algo = PSST(problem, budget, seed=1)
+    rounds = math.ceil(math.log2(5 * 4))
+    assert algo.rounds == rounds == 5
+    pull = replay_puller(pool)
+    seen_rounds = 0
+    while batch := algo.ask():
+        sizes = PSST.live_sizes(algo.active)
+        m = int((budget / rounds) // sizes.sum())
+        live = [p for p, s in zip(problem.prompts, sizes, strict=True) if s > 0]
+        # every live prompt pulled m times at its largest live N, on the same queries
+        for p, s in zip(problem.prompts, sizes, strict=True):
+            mine = [r for r in batch if r.prompt == p]
+            assert len(mine) == (m if s > 0 else 0)
+            assert all(r.n == s for r in mine)
+        qsets = {tuple(r.query for r in batch if r.prompt == p) for p in live}
+        assert len(qsets) == 1
+        alive_before = algo.active.sum(axis=(1, 2))
+        algo.tell(pull(batch))
+        assert (algo.active.sum(axis=(1, 2)) == np.ceil(alive_before / 2)).all()
+        seen_rounds += 1
+    assert seen_rounds == rounds
+    assert algo.spent <= budget
+    assert (algo.active.sum(axis=(1, 2)) == 1).all()
+
+
+def test_psst_huge_budget_finds_clear_optimum_in_every_context():
+    pool = clear_pool(n_prompts=4, best=2)
+    # cost-free: the best prompt at the largest odd N (with two answer classes an even N ties
+    # with N - 1 exactly, and ties go to the smaller N)
+    problem = make_problem(pool, n_max=5, cost_weights=(0.0,))
+    for seed in range(3):
+        algo = PSST(problem, 40_000, seed=seed)
+        policy = algo.run_offline(replay_puller(pool, seed))
+        assert policy[problem.contexts[0].name] == Arm("p2", 5)
+
+
+def test_psst_costly_context_prefers_small_n():
+    pool = bernoulli_pool(np.full((3, 20), 0.9), costs=[0.3, 0.1, 0.6])
+    problem = make_problem(pool, n_max=4, cost_weights=(0.0, 1.0))
+    policy = PSST(problem, 30_000, seed=0).run_offline(replay_puller(pool))
+    assert policy[problem.contexts[1].name] == Arm("p1", 1)
+
+
+def test_same_seed_same_policy_and_different_seed_runs():
+    pool = clear_pool(n_prompts=6, best=1)
+    problem = make_problem(pool, n_max=3, cost_weights=(0.0, 0.3))
+    a = PSST(problem, 600, seed=7).run_offline(replay_puller(pool, 7))
+    b = PSST(problem, 600, seed=7).run_offline(replay_puller(pool, 7))
+    assert a == b
+
+
+def test_budget_too_small_is_reported_with_smallest_budget():
+    pool = clear_pool(n_prompts=3)
+    problem = make_problem(pool, n_max=4)
+    need = PSST.min_budget(problem)
+    assert need == math.ceil(math.log2(12)) * 3 * 4
+    with pytest.raises(BudgetError, match=f"smallest budget that works is {need}"):
+        PSST(problem, need - 1)
+    algo = PSST(problem, need)
+    algo.run_offline(replay_puller(pool))
+    assert algo.spent == need
+
+
+def test_halve_keeps_ceil_half_best():
+    active = np.ones((1, 3, 1), dtype=bool)
+    mean = np.array([[[0.2], [0.9], [0.5]]])
+    kept = halve(active, mean)
+    assert kept[0, :, 0].tolist() == [False, True, True]
+
+
+def test_stockpiling_keeps_earlier_rounds():
+    pool = clear_pool(n_prompts=3, n_queries=10, best=1)
+    problem = make_problem(pool, n_max=3)
+    algo = PSST(problem, 900, seed=0)
+    pull = replay_puller(pool)
+    pulls_of: dict[str, int] = {}
+    while batch := algo.ask():
+        for r in batch:
+            pulls_of[r.prompt] = pulls_of.get(r.prompt, 0) + 1
+        algo.tell(pull(batch))
+    # the surviving arm was alive every round, so every pull of its prompt informed it
+    arm = algo.policy()[problem.contexts[0].name]
+    pi = problem.prompts.index(arm.prompt)
+    assert algo.stats.count[0, pi, arm.n - 1] == pulls_of[arm.prompt]
+    assert len(algo.trace) == algo.rounds
+
+
+def test_topk_screens_at_n1_then_runs_psst_on_topk():
+    pool = clear_pool(n_prompts=6, best=4)
+    problem = make_problem(pool, n_max=4, cost_weights=(0.0, 0.2))
+    algo = PSSTTopK(problem, 5000, seed=0, k=2, rho=0.2)
+    pull = replay_puller(pool)
+    first = algo.ask()
+    assert all(r.n == 1 for r in first)
+    assert len(first) == (1000 // 6) * 6
+    algo.tell(pull(first))
+    assert algo.inner is not None
+    assert (algo.inner.active.any(axis=2).sum(axis=1) == 2).all()
+    while batch := algo.ask():
+        algo.tell(pull(batch))
+    assert algo.spent <= 5000
+    assert all(a.prompt == "p4" for a in algo.policy().values())
+
+
+def test_triple_returns_n1_and_random_n():
+    pool = clear_pool(n_prompts=4, best=3)
+    problem = make_problem(pool, n_max=5)
+    pol = algorithms.create("triple_n1", problem, 2000, 0).run_offline(replay_puller(pool))
+    assert all(a == Arm("p3", 1) for a in pol.values())
+    pol = algorithms.create("triple_nrandom", problem, 2000, 0).run_offline(replay_puller(pool))
+    assert all(a.prompt == "p3" and 1 <= a.n <= 5 for a in pol.values())
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    name=st.sampled_from(sorted(algorithms.ALGORITHMS)),
+    n_prompts=st.integers(1, 4),
+    n_max=st.integers(1, 5),
+    extra=st.integers(0, 3000),
+    seed=st.integers(0, 10),
+)
+def test_every_algorithm_stays_within_budget(name, n_prompts, n_max, extra, seed):
+    rng = np.random.default_rng(seed)
+    pool = bernoulli_pool(rng.uniform(0, 1, size=(n_prompts, 6)), costs=[0.1] * n_prompts)
+    problem = make_problem(pool, n_max=n_max, cost_weights=(0.0, 0.1))
+    cls, fixed = algorithms.ALGORITHMS[name]
+    budget = cls.min_budget(problem, **fixed) + extra
+    algo = algorithms.create(name, problem, budget, seed)
+    pull = replay_puller(pool, seed)
+    requested = 0
+    while batch := algo.ask():
+        requested += sum(r.n for r in batch)
+        algo.tell(pull(batch))
+    assert requested == algo.spent <= budget
+    policy = algo.policy()
+    assert set(policy) == {c.name for c in problem.contexts}
+    assert all(a.prompt in pool.prompts and 1 <= a.n <= n_max for a in policy.values())
