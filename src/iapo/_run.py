@@ -385,25 +385,27 @@ def run(
 
 
 def policy_evaluation(s: Setup, chosen: Mapping[str, Arm]) -> dict[str, Any]:
-    """Exact Q on the test queries of the chosen arms, the oracle's, and the ACR of both."""
-    assert s.pool is not None
-    scaled = s.pool.scale_costs(s.cost_scale)
-    q = exact_q_table(scaled, s.strategy, s.contexts, s.config.n_max, s.test, s.prompts)
-    per_context: dict[str, dict[str, Any]] = {}
-    for ci, c in enumerate(s.contexts):
-        arm = chosen[c.name]
-        best = np.unravel_index(int(np.argmax(q[ci])), q[ci].shape)
-        per_context[c.name] = {
-            "q_test": float(q[ci, s.prompts.index(arm.prompt), arm.n - 1]),
+    """Exact Q on the test queries of the chosen arms and of the oracle's, the ACR of both, and
+    the whole ground-truth table (for reports)."""
+    ev = evaluate(s, split="test")
+    opt = ev.optimal()
+    per_context: dict[str, dict[str, Any]] = {
+        c.name: {
+            "q_test": ev.value(c.name, chosen[c.name]),
             "oracle": {
-                "prompt": s.prompts[int(best[0])],
-                "n": int(best[1]) + 1,
-                "q_test": float(q[ci][best]),
+                "prompt": opt[c.name].prompt,
+                "n": opt[c.name].n,
+                "q_test": ev.value(c.name, opt[c.name]),
             },
         }
-    acr = float(np.mean([v["q_test"] for v in per_context.values()]))
-    oracle = float(np.mean([v["oracle"]["q_test"] for v in per_context.values()]))
-    return {"acr_test": acr, "oracle_acr_test": oracle, "contexts": per_context}
+        for c in s.contexts
+    }
+    return {
+        "acr_test": float(np.mean([v["q_test"] for v in per_context.values()])),
+        "oracle_acr_test": float(np.mean([v["oracle"]["q_test"] for v in per_context.values()])),
+        "contexts": per_context,
+        "ground_truth": ev.to_dict(),
+    }
 
 
 @dataclass(frozen=True)
@@ -414,6 +416,10 @@ class Evaluation:
     prompts: tuple[str, ...]
     q: NDArray[np.float64]  # (C, P, n_max)
     queries: str
+
+    def value(self, context: str, arm: Arm) -> float:
+        ci = [c.name for c in self.contexts].index(context)
+        return float(self.q[ci, self.prompts.index(arm.prompt), arm.n - 1])
 
     def optimal(self) -> dict[str, Arm]:
         out = {}

@@ -237,6 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float)
     p.add_argument("--prompts", nargs="*")
     p.set_defaults(func=_cmd_pool_import)
+
+    from iapo.bench import register_cli as bench_cli
+    from iapo.report import register_cli as report_cli
+
+    bench_cli(sub)
+    report_cli(sub)
     return ap
 
 

@@ -110,7 +110,7 @@ class Algorithm(ABC):
         """The next batch (empty when finished)."""
 
     @abstractmethod
-    def _observe(self, results: Sequence[PullResult], estimates: NDArray[np.float64]) -> None:
+    def _observe(self, batch: Sequence[PullRequest], estimates: NDArray[np.float64]) -> None:
         """Update state with a batch; ``estimates`` is (pulls, C, n_max)."""
 
     def params(self) -> dict[str, Any]:
@@ -129,18 +129,32 @@ class Algorithm(ABC):
         return batch
 
     def tell(self, results: Sequence[PullResult]) -> None:
+        """Answer the pending batch with its results, in the asked order."""
         if self._pending is None:
             raise RuntimeError("tell() without a pending ask()")
         if [r.request for r in results] != self._pending:
             raise ValueError("tell() must answer the asked batch, in order")
-        self._pending = None
-        self.spent += sum(len(r.samples) for r in results)
+        if any(len(r.samples) != r.request.n for r in results):
+            raise ValueError("each result must carry exactly the n samples asked for")
         p = self.problem
-        estimates = p.strategy.estimate(results, p.contexts, p.n_max, p.method)
-        self._observe(results, estimates)
+        self.tell_estimates(p.strategy.estimate(results, p.contexts, p.n_max, p.method))
 
-    def prompt_indices(self, results: Sequence[PullResult]) -> NDArray[np.int64]:
-        return np.array([self._prompt_index[r.request.prompt] for r in results], dtype=np.int64)
+    def tell_estimates(self, estimates: NDArray[np.float64]) -> None:
+        """Answer the pending batch with its utility estimates (pulls, C, n_max) directly.
+
+        For simulators that estimate from encoded samples without building :class:`PullResult`
+        objects (``iapo bench``); ``tell`` computes the same array from results.
+        """
+        if self._pending is None:
+            raise RuntimeError("tell() without a pending ask()")
+        batch, self._pending = self._pending, None
+        if estimates.shape[0] != len(batch):
+            raise ValueError(f"{estimates.shape[0]} estimates for a batch of {len(batch)} pulls")
+        self.spent += sum(r.n for r in batch)
+        self._observe(batch, estimates)
+
+    def prompt_indices(self, batch: Sequence[PullRequest]) -> NDArray[np.int64]:
+        return np.array([self._prompt_index[r.prompt] for r in batch], dtype=np.int64)
 
     # -- queries ------------------------------------------------------------------------
     def draw_queries(self, k: int) -> list[str]:

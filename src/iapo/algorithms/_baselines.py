@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 from iapo.algorithms._base import Algorithm, RoundTrace, ceil_log2
 from iapo.algorithms._psst import PSST, halve
 from iapo.problem import Problem
-from iapo.types import Arm, PullRequest, PullResult
+from iapo.types import Arm, PullRequest
 
 __all__ = ["UCB", "EpsilonGreedy", "SequentialHalving", "Triple", "Uniform"]
 
@@ -38,15 +38,15 @@ class Uniform(Algorithm):
         queries = self.draw_queries(m)
         return [PullRequest(pr, q, p.n_max) for pr in p.prompts for q in queries]
 
-    def _observe(self, results: Sequence[PullResult], estimates: NDArray[np.float64]) -> None:
-        self.stats.add(self.prompt_indices(results), estimates)
+    def _observe(self, batch: Sequence[PullRequest], estimates: NDArray[np.float64]) -> None:
+        self.stats.add(self.prompt_indices(batch), estimates)
         self._done = True
         self.trace.append(
             RoundTrace(
                 1,
-                {p: len(results) // len(self.problem.prompts) for p in self.problem.prompts},
+                {p: len(batch) // len(self.problem.prompts) for p in self.problem.prompts},
                 {p: self.problem.n_max for p in self.problem.prompts},
-                sum(len(r.samples) for r in results),
+                sum(r.n for r in batch),
             )
         )
 
@@ -89,7 +89,7 @@ class SequentialHalving(Algorithm):
                     self._owner.append((c, int(p), int(n) + 1))
         return batch
 
-    def _observe(self, results: Sequence[PullResult], estimates: NDArray[np.float64]) -> None:
+    def _observe(self, batch: Sequence[PullRequest], estimates: NDArray[np.float64]) -> None:
         for (c, p, n), est in zip(self._owner, estimates, strict=True):
             self.stats.add_one(c, p, n, float(est[c, n - 1]))
         self.active = halve(self.active, self.stats.mean)
@@ -99,7 +99,7 @@ class SequentialHalving(Algorithm):
                 self.round,
                 {},
                 {},
-                sum(len(r.samples) for r in results),
+                sum(r.n for r in batch),
                 {c.name: int(self.active[i].sum()) for i, c in enumerate(self.problem.contexts)},
             )
         )
@@ -134,11 +134,11 @@ class Triple(Algorithm):
     def _next(self) -> list[PullRequest]:
         return self.inner.ask()
 
-    def _observe(self, results: Sequence[PullResult], estimates: NDArray[np.float64]) -> None:
+    def _observe(self, batch: Sequence[PullRequest], estimates: NDArray[np.float64]) -> None:
         self.inner._pending = None
-        self.inner.spent += sum(len(r.samples) for r in results)
-        self.inner._observe(results, estimates[:, :, :1])
-        self.stats.add(self.prompt_indices(results), estimates)
+        self.inner.spent += sum(r.n for r in batch)
+        self.inner._observe(batch, estimates[:, :, :1])
+        self.stats.add(self.prompt_indices(batch), estimates)
         self.trace.append(self.inner.trace[-1])
 
     def policy(self) -> dict[str, Arm]:
@@ -179,8 +179,8 @@ class _Sequential(Algorithm):
         p, n = self._choose(c, affordable)
         return [PullRequest(self.problem.prompts[p], self.draw_queries(1)[0], n)]
 
-    def _observe(self, results: Sequence[PullResult], estimates: NDArray[np.float64]) -> None:
-        self.stats.add(self.prompt_indices(results), estimates)
+    def _observe(self, batch: Sequence[PullRequest], estimates: NDArray[np.float64]) -> None:
+        self.stats.add(self.prompt_indices(batch), estimates)
         self.steps += 1
 
     def _argmax(self, values: NDArray[np.float64], mask: NDArray[np.bool_]) -> tuple[int, int]:

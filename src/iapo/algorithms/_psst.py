@@ -11,7 +11,7 @@ from numpy.typing import NDArray
 
 from iapo.algorithms._base import Algorithm, RoundTrace, ceil_log2
 from iapo.problem import Problem
-from iapo.types import Arm, PullRequest, PullResult
+from iapo.types import Arm, PullRequest
 
 __all__ = ["PSST", "PSSTTopK", "halve"]
 
@@ -104,12 +104,12 @@ class PSST(Algorithm):
             batch.extend(PullRequest(p, q, n) for q in queries)
         return batch
 
-    def _observe(self, results: Sequence[PullResult], estimates: NDArray[np.float64]) -> None:
-        self.stats.add(self.prompt_indices(results), estimates)
+    def _observe(self, batch: Sequence[PullRequest], estimates: NDArray[np.float64]) -> None:
+        self.stats.add(self.prompt_indices(batch), estimates)
         sizes = self.live_sizes(self.active)
         pulls: dict[str, int] = {}
-        for r in results:
-            pulls[r.request.prompt] = pulls.get(r.request.prompt, 0) + 1
+        for r in batch:
+            pulls[r.prompt] = pulls.get(r.prompt, 0) + 1
         self.before_last = self.active
         self.active = halve(self.active, self.stats.mean)
         self.round += 1
@@ -118,7 +118,7 @@ class PSST(Algorithm):
                 round=self.round,
                 pulls=pulls,
                 n={p: int(s) for p, s in zip(self.problem.prompts, sizes, strict=True) if s},
-                completions=sum(len(r.samples) for r in results),
+                completions=sum(r.n for r in batch),
                 alive={
                     c.name: int(self.active[i].sum()) for i, c in enumerate(self.problem.contexts)
                 },
@@ -177,9 +177,9 @@ class PSSTTopK(Algorithm):
             return [PullRequest(p, q, 1) for p in self.problem.prompts for q in queries]
         return self.inner.ask()
 
-    def _observe(self, results: Sequence[PullResult], estimates: NDArray[np.float64]) -> None:
+    def _observe(self, batch: Sequence[PullRequest], estimates: NDArray[np.float64]) -> None:
         if self.inner is None:
-            self.stats.add(self.prompt_indices(results), estimates)
+            self.stats.add(self.prompt_indices(batch), estimates)
             n1 = np.nan_to_num(self.stats.mean[:, :, 0], nan=-np.inf)  # (C, P)
             active = np.zeros_like(self.stats.count, dtype=bool)
             k = min(self.k, len(self.problem.prompts))
@@ -190,10 +190,10 @@ class PSSTTopK(Algorithm):
                 RoundTrace(
                     round=0,
                     pulls={
-                        p: len(results) // len(self.problem.prompts) for p in self.problem.prompts
+                        p: len(batch) // len(self.problem.prompts) for p in self.problem.prompts
                     },
                     n={p: 1 for p in self.problem.prompts},
-                    completions=len(results),
+                    completions=len(batch),
                     alive={
                         c.name: int(active[i].sum()) for i, c in enumerate(self.problem.contexts)
                     },
@@ -205,8 +205,8 @@ class PSSTTopK(Algorithm):
             self.inner = inner
             return
         self.inner._pending = None
-        self.inner.spent += sum(len(r.samples) for r in results)
-        self.inner._observe(results, estimates)
+        self.inner.spent += sum(r.n for r in batch)
+        self.inner._observe(batch, estimates)
         self.trace.append(self.inner.trace[-1])
 
     def candidates(self, context: int) -> NDArray[np.bool_]:
