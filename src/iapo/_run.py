@@ -24,7 +24,7 @@ from iapo.pools import Pool, load_pool
 from iapo.problem import Problem
 from iapo.strategies import Strategy, get_strategy
 from iapo.study import Progress, Study
-from iapo.types import Arm, Context
+from iapo.types import Arm, Context, PromptSpec, Query
 
 __all__ = [
     "Evaluation",
@@ -49,6 +49,11 @@ def builtin_pool_path(name: str) -> Path:
         names = sorted(p.name[: -len(".jsonl")] for p in Path(str(root)).glob("*.jsonl"))
         raise ConfigError(f"no built-in pool {name!r}: use one of {', '.join(names)}", field="pool")
     return path
+
+
+def resolve_data_path(ref: str, base: Path) -> Path:
+    """A data file: ``builtin:NAME`` (shipped with iapo) or a path relative to ``base``."""
+    return resolve_pool_path(ref, base)
 
 
 def resolve_pool_path(ref: str, base: Path) -> Path:
@@ -104,6 +109,27 @@ class Setup:
     run_dir: Path
     storage: str
     run_id: str
+    queries: Mapping[str, Query] | None = None
+    prompt_specs: Mapping[str, PromptSpec] | None = None
+    cost_unit: str = "unit"
+
+    def make_backend(self) -> Backend:
+        """Replay of the pool, or the configured live backend (which starts nothing yet)."""
+        if self.pool is not None:
+            return ReplayBackend(self.pool, self.config.seed)
+        from iapo.answers import get_extractor
+        from iapo.backends._factory import build_live_backend
+
+        assert self.config.backend is not None and self.queries is not None
+        assert self.prompt_specs is not None
+        try:
+            extract = get_extractor(self.config.extract)
+        except ValueError as exc:
+            raise ConfigError(str(exc), source=self._src, field="extract") from None
+        try:
+            return build_live_backend(self.config.backend, self.prompt_specs, self.queries, extract)
+        except ValueError as exc:
+            raise ConfigError(str(exc), source=self._src, field="backend") from None
 
     @property
     def problem(self) -> Problem:
@@ -143,21 +169,17 @@ def setup(
     run_dir: str | Path | None = None,
     storage: str | None = None,
 ) -> Setup:
-    """Validate a config against its pool and derive the run's setup. Writes nothing."""
+    """Validate a config (against its pool, or its live backend's queries) and derive the run's
+    setup. Writes nothing and starts nothing."""
     if not isinstance(config, RunConfig):
         config_path = Path(config)
         config = load_config(config_path)
     src = str(config_path) if config_path else None
     base = config_path.parent if config_path else Path.cwd()
     if config.pool is None:
-        raise ConfigError(
-            "live backends are configured under 'backend' and need the openai extra; "
-            "this build replays pools: give 'pool'",
-            source=src,
-            field="pool",
-        )
+        return _setup_live(config, src, base, config_path, run_dir, storage)
     strategy_name = config.strategy
-    pool_path = resolve_pool_path(config.pool, base)
+    pool_path = resolve_data_path(config.pool, base)
     if not pool_path.exists():
         raise ConfigError(f"no pool file at {pool_path}: check the path", source=src, field="pool")
     pool = load_pool(pool_path, require_gold=strategy_name == "majority_vote")
@@ -177,18 +199,7 @@ def setup(
         strategy = get_strategy(strategy_name, objectives)
     except ValueError as exc:
         raise ConfigError(str(exc), source=src, field="strategy") from None
-    contexts = tuple(config.build_contexts(objectives))
-    if not contexts:
-        raise ConfigError(
-            "the context grid is empty: give weights that sum to ≤ 1", source=src, field="contexts"
-        )
-    for i, c in enumerate(contexts):
-        problem = strategy.validate_context(c)
-        if problem:
-            raise ConfigError(problem + ": fix the weights", source=src, field=f"contexts[{i}]")
-    names = [c.name for c in contexts]
-    if len(set(names)) != len(names):
-        raise ConfigError("context names must be unique", source=src, field="contexts")
+    contexts = _check_contexts(config, strategy, objectives, src)
     prompts = tuple(config.prompt_ids) if config.prompt_ids else pool.prompts
     unknown = [p for p in prompts if p not in pool.prompts]
     if unknown:
@@ -197,20 +208,12 @@ def setup(
             source=src,
             field="prompts",
         )
-    train, test = split_queries(pool.queries, config.split.test_fraction, config.split.seed)
-    if not train:
-        raise ConfigError(
-            "no training queries left: lower split.test_fraction",
-            source=src,
-            field="split.test_fraction",
-        )
+    train, test = _split(pool.queries, config, src)
     scale = config.cost.scale
     if config.cost.normalize == "max":
         top = pool.subset(prompts=prompts).max_cost()
         scale = scale / top if top > 0 else scale
-    name = config.name
-    rdir = Path(run_dir) if run_dir else Path(config.run_dir or f"runs/{name}")
-    store = storage or config.storage or f"sqlite:///{rdir / 'bank.sqlite'}"
+    rdir, store = _run_location(config, run_dir, storage)
     ident = config.model_dump(exclude={"run_dir", "storage"})
     run_id = stable_key({"config": ident, "pool": pool.meta.get("sha256")})[:12]
     return Setup(
@@ -226,6 +229,117 @@ def setup(
         rdir,
         store,
         run_id,
+        cost_unit=pool.cost_unit,
+    )
+
+
+def _split(
+    queries: tuple[str, ...], config: RunConfig, src: str | None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    train, test = split_queries(queries, config.split.test_fraction, config.split.seed)
+    if not train:
+        raise ConfigError(
+            "no training queries left: lower split.test_fraction",
+            source=src,
+            field="split.test_fraction",
+        )
+    return train, test
+
+
+def _check_contexts(
+    config: RunConfig, strategy: Strategy, objectives: tuple[str, ...], src: str | None
+) -> tuple[Context, ...]:
+    contexts = tuple(config.build_contexts(objectives))
+    if not contexts:
+        raise ConfigError(
+            "the context grid is empty: give weights that sum to ≤ 1", source=src, field="contexts"
+        )
+    for i, c in enumerate(contexts):
+        problem = strategy.validate_context(c)
+        if problem:
+            raise ConfigError(problem + ": fix the weights", source=src, field=f"contexts[{i}]")
+    names = [c.name for c in contexts]
+    if len(set(names)) != len(names):
+        raise ConfigError("context names must be unique", source=src, field="contexts")
+    return contexts
+
+
+def _run_location(
+    config: RunConfig, run_dir: str | Path | None, storage: str | None
+) -> tuple[Path, str]:
+    rdir = Path(run_dir) if run_dir else Path(config.run_dir or f"runs/{config.name}")
+    return rdir, storage or config.storage or f"sqlite:///{rdir / 'bank.sqlite'}"
+
+
+def _setup_live(
+    config: RunConfig,
+    src: str | None,
+    base: Path,
+    config_path: Path | None,
+    run_dir: str | Path | None,
+    storage: str | None,
+) -> Setup:
+    from iapo.queries import load_queries
+
+    backend = config.backend
+    assert backend is not None and config.queries is not None
+    if config.strategy != "majority_vote":
+        raise ConfigError(
+            "live runs support majority_vote in this version (best_of_n needs scorers): "
+            "record a pool with scores and replay it",
+            source=src,
+            field="strategy",
+        )
+    strategy = get_strategy(config.strategy, ("accuracy",))
+    contexts = _check_contexts(config, strategy, ("accuracy",), src)
+    qpath = resolve_data_path(config.queries, base)
+    queries = load_queries(qpath)
+    missing = [q.id for q in queries if q.gold is None]
+    if missing:
+        raise ConfigError(
+            f"query {missing[0]!r} has no gold answer, which majority voting needs: add 'gold'",
+            source=str(qpath),
+            field="gold",
+        )
+    specs = {
+        p.id: PromptSpec(p.id, p.system, p.template)
+        for p in config.prompts or []
+        if not isinstance(p, str)
+    }
+    for spec in specs.values():
+        try:
+            spec.render(queries[0])
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(
+                f"the template of prompt {spec.id!r} names an unknown field {exc}: use "
+                "{question} or a field of the query file",
+                source=src,
+                field="prompts",
+            ) from None
+    train, test = _split(tuple(q.id for q in queries), config, src)
+    scale = config.cost.scale
+    max_tokens = backend.params.get("max_tokens")
+    if config.cost.normalize == "max" and isinstance(max_tokens, int) and max_tokens > 0:
+        per = max_tokens * (backend.price.completion / 1e6 if backend.price else 1.0)
+        scale = scale / per if per > 0 else scale
+    rdir, store = _run_location(config, run_dir, storage)
+    run_id = stable_key({"config": config.model_dump(exclude={"run_dir", "storage"})})[:12]
+    return Setup(
+        config,
+        config_path,
+        strategy,
+        contexts,
+        tuple(specs),
+        train,
+        test,
+        None,
+        scale,
+        rdir,
+        store,
+        run_id,
+        queries={q.id: q for q in queries},
+        prompt_specs=specs,
+        cost_unit="usd" if backend.price else "completion_tokens",
     )
 
 
@@ -298,16 +412,16 @@ def run(
     """
     s = config if isinstance(config, Setup) else setup(config, run_dir=run_dir, storage=storage)
     algo = s.make_algorithm(budget)
+    owns_backend = backend is None
     if backend is None:
-        assert s.pool is not None
-        backend = ReplayBackend(s.pool, s.config.seed)
+        backend = s.make_backend()
     t0 = time.perf_counter()
     bank = open_bank(s.storage)
     try:
         bank.start_run(s.run_id, s.config.name, algo.budget, s.config.model_dump(mode="json"))
         study = Study(algo, backend, bank, cost_scale=s.cost_scale, progress=progress)
         try:
-            outcome = study.run()
+            outcome = study.run(close_backend=owns_backend)
         except BaseException:
             bank.update_run(s.run_id, status="interrupted", spent=study.account.completions)
             raise
@@ -360,7 +474,10 @@ def run(
             storage=s.storage,
             extra={
                 "cost_scale": s.cost_scale,
-                "cost_unit": s.pool.cost_unit if s.pool is not None else "",
+                "cost_unit": s.cost_unit,
+                "config_dir": str(
+                    (s.config_path.parent if s.config_path else Path.cwd()).resolve()
+                ),
                 "train_queries": len(s.train),
                 "test_queries": len(s.test),
                 "backend": backend.name,
@@ -530,7 +647,7 @@ def preflight(
         "completions": algo.spent,
         "rounds": rounds,
         "expected_cost": est_cost if s.pool is not None else None,
-        "cost_unit": s.pool.cost_unit if s.pool is not None else None,
+        "cost_unit": s.cost_unit,
         "arms": len(s.prompts) * s.config.n_max,
         "contexts": len(s.contexts),
         "min_budget": min_budget,

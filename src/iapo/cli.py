@@ -189,6 +189,42 @@ def _cmd_pool_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ask(args: argparse.Namespace) -> int:
+    from iapo.deploy import Policy
+
+    policy = Policy.load(args.result)
+    ans = policy.ask(args.question, args.context)
+    if args.json:
+        print(json.dumps(ans.to_dict(), indent=2))
+    else:
+        print(ans.text or "")
+        print(
+            f"\n[{ans.context}: {ans.arm.prompt} @ N={ans.arm.n}; answer {ans.answer!r}; "
+            f"cost {ans.cost:.6g}]",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from iapo.deploy import Policy
+    from iapo.serve import PolicyServer
+
+    server = PolicyServer(Policy.load(args.result), args.host, args.port)
+    print(
+        f"serving {len(server.policy.arms)} contexts at {server.base_url} "
+        "(the request's 'model' names the context); Ctrl-C stops",
+        file=sys.stderr,
+    )
+    try:
+        server.httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.httpd.server_close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="iapo",
@@ -237,6 +273,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float)
     p.add_argument("--prompts", nargs="*")
     p.set_defaults(func=_cmd_pool_import)
+
+    p = sub.add_parser("ask", help="answer a question with a learned policy")
+    p.add_argument("result", help="a run directory or its result.json")
+    p.add_argument("question")
+    p.add_argument("--context", required=True, help="the context (user preference) to serve")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_ask)
+
+    p = sub.add_parser("serve", help="an OpenAI-compatible proxy: model = context name")
+    p.add_argument("result", help="a run directory or its result.json")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=_cmd_serve)
 
     from iapo.bench import register_cli as bench_cli
     from iapo.report import register_cli as report_cli

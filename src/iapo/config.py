@@ -27,7 +27,7 @@ __all__ = [
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, serialize_by_alias=True)
 
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
@@ -96,6 +96,46 @@ class CostConfig(_Model):
     scale: FiniteFloat = Field(1.0, gt=0)
 
 
+class PriceConfig(_Model):
+    """Dollars per million tokens; with a price, a sample's cost is in dollars."""
+
+    prompt: FiniteFloat = Field(0.0, ge=0)
+    completion: FiniteFloat = Field(0.0, ge=0)
+
+
+class BackendConfig(_Model):
+    """Where live completions come from.
+
+    ``openai``: any OpenAI-compatible endpoint (``base_url``; OpenAI itself when omitted).
+    ``local``: a small model run in-process by llama.cpp (the ``local`` extra), no network.
+    The API key is read from the environment variable ``api_key_env``; never put it here.
+    """
+
+    kind: Literal["openai", "local"] = "openai"
+    model: str = Field(min_length=1)
+    base_url: str | None = None
+    api_key_env: str | None = "OPENAI_API_KEY"
+    concurrency: int = Field(8, ge=1, le=1024)
+    rpm: float | None = Field(None, gt=0)
+    n_mode: Literal["auto", "native", "fanout"] = "auto"
+    max_attempts: int = Field(6, ge=1, le=100)
+    timeout: float = Field(120.0, gt=0)
+    params: dict[str, Any] = Field(default_factory=dict)
+    price: PriceConfig | None = None
+    threads: int | None = Field(None, ge=1)
+    slots: int | None = Field(None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_key(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "api_key" in data:
+            raise ValueError(
+                "never write an API key into a config: set api_key_env to the name of the "
+                "environment variable that holds it"
+            )
+        return data
+
+
 class PromptConfig(_Model):
     id: str = Field(min_length=1)
     system: str | None = None
@@ -117,8 +157,9 @@ class RunConfig(_Model):
     seed: int = 0
     storage: str | None = None
     run_dir: str | None = None
-    backend: dict[str, Any] | None = None
+    backend: BackendConfig | None = None
     queries: str | None = None
+    extract: str | dict[str, Any] = "number"
 
     @field_validator("objectives")
     @classmethod
@@ -144,8 +185,15 @@ class RunConfig(_Model):
 
     @model_validator(mode="after")
     def _source(self) -> RunConfig:
-        if self.pool is None and self.backend is None:
-            raise ValueError("give a 'pool' to replay or a 'backend' to sample from")
+        if (self.pool is None) == (self.backend is None):
+            raise ValueError("give either a 'pool' to replay or a 'backend' to sample from")
+        if self.backend is not None:
+            if self.queries is None:
+                raise ValueError("a live backend needs 'queries': a JSONL file of questions")
+            if not self.prompts or any(isinstance(p, str) for p in self.prompts):
+                raise ValueError(
+                    "a live backend needs prompts with text: [{id, system, template}, ...]"
+                )
         if self.strategy == "majority_vote" and self.objectives not in (None, ["accuracy"]):
             raise ValueError("majority_vote has one objective, 'accuracy': drop 'objectives'")
         return self

@@ -141,7 +141,7 @@ class Study:
             if self.bank is not None:
                 self.bank.put(dist, req.prompt, req.query, new)
             stored.update(new)
-        return [stored[i] for i in indices], len(missing)
+        return [self.backend.recost(stored[i]) for i in indices], len(missing)
 
     def _gold_of(self, query: str) -> str | None:
         if query not in self._gold:
@@ -172,8 +172,17 @@ class Study:
                 self.progress(self.account, round_no)
         return self.outcome()
 
-    def run(self) -> StudyOutcome:
-        return asyncio.run(self.arun())
+    def run(self, *, close_backend: bool = False) -> StudyOutcome:
+        """Run to the end in a fresh event loop (closing the backend there, if asked)."""
+
+        async def main() -> StudyOutcome:
+            try:
+                return await self.arun()
+            finally:
+                if close_backend:
+                    await self.backend.aclose()
+
+        return asyncio.run(main())
 
     def outcome(self) -> StudyOutcome:
         algo = self.algorithm

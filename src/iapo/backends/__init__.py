@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 from iapo.backends._base import KEY_SCHEMA, Backend, stable_key
+from iapo.backends._openai import Completion, LLMBackend, OpenAIChatClient
 from iapo.backends._replay import ReplayBackend
 
-__all__ = ["KEY_SCHEMA", "Backend", "ReplayBackend", "stable_key"]
+__all__ = [
+    "KEY_SCHEMA",
+    "Backend",
+    "Completion",
+    "LLMBackend",
+    "OpenAIChatClient",
+    "ReplayBackend",
+    "stable_key",
+]

@@ -46,6 +46,11 @@ class Backend(ABC):
         Raise :class:`iapo.errors.PermanentBackendError` for failures retrying cannot fix.
         """
 
+    def recost(self, sample: Sample) -> Sample:
+        """``sample`` with its cost recomputed under the current cost settings (a stored sample
+        keeps its usage, so a changed price table applies to it too). Default: unchanged."""
+        return sample
+
     def gold(self, query: str) -> str | None:
         """The query's reference answer, if the backend knows it."""
         return None

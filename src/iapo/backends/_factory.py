@@ -1,0 +1,66 @@
+"""Build a live backend from a run configuration."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+from iapo.backends._base import Backend
+from iapo.errors import ConfigError
+from iapo.types import PromptSpec, Query
+
+if TYPE_CHECKING:
+    from iapo.backends._openai import Completion
+    from iapo.config import BackendConfig
+
+__all__ = ["build_live_backend", "cost_function"]
+
+
+def cost_function(cfg: BackendConfig) -> tuple[Callable[[Completion], float], str]:
+    """A sample's cost and its unit: dollars with a price table, else completion tokens."""
+    price = cfg.price
+    if price is None:
+
+        def tokens(c: Completion) -> float:
+            return float(c.completion_tokens or 0)
+
+        return tokens, "completion_tokens"
+
+    def dollars(c: Completion) -> float:
+        return (
+            (c.prompt_tokens or 0) * price.prompt + (c.completion_tokens or 0) * price.completion
+        ) / 1e6
+
+    return dollars, "usd"
+
+
+def build_live_backend(
+    cfg: BackendConfig,
+    prompts: Mapping[str, PromptSpec],
+    queries: Mapping[str, Query],
+    extract: Callable[[str], str | None],
+) -> Backend:
+    """An OpenAI-compatible backend, or the embedded local model (``kind: local``)."""
+    try:
+        from iapo.backends._openai import LLMBackend, OpenAIChatClient
+    except ImportError:
+        raise ConfigError(
+            "live backends need the openai package: pip install 'iapo[openai]'",
+            field="backend",
+        ) from None
+    cost, _ = cost_function(cfg)
+    if cfg.kind == "local":
+        from iapo.backends._local import make_local_backend
+
+        return make_local_backend(cfg, prompts, queries, extract, cost)
+    client = OpenAIChatClient(
+        cfg.base_url,
+        cfg.model,
+        api_key_env=cfg.api_key_env,
+        concurrency=cfg.concurrency,
+        rpm=cfg.rpm,
+        max_attempts=cfg.max_attempts,
+        timeout=cfg.timeout,
+        n_mode=cfg.n_mode,
+    )
+    return LLMBackend(client, prompts, queries, params=cfg.params, extract=extract, cost=cost)

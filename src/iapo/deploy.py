@@ -1,0 +1,125 @@
+"""Use a learned policy in production: sample the chosen arm's N completions and aggregate them."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from iapo._run import RunResult, setup
+from iapo.backends import Backend
+from iapo.config import RunConfig
+from iapo.errors import ConfigError
+from iapo.strategies import Strategy, get_strategy
+from iapo.types import Arm, Context, Query, Sample
+
+__all__ = ["Answer", "Policy"]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The aggregated answer to one question, with every sample and the summed cost."""
+
+    context: str
+    arm: Arm
+    answer: str | None
+    text: str | None
+    samples: tuple[Sample, ...]
+    cost: float
+    usage: Mapping[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "context": self.context,
+            "prompt": self.arm.prompt,
+            "n": self.arm.n,
+            "answer": self.answer,
+            "text": self.text,
+            "cost": self.cost,
+            "usage": dict(self.usage),
+            "samples": [s.to_dict() for s in self.samples],
+        }
+
+
+class Policy:
+    """A learned context → (prompt, N) map bound to a live backend.
+
+    ``Policy.load(result)`` rebuilds the backend from the run's configuration (its ``backend``
+    section and prompt texts); pass ``backend=`` to use another one (a policy learned by replaying
+    a pool needs one, since a recording cannot answer new questions).
+    """
+
+    def __init__(
+        self,
+        result: RunResult,
+        backend: Backend | None,
+        strategy: Strategy,
+        contexts: Mapping[str, Context],
+    ) -> None:
+        self.result = result
+        self.backend = backend
+        self.strategy = strategy
+        self.contexts = dict(contexts)
+        self.arms = {c: Arm(v["prompt"], int(v["n"])) for c, v in result.policy.items()}
+
+    @classmethod
+    def load(cls, result: RunResult | str | Path, *, backend: Backend | None = None) -> Policy:
+        res = result if isinstance(result, RunResult) else RunResult.load(result)
+        config = RunConfig.model_validate(res.config)
+        contexts = {
+            c["name"]: Context(c["name"], c["weights"], c["cost_weight"]) for c in res.contexts
+        }
+        strategy = get_strategy(res.strategy, tuple(config.objectives or ("accuracy",)))
+        if backend is None and config.backend is not None:
+            base = Path(res.extra.get("config_dir", "."))
+            s = setup(config, config_path=base / "config.yaml")
+            backend = s.make_backend()
+        return cls(res, backend, strategy, contexts)
+
+    def arm(self, context: str) -> Arm:
+        try:
+            return self.arms[context]
+        except KeyError:
+            raise ConfigError(
+                f"unknown context {context!r}: use one of {', '.join(self.arms)}", field="context"
+            ) from None
+
+    async def aask(self, question: str, context: str, **fields: str) -> Answer:
+        """Sample the context's arm N times on ``question`` (in parallel) and aggregate."""
+        arm = self.arm(context)
+        if self.backend is None:
+            raise ConfigError(
+                "this policy was learned by replaying a recorded pool: give a live backend "
+                "(Policy.load(result, backend=...))",
+                field="backend",
+            )
+        qid = "ask-" + hashlib.sha256(question.encode()).hexdigest()[:16]
+        queries = getattr(self.backend, "queries", None)
+        if isinstance(queries, dict):
+            queries[qid] = Query(qid, question, None, dict(fields))
+        samples = tuple(await self.backend.sample(arm.prompt, qid, range(arm.n)))
+        chosen = self.strategy.aggregate(samples, self.contexts[context])
+        usage: dict[str, int] = {}
+        for s in samples:
+            for k, v in s.usage.items():
+                usage[k] = usage.get(k, 0) + int(v)
+        return Answer(
+            context,
+            arm,
+            chosen.answer if chosen else None,
+            chosen.text if chosen else None,
+            samples,
+            sum(s.cost for s in samples),
+            usage,
+        )
+
+    def ask(self, question: str, context: str, **fields: str) -> Answer:
+        """Synchronous :meth:`aask`."""
+        return asyncio.run(self.aask(question, context, **fields))
+
+    async def aclose(self) -> None:
+        if self.backend is not None:
+            await self.backend.aclose()

@@ -1,0 +1,7 @@
+"""Test helpers that ship with iapo (importing this package starts nothing)."""
+
+from __future__ import annotations
+
+from iapo.testing.fake_openai import FAULT_KINDS, FakeOpenAIServer, FaultPlan, default_script
+
+__all__ = ["FAULT_KINDS", "FakeOpenAIServer", "FaultPlan", "default_script"]

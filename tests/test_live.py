@@ -1,0 +1,169 @@
+"""Live runs end to end against the project's own OpenAI-compatible server on loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import iapo
+from iapo.deploy import Policy
+from iapo.serve import PolicyServer
+from iapo.testing.fake_openai import FakeOpenAIServer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def gold_of(question: str) -> int:
+    return 10 + int(hashlib.sha256(question.encode()).hexdigest(), 16) % 80
+
+
+def script(messages: list[dict[str, Any]], params: dict[str, Any], draw: int) -> str:
+    """Careful prompts are right 70 % of the time and verbose; terse ones 45 % and short."""
+    system = next((m["content"] for m in messages if m["role"] == "system"), "")
+    question = messages[-1]["content"]
+    rng = random.Random(draw)
+    careful = "careful" in system
+    gold = gold_of(question)
+    answer = gold if rng.random() < (0.7 if careful else 0.45) else gold + rng.choice([1, 2, 3])
+    filler = " step" * (40 if careful else 3)
+    return f"Thinking{filler}. The answer is {answer}"
+
+
+def write_config(tmp: Path, base_url: str, *, budget: int = 240, extra: str = "") -> Path:
+    queries = tmp / "queries.jsonl"
+    with queries.open("w") as f:
+        for i in range(12):
+            q = f"What is question number {i}?"
+            f.write(json.dumps({"id": f"q{i}", "question": q, "gold": str(gold_of(q))}) + "\n")
+    cfg = tmp / "live.yaml"
+    cfg.write_text(
+        f"""
+name: live
+strategy: majority_vote
+backend:
+  kind: openai
+  base_url: {base_url}
+  model: fake-model
+  api_key_env: IAPO_TEST_KEY
+  concurrency: 4
+  params: {{temperature: 0.7, max_tokens: 64}}
+queries: queries.jsonl
+prompts:
+  - id: terse
+    system: "Answer."
+  - id: careful
+    system: "Be careful and reason step by step."
+n_max: 3
+contexts:
+  grid:
+    cost_weight: [0.0, 0.5]
+budget: {budget}
+split: {{test_fraction: 0.25, seed: 0}}
+seed: 3
+run_dir: {tmp / "run"}
+{extra}
+"""
+    )
+    return cfg
+
+
+@pytest.fixture
+def secret(monkeypatch: pytest.MonkeyPatch) -> str:
+    key = "sk-test-" + hashlib.sha256(b"iapo").hexdigest()[:24]
+    monkeypatch.setenv("IAPO_TEST_KEY", key)
+    return key
+
+
+def test_live_run_caches_every_completion_and_rerun_requests_nothing(
+    tmp_path: Path, secret: str
+) -> None:
+    with FakeOpenAIServer(script, api_key=secret) as srv:
+        cfg = write_config(tmp_path, srv.base_url)
+        first = iapo.run(cfg)
+        served = srv.completions_served
+        assert served == first.account["drawn"] == first.account["completions"]
+        assert first.account["completions"] <= 240
+        # the careful prompt wins where cost does not matter
+        assert first.policy["accuracy=1,cost=0"]["prompt"] == "careful"
+        requests_before = srv.requests
+        second = iapo.run(cfg)
+        assert srv.requests == requests_before
+        assert second.account["drawn"] == 0
+        assert second.policy == first.policy
+        assert first.account["completion_tokens"] > 0
+        # the key never reaches anything the run wrote
+        for path in tmp_path.rglob("*"):
+            if path.is_file():
+                assert secret.encode() not in path.read_bytes(), path
+
+
+def test_policy_ask_and_openai_compatible_proxy(tmp_path: Path, secret: str) -> None:
+    import openai
+
+    with FakeOpenAIServer(script, api_key=secret) as srv:
+        cfg = write_config(tmp_path, srv.base_url)
+        result = iapo.run(cfg)
+        policy = Policy.load(tmp_path / "run")
+        ctx = "accuracy=1,cost=0"
+        arm = policy.arm(ctx)
+        before = srv.completions_served
+        ans = policy.ask("What is question number 99?", ctx)
+        assert srv.completions_served - before == arm.n == len(ans.samples)
+        assert ans.answer is not None and ans.text is not None and ans.text.endswith(ans.answer)
+        assert ans.cost == pytest.approx(sum(s.cost for s in ans.samples))
+        with PolicyServer(policy, port=0) as proxy:
+            client = openai.OpenAI(base_url=proxy.base_url, api_key="unused")
+            models = {m.id for m in client.models.list().data}
+            assert models == set(result.policy)
+            resp = client.chat.completions.create(
+                model=ctx, messages=[{"role": "user", "content": "What is question number 5?"}]
+            )
+            assert resp.choices[0].message.content
+            assert resp.usage is not None and resp.usage.completion_tokens > 0
+            with pytest.raises(openai.NotFoundError):
+                client.chat.completions.create(
+                    model="no-such-context", messages=[{"role": "user", "content": "x"}]
+                )
+
+
+def test_ask_cli_on_replay_policy_says_a_backend_is_needed(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "iapo.cli", "run", str(REPO / "examples" / "mcqa.yaml")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "iapo.cli",
+            "ask",
+            "runs/mcqa",
+            "2+2?",
+            "--context",
+            "accuracy=1,cost=0",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert "live backend" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_api_key_in_config_is_refused(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, "http://127.0.0.1:9/v1")
+    cfg.write_text(cfg.read_text().replace("model: fake-model", "model: m\n  api_key: sk-x"))
+    with pytest.raises(iapo.InputError, match="never write an API key"):
+        iapo.setup(cfg)
