@@ -19,7 +19,7 @@ from iapo import algorithms
 from iapo.backends import Backend, ReplayBackend, stable_key
 from iapo.bank import open_bank
 from iapo.config import RunConfig, load_config
-from iapo.errors import ConfigError, InputError, PoolError
+from iapo.errors import BudgetError, ConfigError, InputError, PoolError
 from iapo.pools import Pool, load_pool
 from iapo.problem import Problem
 from iapo.strategies import Strategy, get_strategy
@@ -415,13 +415,25 @@ def run(
     owns_backend = backend is None
     if backend is None:
         backend = s.make_backend()
+    cap = s.config.cost.cap
+    if cap is not None and backend.max_cost(s.prompts[0], s.train[0]) is None:
+        raise ConfigError(
+            "cost.cap needs a bound on each completion's cost: set backend.params.max_tokens",
+            source=s._src,
+            field="cost.cap",
+        )
+    if write:
+        _check_writable(s.run_dir)
     t0 = time.perf_counter()
     bank = open_bank(s.storage)
     try:
         bank.start_run(s.run_id, s.config.name, algo.budget, s.config.model_dump(mode="json"))
-        study = Study(algo, backend, bank, cost_scale=s.cost_scale, progress=progress)
+        study = Study(algo, backend, bank, cost_scale=s.cost_scale, progress=progress, cost_cap=cap)
         try:
             outcome = study.run(close_backend=owns_backend)
+        except BudgetError:
+            bank.update_run(s.run_id, status="stopped", spent=study.account.completions)
+            raise
         except BaseException:
             bank.update_run(s.run_id, status="interrupted", spent=study.account.completions)
             raise
@@ -475,6 +487,7 @@ def run(
             extra={
                 "cost_scale": s.cost_scale,
                 "cost_unit": s.cost_unit,
+                "stopped": study.stopped,
                 "config_dir": str(
                     (s.config_path.parent if s.config_path else Path.cwd()).resolve()
                 ),
@@ -484,7 +497,10 @@ def run(
             },
         )
         bank.update_run(
-            s.run_id, status="done", spent=outcome.account.completions, result=result.to_dict()
+            s.run_id,
+            status="stopped" if study.stopped else "done",
+            spent=outcome.account.completions,
+            result=result.to_dict(),
         )
     finally:
         bank.close()
@@ -499,6 +515,21 @@ def run(
                 field="run_dir",
             ) from None
     return result
+
+
+def _check_writable(run_dir: Path) -> None:
+    """Fail before anything is spent if the run directory cannot take the result."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".iapo-write-check"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(
+            f"the run directory is not writable ({exc.strerror}): choose another run_dir",
+            source=str(run_dir),
+            field="run_dir",
+        ) from None
 
 
 def policy_evaluation(s: Setup, chosen: Mapping[str, Arm]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from iapo import _run
-from iapo.errors import InputError, PermanentBackendError
+from iapo.errors import InputError, PermanentBackendError, TransientBackendError
 
 __all__ = ["main"]
 
@@ -57,6 +57,8 @@ def format_result(result: _run.RunResult) -> str:
             f"exact ACR on {result.extra.get('test_queries')} held-out queries: "
             f"{ev['acr_test']:.4f} (oracle {ev['oracle_acr_test']:.4f})"
         )
+    if result.extra.get("stopped"):
+        lines.append(f"note: {result.extra['stopped']}")
     lines.append(f"result: {Path(result.run_dir) / 'result.json'}")
     return "\n".join(lines)
 
@@ -309,8 +311,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"iapo: error: {exc}", file=sys.stderr)
         return 2
-    except PermanentBackendError as exc:
+    except PermanentBackendError as exc:  # a wrong key, model or request: fix the config
         print(f"iapo: error: {exc}", file=sys.stderr)
+        return 2
+    except TransientBackendError as exc:
+        print(
+            f"iapo: error: the endpoint kept failing ({exc}); every completion drawn so far is "
+            "in the bank: run the same command again to resume",
+            file=sys.stderr,
+        )
         return 1
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()

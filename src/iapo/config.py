@@ -94,6 +94,8 @@ class CostConfig(_Model):
 
     normalize: Literal["none", "max"] = "max"
     scale: FiniteFloat = Field(1.0, gt=0)
+    #: Never spend more than this (in the backend's cost unit: tokens, or dollars with a price).
+    cap: FiniteFloat | None = Field(None, gt=0)
 
 
 class PriceConfig(_Model):
@@ -119,7 +121,10 @@ class BackendConfig(_Model):
     rpm: float | None = Field(None, gt=0)
     n_mode: Literal["auto", "native", "fanout"] = "auto"
     max_attempts: int = Field(6, ge=1, le=100)
+    backoff: float = Field(0.5, ge=0)
+    max_backoff: float = Field(20.0, ge=0)
     timeout: float = Field(120.0, gt=0)
+    seed_per_sample: bool = False
     params: dict[str, Any] = Field(default_factory=dict)
     price: PriceConfig | None = None
     threads: int | None = Field(None, ge=1)

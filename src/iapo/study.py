@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from iapo.algorithms import Algorithm
 from iapo.backends import Backend
 from iapo.bank import SampleBank
+from iapo.errors import BudgetError
 from iapo.types import Arm, PullRequest, PullResult, Sample
 
 __all__ = ["Account", "ArmChoice", "Progress", "Study", "StudyOutcome"]
@@ -95,6 +96,21 @@ class StudyOutcome:
 
 Progress = Callable[[Account, int], None]
 
+T = TypeVar("T")
+
+
+async def _gather_or_cancel(coros: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """``asyncio.gather``, but the first failure cancels every pull not yet finished, so a
+    permanent error (bad key, unknown model) stops the run without sending more requests."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
 
 class Study:
     """Runs ``algorithm`` to the end, sampling through ``bank`` then ``backend``.
@@ -113,6 +129,7 @@ class Study:
         cost_scale: float = 1.0,
         progress: Progress | None = None,
         gold: Mapping[str, str | None] | None = None,
+        cost_cap: float | None = None,
     ) -> None:
         self.algorithm = algorithm
         self.backend = backend
@@ -120,6 +137,8 @@ class Study:
         self.cost_scale = cost_scale
         self.progress = progress
         self.account = Account(algorithm.budget)
+        self.cost_cap = cost_cap
+        self.stopped: str | None = None
         self._used: dict[tuple[str, str], int] = {}
         self._gold = dict(gold) if gold is not None else {}
 
@@ -148,8 +167,39 @@ class Study:
             self._gold[query] = self.backend.gold(query)
         return self._gold[query]
 
-    async def _batch(self, batch: Sequence[PullRequest]) -> list[PullResult]:
-        outs = await asyncio.gather(*(self._pull(r) for r in batch))
+    def _affordable(self, batch: Sequence[PullRequest]) -> int:
+        """How many pulls of ``batch`` fit under the cost cap, counting each at its worst case
+        before it is sent (so in-flight requests can never cross the cap)."""
+        if self.cost_cap is None:
+            return len(batch)
+        reserved = self.account.cost
+        for i, req in enumerate(batch):
+            worst = self.backend.max_cost(req.prompt, req.query)
+            if worst is None:
+                raise RuntimeError("cost cap set but the backend cannot bound a completion's cost")
+            if reserved + worst * req.n > self.cost_cap:
+                return i
+            reserved += worst * req.n
+        return len(batch)
+
+    async def _batch(self, batch: Sequence[PullRequest]) -> list[PullResult] | None:
+        """The results of ``batch``, or None when the cost cap stops the run before its end (the
+        affordable prefix is still drawn and banked, so raising the cap later reuses it)."""
+        fits = self._affordable(batch)
+        if fits < len(batch):
+            outs = await _gather_or_cancel([self._pull(r) for r in batch[:fits]])
+            self.algorithm.absorb(self._results(batch[:fits], outs))
+            self.stopped = (
+                f"cost cap {self.cost_cap:g} reached: stopped before completing the batch "
+                f"({self.account.cost:g} spent); the policy uses the data so far"
+            )
+            return None
+        outs = await _gather_or_cancel([self._pull(r) for r in batch])
+        return self._results(batch, outs)
+
+    def _results(
+        self, batch: Sequence[PullRequest], outs: Sequence[tuple[list[Sample], int]]
+    ) -> list[PullResult]:
         results = []
         for req, (samples, fresh) in zip(batch, outs, strict=True):
             self.account.add(req.prompt, samples, fresh)
@@ -166,10 +216,19 @@ class Study:
         algo = self.algorithm
         round_no = 0
         while batch := algo.ask():
-            algo.tell(await self._batch(batch))
+            results = await self._batch(batch)
+            if results is None:
+                break
+            algo.tell(results)
             round_no += 1
             if self.progress is not None:
                 self.progress(self.account, round_no)
+        if self.stopped and not (algo.stats.count > 0).any(axis=(1, 2)).all():
+            raise BudgetError(
+                f"the cost cap ({self.cost_cap:g}) stopped the run before every context had an "
+                "estimate: raise cost.cap (what was drawn is banked and will be reused)",
+                field="cost.cap",
+            )
         return self.outcome()
 
     def run(self, *, close_backend: bool = False) -> StudyOutcome:

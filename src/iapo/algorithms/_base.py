@@ -153,6 +153,17 @@ class Algorithm(ABC):
         self.spent += sum(r.n for r in batch)
         self._observe(batch, estimates)
 
+    def absorb(self, results: Sequence[PullResult]) -> None:
+        """Add results drawn outside the schedule (the affordable prefix of a batch that a cost
+        cap cut short) to the statistics, so the policy uses every paid completion. The pending
+        batch stays unanswered: the algorithm's schedule does not advance."""
+        if not results:
+            return
+        p = self.problem
+        est = p.strategy.estimate(results, p.contexts, p.n_max, p.method)
+        self.stats.add(self.prompt_indices([r.request for r in results]), est)
+        self.spent += sum(r.request.n for r in results)
+
     def prompt_indices(self, batch: Sequence[PullRequest]) -> NDArray[np.int64]:
         return np.array([self._prompt_index[r.prompt] for r in batch], dtype=np.int64)
 

@@ -98,11 +98,12 @@ class PSST(Algorithm):
         m = self.pulls_per_prompt()
         live = [(p, int(n)) for p, n in zip(self.problem.prompts, sizes, strict=True) if n > 0]
         shared = self.draw_queries(m) if self.paired else None
-        batch: list[PullRequest] = []
-        for p, n in live:
-            queries = shared if shared is not None else self.draw_queries(m)
-            batch.extend(PullRequest(p, q, n) for q in queries)
-        return batch
+        per_prompt = [
+            [PullRequest(p, q, n) for q in (shared or self.draw_queries(m))] for p, n in live
+        ]
+        # interleaved (query by query across prompts), so that any prefix of the batch, e.g. one
+        # cut by a cost cap, covers every live prompt evenly
+        return [req for group in zip(*per_prompt, strict=True) for req in group]
 
     def _observe(self, batch: Sequence[PullRequest], estimates: NDArray[np.float64]) -> None:
         self.stats.add(self.prompt_indices(batch), estimates)

@@ -46,6 +46,10 @@ class Backend(ABC):
         Raise :class:`iapo.errors.PermanentBackendError` for failures retrying cannot fix.
         """
 
+    def max_cost(self, prompt: str, query: str) -> float | None:
+        """An upper bound on one completion's cost (None: unbounded, so no cost cap can hold)."""
+        return None
+
     def recost(self, sample: Sample) -> Sample:
         """``sample`` with its cost recomputed under the current cost settings (a stored sample
         keeps its usage, so a changed price table applies to it too). Default: unchanged."""

@@ -60,7 +60,17 @@ def build_live_backend(
         concurrency=cfg.concurrency,
         rpm=cfg.rpm,
         max_attempts=cfg.max_attempts,
+        backoff=cfg.backoff,
+        max_backoff=cfg.max_backoff,
         timeout=cfg.timeout,
         n_mode=cfg.n_mode,
     )
-    return LLMBackend(client, prompts, queries, params=cfg.params, extract=extract, cost=cost)
+    return LLMBackend(
+        client,
+        prompts,
+        queries,
+        params=cfg.params,
+        extract=extract,
+        cost=cost,
+        seed_per_sample=cfg.seed_per_sample,
+    )

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import functools
+import hashlib
 import json
 import logging
 import math
@@ -292,6 +293,9 @@ class OpenAIChatClient:
         self.retries = 0
         self.completions_received = 0
         self.completions_discarded = 0
+        #: The first permanent error: once set, no further request is sent (a wrong key, model
+        #: or request shape fails every request alike, so the run stops at once).
+        self.fatal: PermanentBackendError | None = None
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self._rng = random.Random()
@@ -373,6 +377,8 @@ class OpenAIChatClient:
             await self._bucket.acquire()
         assert self._sem is not None
         async with self._sem:
+            if self.fatal is not None:  # a permanent error already stopped this client
+                raise self.fatal
             self.requests_sent += 1
             extra: dict[str, Any] = {"n": n} if n > 1 else {}
             try:
@@ -392,9 +398,8 @@ class OpenAIChatClient:
                     raise _Retry(
                         f"HTTP {status}: {message}", _retry_after(exc.response.headers)
                     ) from None
-                raise PermanentBackendError(
-                    f"HTTP {status} from {self._where()}: {message}"
-                ) from None
+                self.fatal = PermanentBackendError(f"HTTP {status} from {self._where()}: {message}")
+                raise self.fatal from None
             except openai.APITimeoutError:
                 raise _Retry(f"timed out after {self.timeout:g} s") from None
             except openai.APIConnectionError as exc:
@@ -539,6 +544,14 @@ def _callable_id(fn: object) -> str:
     return f"{module}.{name}"
 
 
+def _index_seed(cache_key: str, index: int) -> int:
+    """The sampling seed of completion ``index`` of a distribution: distinct per index (so the
+    samples stay i.i.d.), the same on every request for that index (so a re-request after a crash
+    reproduces it on endpoints that honour ``seed``)."""
+    digest = hashlib.blake2b(f"{cache_key}:{index}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big") & 0x7FFFFFFF
+
+
 def _default_cost(c: Completion) -> float:
     return float(c.completion_tokens) if c.completion_tokens is not None else 0.0
 
@@ -555,6 +568,9 @@ class LLMBackend(Backend):
     ``scorer_ids`` override the scorers' ids in the key. ``cost`` turns a completion into the run's
     cost unit (default: its completion tokens, 0 if the endpoint did not report usage); it is not
     in the cache key, since each sample's ``usage`` is stored and costs can be recomputed from it.
+    ``seed_per_sample`` sends each completion in its own request with a seed derived from (cache
+    key, sample index): reproducible on endpoints that honour ``seed`` (vLLM, llama.cpp), still
+    i.i.d. across indices; the prompt is then billed once per completion.
     """
 
     def __init__(
@@ -568,6 +584,7 @@ class LLMBackend(Backend):
         scorers: Mapping[str, Callable[[str, Query], float]] | None = None,
         cost: Callable[[Completion], float] | None = None,
         scorer_ids: Mapping[str, str] | None = None,
+        seed_per_sample: bool = False,
     ) -> None:
         bad = (_RESERVED_PARAMS | {"seed"}).intersection(params)
         if bad:
@@ -580,6 +597,7 @@ class LLMBackend(Backend):
         except (TypeError, ValueError) as exc:
             raise ValueError(f"params must be JSON-serialisable: {exc}") from None
         self.client = client
+        self.seed_per_sample = seed_per_sample
         self.prompts = dict(prompts)
         self.queries = dict(queries)
         self.params = dict(params)
@@ -618,7 +636,18 @@ class LLMBackend(Backend):
         spec, q = self._lookup(prompt, query)
         if not indices:
             return []
-        completions = await self.client.complete(spec.render(q), len(indices), self.params)
+        messages = spec.render(q)
+        if self.seed_per_sample:
+            key = self.cache_key(prompt, query)
+            parts = await asyncio.gather(
+                *(
+                    self.client.complete(messages, 1, {**self.params, "seed": _index_seed(key, i)})
+                    for i in indices
+                )
+            )
+            completions = [c for part in parts for c in part]
+        else:
+            completions = await self.client.complete(messages, len(indices), self.params)
         out = []
         for c in completions:
             text = c.text or ""
@@ -640,6 +669,16 @@ class LLMBackend(Backend):
                 )
             )
         return out
+
+    def max_cost(self, prompt: str, query: str) -> float | None:
+        """Bounded when ``max_tokens`` is set: the completion cannot be longer, and the prompt has
+        at most one token per character of its rendered messages."""
+        max_tokens = self.params.get("max_tokens", self.params.get("max_completion_tokens"))
+        if not isinstance(max_tokens, int):
+            return None
+        spec, q = self._lookup(prompt, query)
+        chars = sum(len(m["content"]) + 16 for m in spec.render(q))
+        return float(self.cost(Completion(None, None, chars, max_tokens)))
 
     def recost(self, sample: Sample) -> Sample:
         if not sample.usage:

@@ -50,5 +50,8 @@ class ReplayBackend(Backend):
     async def sample(self, prompt: str, query: str, indices: Sequence[int]) -> list[Sample]:
         return self.draw(prompt, query, indices)
 
+    def max_cost(self, prompt: str, query: str) -> float | None:
+        return max(o.cost for o in self.pool.cell(prompt, query).outcomes)
+
     def gold(self, query: str) -> str | None:
         return self.pool.gold(query)

@@ -66,6 +66,7 @@ class SampleBank:
                 self.path, timeout=60.0, check_same_thread=False, isolation_level=None
             )
             self._db.execute("PRAGMA busy_timeout = 60000")
+            self._refuse_foreign()  # before anything writes to the file
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._check_schema()
@@ -83,16 +84,29 @@ class SampleBank:
             ) from None
         self._lock = threading.Lock()
 
+    def _refuse_foreign(self) -> None:
+        """Read-only check: a file that is not an iapo bank, or one of another schema version."""
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
+        if not tables:
+            return
+        if "meta" not in tables:
+            raise BankError(
+                "this SQLite file is not an iapo sample bank: point 'storage' elsewhere",
+                source=str(self.path),
+                field="storage",
+            )
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if row is not None and row[0] != str(BANK_SCHEMA):
+            raise BankError(
+                f"bank schema version {row[0]}, this iapo reads version {BANK_SCHEMA}: "
+                "use a new storage path or the iapo version that wrote it",
+                source=str(self.path),
+                field="storage",
+            )
+
     def _check_schema(self) -> None:
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
-            if tables and "meta" not in tables:
-                raise BankError(
-                    "this SQLite file is not an iapo sample bank: point 'storage' elsewhere",
-                    source=str(self.path),
-                    field="storage",
-                )
             for stmt in _DDL.split(";"):
                 if stmt.strip():
                     self._db.execute(stmt)
@@ -100,13 +114,6 @@ class SampleBank:
             if row is None:
                 self._db.execute(
                     "INSERT INTO meta (key, value) VALUES ('schema', ?)", (str(BANK_SCHEMA),)
-                )
-            elif int(row[0]) != BANK_SCHEMA:
-                raise BankError(
-                    f"bank schema version {row[0]}, this iapo reads version {BANK_SCHEMA}: "
-                    "use a new storage path or the iapo version that wrote it",
-                    source=str(self.path),
-                    field="storage",
                 )
         except BaseException:
             self._db.execute("ROLLBACK")

@@ -1,0 +1,190 @@
+"""Reliability: crash-resume, faults, cost caps, concurrent banks, secrets (issue: reliability)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from live_helpers import script, write_config
+
+import iapo
+from iapo.errors import BudgetError
+from iapo.testing.fake_openai import FAULT_KINDS, FakeOpenAIServer, FaultPlan
+
+REPO = Path(__file__).resolve().parents[1]
+KEY = "sk-reliability-0123456789abcdef"
+SEEDED = "  seed_per_sample: true\n  backoff: 0.01\n  max_backoff: 0.05"
+
+
+def cli(*args: str, cwd: Path, **kw: object) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "IAPO_TEST_KEY": KEY}
+    return subprocess.Popen(
+        [sys.executable, "-m", "iapo.cli", *args],
+        cwd=cwd,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kw,  # type: ignore[call-overload]
+    )
+
+
+def bank_count(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with sqlite3.connect(path) as db:
+        return int(db.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_points_then_resume_gives_same_policy(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    with FakeOpenAIServer(script, api_key=KEY, latency=0.01) as srv:
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        clean_cfg = write_config(tmp_path / "a", srv.base_url, backend_extra=SEEDED)
+        proc = cli("run", str(clean_cfg), "--json", cwd=tmp_path / "a")
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        clean = json.loads(out)
+        total = srv.completions_served
+        assert total == clean["account"]["completions"]
+
+        cfg = write_config(tmp_path / "b", srv.base_url, backend_extra=SEEDED)
+        bank = tmp_path / "b" / "run" / "bank.sqlite"
+        kills = 0
+        for _ in range(3):
+            target = srv.completions_served + rng.randint(5, max(6, total // 4))
+            proc = cli("run", str(cfg), "--json", cwd=tmp_path / "b")
+            while srv.completions_served < target and proc.poll() is None:
+                time.sleep(0.002)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+            proc.communicate(timeout=30)
+        assert kills >= 2
+        stored = bank_count(bank)
+        assert 0 < stored < total
+        before = srv.completions_served
+        proc = cli("run", str(cfg), "--json", cwd=tmp_path / "b")
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        resumed = json.loads(out)
+        # exactly the missing completions were requested: nothing stored was asked for again
+        assert srv.completions_served - before == total - stored
+        assert resumed["policy"] == clean["policy"]
+        assert resumed["account"]["completions"] == clean["account"]["completions"]
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
+    with FakeOpenAIServer(script, api_key=KEY, latency=0.05) as srv:
+        cfg = write_config(tmp_path, srv.base_url, backend_extra=SEEDED)
+        proc = cli("run", str(cfg), cwd=tmp_path)
+        while srv.completions_served < 10 and proc.poll() is None:
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130
+        assert "run the same command again to resume" in err
+        assert "Traceback" not in err
+        db = sqlite3.connect(tmp_path / "run" / "bank.sqlite")
+        assert db.execute("SELECT status FROM runs").fetchone()[0] == "interrupted"
+        assert db.execute("SELECT COUNT(*) FROM samples").fetchone()[0] > 0
+
+
+def test_faults_at_20_percent_run_completes_and_books_balance(tmp_path: Path) -> None:
+    plan = FaultPlan(rate=0.2, kinds=list(FAULT_KINDS), seed=11, hang=1.0)
+    with FakeOpenAIServer(script, api_key=KEY, faults=plan) as srv:
+        os.environ["IAPO_TEST_KEY"] = KEY
+        cfg = write_config(
+            tmp_path,
+            srv.base_url,
+            backend_extra="  backoff: 0.01\n  max_backoff: 0.05\n  timeout: 0.5\n"
+            "  max_attempts: 20",
+        )
+        result = iapo.run(cfg)
+        acc = result.account
+        assert acc["completions"] == acc["drawn"] <= 240
+        assert srv.completions_served == acc["drawn"]
+        assert srv.prompt_tokens_served == acc["prompt_tokens"]
+        assert srv.completion_tokens_served == acc["completion_tokens"]
+        assert sum(srv.faults_injected.values()) > 0
+        assert set(result.policy) == {"accuracy=1,cost=0", "accuracy=1,cost=0.5"}
+
+
+@pytest.mark.parametrize("status", ["400", "401", "404"])
+def test_permanent_errors_stop_at_once_with_one_line(tmp_path: Path, status: str) -> None:
+    with FakeOpenAIServer(script, permanent=status) as srv:
+        cfg = write_config(tmp_path, srv.base_url)
+        proc = cli("run", str(cfg), cwd=tmp_path)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 2
+        assert err.strip().count("\n") == 0 and status in err and "Traceback" not in err
+        assert KEY not in err
+        assert srv.requests <= 4  # the first concurrent requests, no retries
+        assert bank_count(tmp_path / "run" / "bank.sqlite") == 0
+
+
+def test_cost_cap_is_never_crossed_counting_in_flight(tmp_path: Path) -> None:
+    with FakeOpenAIServer(script, api_key=KEY) as srv:
+        os.environ["IAPO_TEST_KEY"] = KEY
+        cap = 3000.0  # completion tokens; max_tokens is 64 per completion
+        cfg = write_config(tmp_path, srv.base_url, extra=f"cost: {{cap: {cap}}}")
+        result = iapo.run(cfg)
+        assert result.account["cost"] <= cap
+        assert srv.completion_tokens_served <= cap
+        assert result.extra["stopped"] and "cost cap" in result.extra["stopped"]
+        tiny = write_config(tmp_path, srv.base_url, extra="cost: {cap: 10}", run_dir="tiny")
+        with pytest.raises(BudgetError, match="cost cap"):
+            iapo.run(tiny)
+
+
+def test_two_runs_share_one_sqlite_bank_at_once(tmp_path: Path) -> None:
+    bank = tmp_path / "shared.sqlite"
+    procs = [
+        cli(
+            "run",
+            str(REPO / "examples" / "mcqa.yaml"),
+            "--seed",
+            str(seed),
+            "--storage",
+            f"sqlite:///{bank}",
+            "--run-dir",
+            str(tmp_path / f"r{seed}"),
+            cwd=tmp_path,
+        )
+        for seed in (1, 2)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=180)
+        assert p.returncode == 0, err
+    db = sqlite3.connect(bank)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert db.execute("SELECT COUNT(*) FROM runs WHERE status = 'done'").fetchone()[0] == 2
+    results = [json.loads((tmp_path / f"r{s}" / "result.json").read_text()) for s in (1, 2)]
+    drawn = sum(r["account"]["drawn"] for r in results)
+    assert db.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == drawn
+
+
+def test_bank_of_another_schema_is_refused(tmp_path: Path) -> None:
+    bank = tmp_path / "old.sqlite"
+    db = sqlite3.connect(bank)
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute("INSERT INTO meta VALUES ('schema', '99')")
+    db.commit()
+    db.close()
+    before = bank.read_bytes()
+    proc = cli(
+        "run", str(REPO / "examples" / "mcqa.yaml"), "--storage", f"sqlite:///{bank}", cwd=tmp_path
+    )
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "schema version 99" in err and "Traceback" not in err
+    assert bank.read_bytes() == before
