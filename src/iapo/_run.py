@@ -177,9 +177,15 @@ def setup(
     src = str(config_path) if config_path else None
     base = config_path.parent if config_path else Path.cwd()
     if config.pool is None:
-        return _setup_live(config, src, base, config_path, run_dir, storage)
+        try:
+            return _setup_live(config, src, base, config_path, run_dir, storage)
+        except InputError as exc:
+            raise exc.within(src) if exc.source is None else exc from None
     strategy_name = config.strategy
-    pool_path = resolve_data_path(config.pool, base)
+    try:
+        pool_path = resolve_data_path(config.pool, base)
+    except InputError as exc:
+        raise exc.within(src) from None
     if not pool_path.exists():
         raise ConfigError(f"no pool file at {pool_path}: check the path", source=src, field="pool")
     pool = load_pool(pool_path, require_gold=strategy_name == "majority_vote")
@@ -422,10 +428,13 @@ def run(
             source=s._src,
             field="cost.cap",
         )
-    if write:
-        _check_writable(s.run_dir)
+    try:
+        if write:
+            _check_writable(s.run_dir)
+        bank = open_bank(s.storage)
+    except InputError as exc:
+        raise exc.within(s._src) from None
     t0 = time.perf_counter()
-    bank = open_bank(s.storage)
     try:
         bank.start_run(s.run_id, s.config.name, algo.budget, s.config.model_dump(mode="json"))
         study = Study(algo, backend, bank, cost_scale=s.cost_scale, progress=progress, cost_cap=cap)

@@ -6,6 +6,7 @@ field and the fix.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -191,16 +192,20 @@ class RunConfig(_Model):
     @model_validator(mode="after")
     def _source(self) -> RunConfig:
         if (self.pool is None) == (self.backend is None):
-            raise ValueError("give either a 'pool' to replay or a 'backend' to sample from")
+            raise ValueError("pool: give either a 'pool' to replay or a 'backend' to sample from")
         if self.backend is not None:
             if self.queries is None:
-                raise ValueError("a live backend needs 'queries': a JSONL file of questions")
+                raise ValueError(
+                    "queries: a live backend needs 'queries', a JSONL file of questions"
+                )
             if not self.prompts or any(isinstance(p, str) for p in self.prompts):
                 raise ValueError(
-                    "a live backend needs prompts with text: [{id, system, template}, ...]"
+                    "prompts: a live backend needs prompts with text: [{id, system, template}]"
                 )
         if self.strategy == "majority_vote" and self.objectives not in (None, ["accuracy"]):
-            raise ValueError("majority_vote has one objective, 'accuracy': drop 'objectives'")
+            raise ValueError(
+                "objectives: majority_vote has one objective, 'accuracy': drop 'objectives'"
+            )
         return self
 
     # -- derived ------------------------------------------------------------------------
@@ -228,7 +233,7 @@ def _message(err: Any) -> str:
         return "unknown key: remove it or check its spelling"
     if kind == "missing":
         return "required: add it"
-    msg = str(err["msg"])
+    msg = str(err["msg"]).replace("Input should be", "must be")
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     inp = err.get("input")
@@ -245,7 +250,11 @@ def parse_config(data: Any, source: str) -> RunConfig:
     except ValidationError as exc:
         err = exc.errors()[0]
         more = f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""
-        raise ConfigError(_message(err) + more, source=source, field=_loc(err)) from None
+        field, message = _loc(err), _message(err)
+        prefixed = re.match(r"([a-z_][\w.]*): (.*)", message)
+        if prefixed and field == "(top level)":  # a cross-field check names its field itself
+            field, message = prefixed.group(1), prefixed.group(2)
+        raise ConfigError(message + more, source=source, field=field) from None
 
 
 def load_config(path: str | Path) -> RunConfig:

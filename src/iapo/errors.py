@@ -30,8 +30,17 @@ class InputError(IapoError):
     def __init__(self, message: str, *, source: str | None = None, field: str | None = None):
         self.source = source
         self.field = field
+        self.detail = message
         where = ": ".join(part for part in (source, field) if part)
         super().__init__(f"{where}: {message}" if where else message)
+
+    def within(self, source: str | None) -> InputError:
+        """The same error attributed to ``source`` (the config that named the faulty thing); an
+        error that already names a file keeps it inside the message."""
+        if source is None or self.source == source:
+            return self
+        detail = f"{self.source}: {self.detail}" if self.source else self.detail
+        return type(self)(detail, source=source, field=self.field)
 
 
 class ConfigError(InputError):

@@ -77,8 +77,13 @@ class SampleBank:
                 field="storage",
             ) from None
         except OSError as exc:
+            why = exc.strerror
+            if self.path.parent.exists() and not self.path.parent.is_dir():
+                why = f"{self.path.parent} is a file"
+            elif isinstance(exc, FileExistsError):
+                why = "a file stands where a folder is needed"
             raise BankError(
-                f"cannot create the bank's folder ({exc.strerror}): choose a writable path",
+                f"cannot create the bank's folder ({why}): choose a writable path",
                 source=str(self.path),
                 field="storage",
             ) from None
