@@ -12,11 +12,21 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from conftest import bernoulli_pool
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from live_helpers import script, write_config
 
 import iapo
+from iapo import algorithms
+from iapo.backends import ReplayBackend
+from iapo.contexts import context_grid
 from iapo.errors import BudgetError
+from iapo.problem import Problem
+from iapo.strategies import MajorityVote
+from iapo.study import Study
 from iapo.testing.fake_openai import FAULT_KINDS, FakeOpenAIServer, FaultPlan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -188,3 +198,34 @@ def test_bank_of_another_schema_is_refused(tmp_path: Path) -> None:
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and "schema version 99" in err and "Traceback" not in err
     assert bank.read_bytes() == before
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    name=st.sampled_from(sorted(algorithms.ALGORITHMS)),
+    n_prompts=st.integers(1, 4),
+    n_max=st.integers(1, 4),
+    extra=st.integers(0, 2000),
+    cap=st.floats(0.5, 400.0),
+    seed=st.integers(0, 5),
+)
+def test_property_budget_and_cost_cap_hold_for_every_algorithm(
+    name: str, n_prompts: int, n_max: int, extra: int, cap: float, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    costs = list(rng.uniform(0.1, 3.0, n_prompts))
+    pool = bernoulli_pool(rng.uniform(0, 1, size=(n_prompts, 5)), costs=costs)
+    contexts = tuple(context_grid({"accuracy": [1.0]}, [0.0, 0.3]))
+    problem = Problem(pool.prompts, pool.queries, n_max, contexts, MajorityVote())
+    cls, fixed = algorithms.ALGORITHMS[name]
+    budget = cls.min_budget(problem, **fixed) + extra
+    algo = algorithms.create(name, problem, budget, seed)
+    study = Study(algo, ReplayBackend(pool, seed), None, cost_cap=cap)
+    try:
+        outcome = study.run()
+    except BudgetError:  # the cap stopped it before every context had data: said, not crossed
+        assert study.account.cost <= cap
+        return
+    assert study.account.completions <= budget
+    assert study.account.cost <= cap + 1e-9
+    assert set(outcome.policy) == {c.name for c in contexts}

@@ -141,6 +141,13 @@ class Triple(Algorithm):
         self.stats.add(self.prompt_indices(batch), estimates)
         self.trace.append(self.inner.trace[-1])
 
+    def absorb(self, results: Sequence[PullResult]) -> None:
+        super().absorb(results)
+        if results:
+            p = self.problem
+            est = p.strategy.estimate(results, p.contexts, 1, p.method)
+            self.inner.stats.add(self.prompt_indices([r.request for r in results]), est)
+
     def policy(self) -> dict[str, Arm]:
         base = self.inner.policy()
         if self.n_mode == "one":
