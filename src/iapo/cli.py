@@ -131,8 +131,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
             run_dir=args.run_dir,
             storage=args.storage,
         )
+    from iapo.progress import make_progress
+    from iapo.report import report_available, write_report
+
+    budget = args.budget if args.budget is not None else s.config.budget
     try:
-        result = _run.run(s, budget=args.budget)
+        with make_progress(budget, quiet=args.quiet or args.json, cost_unit=s.cost_unit) as bar:
+            result = _run.run(s, budget=args.budget, progress=bar)
     except KeyboardInterrupt:
         print(
             f"\ninterrupted: every completion drawn so far is in the bank ({s.storage}); "
@@ -140,10 +145,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    page = None
+    if not args.no_report and report_available():
+        page = write_report(result, Path(result.run_dir) / "report")
     if args.json:
         print(result.to_json())
     else:
         print(format_result(result))
+        if page is not None:
+            print(f"report: {page}")
     return 0
 
 
@@ -247,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", help="where result.json (and by default the bank) go")
     p.add_argument("--storage", help="sample bank URL, e.g. sqlite:///bank.sqlite")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--no-report", action="store_true", help="skip the HTML report")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("estimate", help="pre-flight: schedule, completions and expected cost")

@@ -106,7 +106,12 @@ class PSST(Algorithm):
         return [req for group in zip(*per_prompt, strict=True) for req in group]
 
     def _observe(self, batch: Sequence[PullRequest], estimates: NDArray[np.float64]) -> None:
-        self.stats.add(self.prompt_indices(batch), estimates)
+        # Algorithm 1 updates an arm's statistics in the contexts where it is active: an arm a
+        # context has eliminated keeps the estimate it was dropped with.
+        index = self.prompt_indices(batch)
+        k = estimates.shape[2]
+        live = self.active[:, index, :k].transpose(1, 0, 2)  # (pulls, C, k)
+        self.stats.add(index, np.where(live, estimates, np.nan))
         sizes = self.live_sizes(self.active)
         pulls: dict[str, int] = {}
         for r in batch:
