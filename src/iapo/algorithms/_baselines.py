@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 from iapo.algorithms._base import Algorithm, RoundTrace, ceil_log2
 from iapo.algorithms._psst import PSST, halve
 from iapo.problem import Problem
-from iapo.types import Arm, PullRequest
+from iapo.types import Arm, PullRequest, PullResult
 
 __all__ = ["UCB", "EpsilonGreedy", "SequentialHalving", "Triple", "Uniform"]
 
