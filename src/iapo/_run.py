@@ -636,7 +636,12 @@ def evaluate(config: RunConfig | str | Path | Setup, *, split: str = "test") -> 
     """Exact Q table on the pool's ``test`` split (or ``all`` queries)."""
     s = config if isinstance(config, Setup) else setup(config)
     if s.pool is None:
-        raise PoolError("evaluate needs a pool with recorded samples", field="pool")
+        raise PoolError(
+            "evaluate needs a pool with recorded samples: record one with "
+            "`iapo record CONFIG -k 8 --out pool.jsonl` and replay it with 'pool'",
+            source=s._src,
+            field="pool",
+        )
     if split not in ("test", "all", "train"):
         raise ConfigError("split must be 'test', 'train' or 'all'", field="split")
     qs = {"test": s.test, "train": s.train, "all": s.pool.queries}[split]
@@ -652,14 +657,18 @@ def preflight(
 ) -> dict[str, Any]:
     """The schedule and spend of a run before anything is drawn.
 
-    The algorithm is dry-run on uninformative samples (no bank, no backend): the first round is
-    exact; later rounds depend on which arms survive, so their sizes are indicative. The budget
-    is a hard cap, and ``max_cost`` bounds the cost (budget × the costliest prompt's mean cost).
+    The algorithm is dry-run on uninformative samples (no bank; the backend only prices the
+    requests, it samples nothing): the first round is exact; later rounds depend on which arms
+    survive, so their sizes are indicative. The budget is a hard cap. ``expected_cost`` uses the
+    pool's mean costs (unknown for a live backend); ``max_cost`` bounds the dry run's cost with
+    each completion at its worst case (a pool's costliest sample, a live backend's
+    ``max_tokens``), or is None when nothing bounds it.
     """
     from iapo.types import PullResult, Sample
 
     s = config if isinstance(config, Setup) else setup(config)
     algo = s.make_algorithm(budget)
+    backend = s.make_backend()
     min_budget = type(algo).min_budget(algo.problem, **algo.params())
     rounds: list[dict[str, Any]] = []
     mean_cost: dict[str, float] = {}
@@ -667,17 +676,21 @@ def preflight(
         for p in s.prompts:
             mean_cost[p] = float(np.mean([s.pool.cell(p, q).mean_cost() for q in s.train]))
     fake = Sample(answer=None, scores={o: 0.0 for o in s.strategy.objectives})
-    est_cost = 0.0
+    bound: float | None = 0.0
     while batch := algo.ask():
-        comp = sum(r.n for r in batch)
-        cost = sum(r.n * mean_cost.get(r.prompt, 0.0) for r in batch)
-        est_cost += cost
+        worst = [backend.max_cost(r.prompt, r.query) for r in batch]
+        if bound is not None and all(w is not None for w in worst):
+            bound += sum(r.n * float(w or 0.0) for r, w in zip(batch, worst, strict=True))
+        else:
+            bound = None
         rounds.append(
             {
                 "round": len(rounds) + 1,
                 "pulls": len(batch),
-                "completions": comp,
-                "expected_cost": cost,
+                "completions": sum(r.n for r in batch),
+                "expected_cost": sum(r.n * mean_cost[r.prompt] for r in batch)
+                if mean_cost
+                else None,
             }
         )
         algo.tell([PullResult(r, (fake,) * r.n, None) for r in batch])
@@ -686,10 +699,10 @@ def preflight(
         "budget": algo.budget,
         "completions": algo.spent,
         "rounds": rounds,
-        "expected_cost": est_cost if s.pool is not None else None,
+        "expected_cost": sum(r["expected_cost"] for r in rounds) if mean_cost else None,
         "cost_unit": s.cost_unit,
         "arms": len(s.prompts) * s.config.n_max,
         "contexts": len(s.contexts),
         "min_budget": min_budget,
-        "max_cost": algo.budget * max(mean_cost.values()) if mean_cost else None,
+        "max_cost": bound,
     }

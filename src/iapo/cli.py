@@ -98,27 +98,29 @@ def format_evaluation(ev: _run.Evaluation) -> str:
 
 
 def format_preflight(pf: dict[str, Any]) -> str:
+    unit = pf.get("cost_unit") or ""
+
+    def cost(x: float | None) -> str:
+        return "?" if x is None else f"{x:.6g}"
+
     rows = [
-        [str(r["round"]), str(r["pulls"]), str(r["completions"]), f"{r['expected_cost']:.6g}"]
+        [str(r["round"]), str(r["pulls"]), str(r["completions"]), cost(r["expected_cost"])]
         for r in pf["rounds"]
     ]
-    unit = pf.get("cost_unit") or ""
     lines = [
         f"{pf['algorithm']}: {pf['arms']} arms × {pf['contexts']} contexts, "
         f"budget {pf['budget']} completions (smallest that works: {pf['min_budget']})",
         _table(["round", "pulls", "completions", f"expected cost ({unit})"], rows),
         f"total: {pf['completions']} completions "
-        f"({pf['budget'] - pf['completions']} of the budget left unspent)",
+        f"({pf['budget'] - pf['completions']} of the budget left unspent; later rounds depend "
+        "on which arms survive)",
     ]
     if pf.get("expected_cost") is not None:
-        lines.append(
-            f"expected cost: {pf['expected_cost']:.6g} {unit} (pool means; later rounds "
-            "depend on which arms survive)"
-        )
-        lines.append(
-            f"cost cap: at most {pf['max_cost']:.6g} {unit} (budget × the costliest "
-            "prompt's mean cost)"
-        )
+        lines.append(f"expected cost: {pf['expected_cost']:.6g} {unit} (the pool's mean costs)")
+    if pf.get("max_cost") is not None:
+        lines.append(f"at most: {pf['max_cost']:.6g} {unit} (every completion at its worst case)")
+    else:
+        lines.append("at most: unbounded (set backend.params.max_tokens to bound the cost)")
     return "\n".join(lines)
 
 
