@@ -516,7 +516,9 @@ def run(
     if write:
         try:
             s.run_dir.mkdir(parents=True, exist_ok=True)
-            (s.run_dir / "result.json").write_text(result.to_json())
+            tmp = s.run_dir / "result.json.tmp"
+            tmp.write_text(result.to_json())
+            tmp.replace(s.run_dir / "result.json")  # atomic: never a half-written result
         except OSError as exc:
             raise InputError(
                 f"cannot write the result ({exc.strerror}): choose a writable run_dir",
