@@ -172,3 +172,31 @@ def test_every_algorithm_stays_within_budget(name, n_prompts, n_max, extra, seed
     policy = algo.policy()
     assert set(policy) == {c.name for c in problem.contexts}
     assert all(a.prompt in pool.prompts and 1 <= a.n <= n_max for a in policy.values())
+
+
+def test_arm_stats_add_equals_a_plain_loop():
+    rng = np.random.default_rng(3)
+    stats = algorithms.ArmStats(2, 4, 5)
+    naive_total = np.zeros((2, 4, 5))
+    naive_count = np.zeros((2, 4, 5), dtype=np.int64)
+    for _ in range(3):
+        index = rng.integers(0, 4, size=17)
+        est = rng.normal(size=(17, 2, 3))
+        est[rng.random(est.shape) < 0.3] = np.nan
+        stats.add(index, est)
+        for row, p in enumerate(index):
+            for c in range(2):
+                for k in range(3):
+                    if not np.isnan(est[row, c, k]):
+                        naive_total[c, p, k] += est[row, c, k]
+                        naive_count[c, p, k] += 1
+    assert np.array_equal(stats.count, naive_count)
+    np.testing.assert_allclose(stats.total, naive_total, atol=1e-12)
+
+
+def test_triple_random_policy_is_the_same_on_every_call():
+    pool = clear_pool(n_prompts=3, best=1)
+    problem = make_problem(pool, n_max=8, cost_weights=(0.0, 0.1, 0.2))
+    algo = algorithms.create("triple_nrandom", problem, 1000, 0)
+    algo.run_offline(replay_puller(pool))
+    assert algo.policy() == algo.policy()

@@ -595,7 +595,7 @@ class Evaluation:
             p1 = int(np.argmax(self.q[ci, :, 0]))
             arm = opt[c.name]
             ps = self.prompts.index(arm.prompt)
-            if p1 == ps:
+            if p1 == ps or self.q[ci, ps, 0] >= self.q[ci, p1, 0]:  # not ahead, or only tied
                 continue
             k = arm.n - 1
             out.append(

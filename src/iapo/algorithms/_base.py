@@ -33,14 +33,23 @@ class ArmStats:
 
     def add(self, prompt_index: NDArray[np.int64], estimates: NDArray[np.float64]) -> None:
         """``estimates``: (pulls, C, k_max ≤ n_max) with NaN where a pull says nothing."""
+        if len(prompt_index) == 0:
+            return
         k = estimates.shape[2]
         ok = ~np.isnan(estimates)
-        vals = np.where(ok, estimates, 0.0).transpose(1, 0, 2)  # (C, pulls, k)
-        okt = ok.transpose(1, 0, 2)
-        index: Any = (slice(None), prompt_index)
-        np.add.at(self.total[:, :, :k], index, vals)
-        np.add.at(self.total_sq[:, :, :k], index, vals**2)
-        np.add.at(self.count[:, :, :k], index, okt.astype(np.int64))
+        vals = np.where(ok, estimates, 0.0)
+        # sum each prompt's pulls in one pass (sorted by prompt, np.add.reduceat), then add once
+        # per prompt: much faster than np.add.at on big batches
+        order = np.argsort(prompt_index, kind="stable")
+        sorted_index = prompt_index[order]
+        starts = np.flatnonzero(np.r_[True, sorted_index[1:] != sorted_index[:-1]])
+        prompts = sorted_index[starts]
+        v = vals[order]
+        self.total[:, prompts, :k] += np.add.reduceat(v, starts, axis=0).transpose(1, 0, 2)
+        self.total_sq[:, prompts, :k] += np.add.reduceat(v * v, starts, axis=0).transpose(1, 0, 2)
+        self.count[:, prompts, :k] += np.add.reduceat(
+            ok[order].astype(np.int64), starts, axis=0
+        ).transpose(1, 0, 2)
 
     def add_one(self, context: int, prompt: int, n: int, value: float) -> None:
         self.total[context, prompt, n - 1] += value
@@ -140,7 +149,9 @@ class Algorithm(ABC):
         self.tell_estimates(p.strategy.estimate(results, p.contexts, p.n_max, p.method))
 
     def tell_estimates(self, estimates: NDArray[np.float64]) -> None:
-        """Answer the pending batch with its utility estimates (pulls, C, n_max) directly.
+        """Answer the pending batch with its utility estimates directly: an array (pulls, C, k)
+        whose column j is the estimate at N = j + 1 (NaN where a pull says nothing), with
+        max(n of the batch) ≤ k ≤ n_max; a narrower array than n_max saves work.
 
         For simulators that estimate from encoded samples without building :class:`PullResult`
         objects (``iapo bench``); ``tell`` computes the same array from results.

@@ -123,6 +123,7 @@ class Triple(Algorithm):
         super().__init__(problem, budget, seed)
         self.inner = PSST(problem.with_n_max(1), budget, seed)
         self.inner.rng = self.rng
+        self._random_n: dict[str, int] | None = None
 
     def params(self) -> dict[str, Any]:
         return {"n": self.n_mode}
@@ -152,10 +153,11 @@ class Triple(Algorithm):
         base = self.inner.policy()
         if self.n_mode == "one":
             return base
-        draw = np.random.default_rng(self.rng.integers(2**32))
-        return {
-            c: Arm(a.prompt, int(draw.integers(1, self.problem.n_max + 1))) for c, a in base.items()
-        }
+        if self._random_n is None:  # drawn once, so that policy() is the same on every call
+            self._random_n = {
+                c: int(self.rng.integers(1, self.problem.n_max + 1)) for c in sorted(base)
+            }
+        return {c: Arm(a.prompt, self._random_n[c]) for c, a in base.items()}
 
     def ranking(self, context: int) -> list[Arm]:
         return self.inner.ranking(context)
