@@ -1,0 +1,338 @@
+"""The paper's protocol: algorithms × budgets × R paired runs on reshuffled 80/20 splits.
+
+Run r draws a train/test split of the queries from (seed, r). Every algorithm and budget of run r
+learns on the same training queries (paired runs) and is scored by the **exact** ACR of its
+policy on the test queries, ``mean_c Q_test(c, π(c))``, from the ground-truth table of the test
+split (computed once per run from per-cell exact utilities). The oracle-train ACR is the test ACR
+of the policy that is optimal on the training table; the oracle-test ACR is the test table's
+optimum. Runs are spread over a process pool; every random stream is derived from
+(seed, run, algorithm), so results do not depend on the number of workers or their order.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import multiprocessing as mp
+import sys
+import time
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from iapo import algorithms
+from iapo._run import split_queries
+from iapo.algorithms import UCB, Algorithm, EpsilonGreedy
+from iapo.bench._sim import EncodedPool
+from iapo.errors import BudgetError, ConfigError
+from iapo.problem import Problem
+from iapo.strategies import Method
+
+__all__ = [
+    "ALGORITHM_SPECS",
+    "DEFAULT_ALGORITHMS",
+    "DEFAULT_BUDGETS",
+    "AlgoSpec",
+    "RunOutput",
+    "execute_runs",
+    "run_algorithm",
+    "run_single",
+    "split_for_run",
+]
+
+TEST_FRACTION = 0.2
+DEFAULT_BUDGETS = (1000, 2000, 5000, 10_000, 20_000, 50_000)
+
+
+@dataclass(frozen=True)
+class AlgoSpec:
+    """A benchmarked algorithm: a registry name, its parameters and the estimator."""
+
+    label: str
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    method: Method = "ustat"
+    title: str = ""
+    #: Specs of one group share their random streams in a run (same seed): PSST's estimators
+    #: then differ only in how they use the same first-round data.
+    group: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "algorithm": self.name,
+            "params": self.params,
+            "estimator": self.method,
+            "title": self.title or self.label,
+        }
+
+    @property
+    def seed_key(self) -> int:
+        return _label_id(self.group or self.label)
+
+    def min_budget(self, problem: Problem) -> int:
+        cls, fixed = algorithms.ALGORITHMS[self.name]
+        return cls.min_budget(problem, **{**fixed, **self.params})
+
+
+ALGORITHM_SPECS: dict[str, AlgoSpec] = {
+    s.label: s
+    for s in (
+        AlgoSpec("psst", "psst", title="PSST (U-statistic)", group="psst"),
+        AlgoSpec("psst_blocks", "psst", method="blocks", title="PSST (paper blocks)", group="psst"),
+        AlgoSpec("psst_k1", "psst_topk", {"k": 1}, title="PSST+K1 (≈ disjoint)", group="topk"),
+        AlgoSpec("psst_k4", "psst_topk", {"k": 4}, title="PSST+K4", group="topk"),
+        AlgoSpec("psst_k8", "psst_topk", {"k": 8}, title="PSST+K8", group="topk"),
+        AlgoSpec("uniform", "uniform", title="Uniform"),
+        AlgoSpec("sequential_halving", "sequential_halving", title="Seq. Halving per context"),
+        AlgoSpec("ucb", "ucb", title="UCB (c = 0.1)"),
+        AlgoSpec("epsilon_greedy", "epsilon_greedy", title="ε-greedy (ε = 0.15)"),
+        AlgoSpec("triple_n1", "triple_n1", title="TRIPLE N=1 (prompt-only)", group="triple"),
+        AlgoSpec("triple_nrandom", "triple_nrandom", title="TRIPLE N=random", group="triple"),
+    )
+}
+DEFAULT_ALGORITHMS = tuple(ALGORITHM_SPECS)
+
+#: Algorithms whose behaviour depends on the budget only through "which N is still affordable"
+#: (one pull per step until the budget is spent): one trajectory serves every budget (see
+#: :func:`run_algorithm`).
+NESTED = (UCB, EpsilonGreedy)
+
+
+def _seed(*parts: int) -> int:
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
+
+
+def _label_id(label: str) -> int:
+    return zlib.crc32(label.encode())
+
+
+def split_for_run(queries: tuple[str, ...], seed: int, run: int) -> tuple[tuple[str, ...], ...]:
+    """(train, test) of run ``run``: an 80/20 split seeded by (seed, run)."""
+    return split_queries(queries, TEST_FRACTION, _seed(seed, run))
+
+
+@dataclass
+class RunOutput:
+    """One (algorithm, budget) result of one run."""
+
+    acr: float
+    found: list[bool]
+    cpu_s: float
+    arms: list[int]  # chosen arm per context: prompt index · n_max + N - 1
+
+
+def _drive(algo: Algorithm, sim: EncodedPool, method: Method, rng: np.random.Generator) -> None:
+    while batch := algo.ask():
+        algo.tell_estimates(sim.simulate(batch, method, rng, narrow=True))
+
+
+def run_algorithm(
+    spec: AlgoSpec,
+    problem: Problem,
+    budgets: Sequence[int],
+    sim: EncodedPool,
+    seed: int,
+) -> dict[int, tuple[dict[str, Any], float, Algorithm]]:
+    """Run ``spec`` at each budget; return budget → (policy, CPU seconds, final algorithm).
+
+    The algorithm's seed and the simulator's random stream depend on ``seed`` only, not on the
+    budget. For UCB and ε-greedy (:data:`NESTED`) one trajectory at the largest budget serves the
+    smaller ones exactly: a run with budget b makes the same choices as the long one while
+    ``b - spent ≥ N_max`` (every N is affordable in both), so the long run is copied (algorithm
+    and random streams) just before that point and the copy finishes with budget b. The result
+    equals a fresh run with budget b; its CPU time is that of the shared prefix plus the copy's.
+    """
+    algo_seed, sim_seed = _seed(seed, 0), _seed(seed, 1)
+    out: dict[int, tuple[dict[str, Any], float, Algorithm]] = {}
+    if not budgets:
+        return out
+    order = sorted(set(budgets))
+    cls, _ = algorithms.ALGORITHMS[spec.name]
+    if not issubclass(cls, NESTED):
+        for b in order:
+            t0 = time.process_time()
+            algo = algorithms.create(spec.name, problem, b, algo_seed, **spec.params)
+            _drive(algo, sim, spec.method, np.random.default_rng(sim_seed))
+            out[b] = (algo.policy(), time.process_time() - t0, algo)
+        return out
+    t0 = time.process_time()
+    first = algorithms.create(spec.name, problem, order[-1], algo_seed, **spec.params)
+    algo, rng = first, np.random.default_rng(sim_seed)
+    pending = order[:-1]
+    side = 0.0  # CPU time spent on copies, not part of the long run
+    memo = {id(problem): problem}
+    while True:
+        while pending and pending[0] - algo.spent < problem.n_max:
+            b = pending.pop(0)
+            t1 = time.process_time()
+            fork = copy.deepcopy(algo, dict(memo))
+            fork_rng = copy.deepcopy(rng)
+            fork.budget = b
+            _drive(fork, sim, spec.method, fork_rng)
+            policy = fork.policy()
+            t2 = time.process_time()
+            out[b] = (policy, (t1 - t0 - side) + (t2 - t1), fork)
+            side += t2 - t1
+        batch = algo.ask()
+        if not batch:
+            break
+        algo.tell_estimates(sim.simulate(batch, spec.method, rng, narrow=True))
+    out[order[-1]] = (algo.policy(), time.process_time() - t0 - side, algo)
+    return out
+
+
+@dataclass
+class _State:
+    sim: EncodedPool
+    specs: tuple[AlgoSpec, ...]
+    budgets: dict[str, tuple[int, ...]]  # label → feasible budgets
+    seed: int
+    runs_for: dict[str, int] = field(default_factory=dict)  # label → runs (default: all)
+
+
+_STATE: _State | None = None
+
+
+def _init(state: _State) -> None:
+    global _STATE
+    _STATE = state
+
+
+def _triple_random(algo: Algorithm) -> dict[str, Any]:
+    """The policy TRIPLE N=random returns after the exploration ``algo`` (TRIPLE N=1, same
+    seed) did: the exploration does not depend on the N mode, and the N=1 policy consumes no
+    randomness, so this is exactly a fresh TRIPLE N=random run's policy."""
+    twin = copy.copy(algo)
+    twin.n_mode = "random"  # type: ignore[attr-defined]
+    return twin.policy()
+
+
+def run_single(run: int, state: _State | None = None) -> dict[str, Any]:
+    """Run ``run`` of the protocol: one split, every algorithm at every feasible budget."""
+    st = state if state is not None else _STATE
+    if st is None:
+        raise RuntimeError("worker not initialised")
+    sim = st.sim
+    train, test = split_for_run(sim.queries, st.seed, run)
+    qi = sim.query_index
+    q_train = sim.q_table([qi[q] for q in train])
+    q_test = sim.q_table([qi[q] for q in test])
+    n_ctx = len(sim.contexts)
+    flat_test = q_test.reshape(n_ctx, -1)
+    flat_train = q_train.reshape(n_ctx, -1)
+    best_train = flat_train.max(axis=1)
+    oracle_train_arm = flat_train.argmax(axis=1)
+    problem = Problem(sim.prompts, train, sim.n_max, sim.contexts, sim.strategy)
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    finished: dict[str, dict[int, tuple[dict[str, Any], float, Algorithm]]] = {}
+    for spec in st.specs:
+        if run >= st.runs_for.get(spec.label, run + 1):
+            continue
+        budgets = st.budgets.get(spec.label, ())
+        twin = finished.get("triple_n1")
+        if (
+            spec.name == "triple_nrandom"
+            and twin is not None
+            and spec.group == "triple"
+            and set(budgets) <= set(twin)
+        ):
+            got = {b: (_triple_random(twin[b][2]), twin[b][1], twin[b][2]) for b in budgets}
+        else:
+            prob = problem if spec.method == problem.method else _with_method(problem, spec.method)
+            seed = _seed(st.seed, run, spec.seed_key)
+            try:
+                got = run_algorithm(spec, prob, budgets, sim, seed)
+            except BudgetError:  # min_budget said yes but the constructor said no
+                got = {}
+        if spec.label == "triple_n1" and spec.group == "triple":
+            finished[spec.label] = got
+        per: dict[str, dict[str, Any]] = {}
+        for b, (policy, cpu, _) in got.items():
+            arms = [
+                sim.prompt_index[policy[c.name].prompt] * sim.n_max + policy[c.name].n - 1
+                for c in sim.contexts
+            ]
+            vals = flat_test[np.arange(n_ctx), arms]
+            on_train = flat_train[np.arange(n_ctx), arms] >= best_train - 1e-9
+            per[str(b)] = {
+                "acr": float(vals.mean()),
+                "found": "".join("1" if f else "0" for f in on_train),
+                "cpu_s": cpu,
+                "arms": arms,
+            }
+        results[spec.label] = per
+    return {
+        "run": run,
+        "test": sorted(qi[q] for q in test),
+        "oracle_train": float(flat_test[np.arange(n_ctx), oracle_train_arm].mean()),
+        "oracle_test": float(flat_test.max(axis=1).mean()),
+        "results": results,
+    }
+
+
+def _with_method(problem: Problem, method: Method) -> Problem:
+    return Problem(
+        problem.prompts, problem.queries, problem.n_max, problem.contexts, problem.strategy, method
+    )
+
+
+def feasible_budgets(
+    sim: EncodedPool, specs: Iterable[AlgoSpec], budgets: Sequence[int]
+) -> tuple[dict[str, tuple[int, ...]], dict[str, int]]:
+    """Per algorithm: the budgets it can run with, and its minimum budget."""
+    n_train = len(sim.queries) - math.floor(TEST_FRACTION * len(sim.queries))
+    if n_train < 1:
+        raise ConfigError("too few queries for an 80/20 split: the pool needs at least 2")
+    problem = Problem(sim.prompts, sim.queries[:n_train], sim.n_max, sim.contexts, sim.strategy)
+    ok: dict[str, tuple[int, ...]] = {}
+    need: dict[str, int] = {}
+    for s in specs:
+        need[s.label] = s.min_budget(problem)
+        ok[s.label] = tuple(b for b in budgets if b >= need[s.label])
+    return ok, need
+
+
+ProgressFn = Callable[[int, int, float], None]
+
+
+def execute_runs(
+    sim: EncodedPool,
+    specs: Sequence[AlgoSpec],
+    budgets: dict[str, tuple[int, ...]],
+    runs: int,
+    seed: int,
+    workers: int,
+    progress: ProgressFn | None = None,
+    runs_for: dict[str, int] | None = None,
+) -> list[dict[str, Any]]:
+    """All runs, in run order (the same whatever ``workers`` is)."""
+    state = _State(sim, tuple(specs), budgets, seed, dict(runs_for or {}))
+    out: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    if workers <= 1:
+        for r in range(runs):
+            out.append(run_single(r, state))
+            if progress:
+                progress(r + 1, runs, time.perf_counter() - t0)
+        return out
+    methods = mp.get_all_start_methods()
+    ctx = mp.get_context("fork" if "fork" in methods and sys.platform != "darwin" else "spawn")
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init, initargs=(state,)) as ex:
+        futures = [ex.submit(run_single, r) for r in range(runs)]
+        for done, _ in enumerate(as_completed(futures), start=1):
+            if progress:
+                progress(done, runs, time.perf_counter() - t0)
+        out = [f.result() for f in futures]
+    return out
+
+
+def arm_values(q: NDArray[np.float64], arms: Sequence[int]) -> NDArray[np.float64]:
+    """Q of the chosen flat arm per context, from a (C, P, n_max) table."""
+    flat = q.reshape(q.shape[0], -1)
+    return np.asarray(flat[np.arange(q.shape[0]), list(arms)], dtype=np.float64)

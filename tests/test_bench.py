@@ -1,0 +1,457 @@
+"""``iapo bench``: the simulator against the strategies, and the protocol itself."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import bernoulli_pool
+
+from iapo import algorithms
+from iapo.bench import _protocol, _report, run_benchmark
+from iapo.bench._envs import Environment, build_environment
+from iapo.bench._sim import EncodedPool, encode_pool
+from iapo.cli import main
+from iapo.contexts import context_grid
+from iapo.pools import Cell, Pool
+from iapo.problem import Problem
+from iapo.strategies import BestOfN, MajorityVote
+from iapo.synthetic import (
+    bernoulli_contexts,
+    categorical_contexts,
+    synth_bernoulli,
+    synth_categorical,
+)
+from iapo.types import PullRequest, PullResult, Sample
+
+# ------------------------------------------------------------------------------------------
+# small environments
+# ------------------------------------------------------------------------------------------
+
+
+def mv_pool(n_prompts: int = 3, n_queries: int = 10, seed: int = 0) -> Pool:
+    """Majority vote with several wrong answers, abstentions and per-cell costs."""
+    rng = np.random.default_rng(seed)
+    prompts = tuple(f"p{i}" for i in range(n_prompts))
+    queries = tuple(f"q{j}" for j in range(n_queries))
+    cells = {}
+    for p in prompts:
+        for q in queries:
+            answers = ["A", "B", "C", None]
+            w = rng.dirichlet(np.ones(4)) * 10
+            cost = float(rng.uniform(0.1, 1.0))
+            outs = tuple(Sample(a, {}, cost) for a in answers)
+            cells[(p, q)] = Cell(p, q, "A" if rng.random() < 0.8 else "Z", outs, w)
+    return Pool(("accuracy",), prompts, queries, cells, "unit", {"name": "mv"})
+
+
+def mv_env(n_prompts: int = 3, n_queries: int = 10, n_max: int = 4) -> Environment:
+    pool = mv_pool(n_prompts, n_queries)
+    ctx = tuple(context_grid({"accuracy": [1.0]}, [0.0, 0.3]))
+    return Environment("mv-test", pool, MajorityVote(), ctx, n_max, "test pool")
+
+
+def bon_env(n_max: int = 4) -> Environment:
+    pool = synth_categorical(n_prompts=3, n_queries=10, seed=1)
+    ctx = tuple(categorical_contexts()[:4])
+    return Environment("bon-test", pool, BestOfN(("helpful", "harmless")), ctx, n_max, "test")
+
+
+def results_from(
+    sim: EncodedPool, env: Environment, batch: list[PullRequest], outcomes: list[np.ndarray]
+) -> list[PullResult]:
+    """PullResults carrying exactly the drawn outcomes (as the pool's own Sample objects)."""
+    out = []
+    for r, idx in zip(batch, outcomes, strict=True):
+        cell = env.pool.cell(r.prompt, r.query)
+        reps = _representatives(cell, env)
+        out.append(PullResult(r, tuple(reps[int(i)] for i in idx), cell.gold))
+    return out
+
+
+def _representatives(cell: Cell, env: Environment) -> list[Sample]:
+    """The encoder's merged outcome order: first occurrence of each distinct outcome."""
+    seen: dict[tuple[Any, ...], Sample] = {}
+    for o, w in zip(cell.outcomes, cell.weights, strict=True):
+        if w <= 0:
+            continue
+        if isinstance(env.strategy, MajorityVote):
+            key: tuple[Any, ...] = (o.answer, o.cost)
+        else:
+            key = (tuple(o.scores[k] for k in env.strategy.objectives), o.cost)
+        seen.setdefault(key, o)
+    return list(seen.values())
+
+
+# ------------------------------------------------------------------------------------------
+# the simulator gives strategy.estimate's numbers
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", [mv_env, bon_env])
+@pytest.mark.parametrize("method", ["ustat", "blocks"])
+def test_simulator_estimates_equal_strategy_estimate(make: Any, method: str) -> None:
+    env = make()
+    sim = encode_pool(env.pool, env.strategy, env.contexts, env.n_max)
+    rng = np.random.default_rng(3)
+    sizes = [1, 2, 3, 4, 6]  # 6 > n_max: estimates stop at n_max
+    batch = [
+        PullRequest(env.pool.prompts[i % 3], env.pool.queries[(5 * i) % 10], sizes[i % 5])
+        for i in range(40)
+    ]
+    prompt, query, n = sim.pull_arrays(batch)
+    drawn: list[np.ndarray] = [np.empty(0)] * len(batch)
+    got = np.full((len(batch), len(env.contexts), env.n_max), np.nan)
+    for size in np.unique(n):
+        sel = np.flatnonzero(n == size)
+        oc = sim.draw(prompt[sel], query[sel], int(size), rng)
+        got[sel] = sim.estimates_for(prompt[sel], query[sel], oc, method)  # type: ignore[arg-type]
+        for j, s in enumerate(sel):
+            drawn[s] = oc[j]
+    want = env.strategy.estimate(
+        results_from(sim, env, batch, drawn),
+        env.contexts,
+        env.n_max,
+        method,  # type: ignore[arg-type]
+    )
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    assert np.isnan(got).sum() == np.isnan(want).sum() > 0
+
+
+@pytest.mark.parametrize("make", [mv_env, bon_env])
+def test_single_pull_path_matches_batch_path(make: Any) -> None:
+    env = make()
+    sim = encode_pool(env.pool, env.strategy, env.contexts, env.n_max)
+    for n in (1, 3, 4):
+        req = [PullRequest(env.pool.prompts[1], env.pool.queries[2], n)]
+        a = sim.simulate(req, "ustat", np.random.default_rng(7))
+        prompt, query, _ = sim.pull_arrays(req)
+        oc = sim.draw(prompt, query, n, np.random.default_rng(7))
+        b = sim.estimates_for(prompt, query, oc, "ustat")
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+        narrow = sim.simulate(req, "ustat", np.random.default_rng(7), narrow=True)
+        assert narrow.shape == (1, len(env.contexts), min(n, env.n_max))
+        np.testing.assert_array_equal(narrow, a[:, :, : min(n, env.n_max)])
+
+
+def test_simulator_draws_follow_cell_probabilities() -> None:
+    pool = bernoulli_pool(np.array([[0.2, 0.9]]))
+    ctx = tuple(context_grid({"accuracy": [1.0]}, [0.0]))
+    sim = encode_pool(pool, MajorityVote(), ctx, 1)
+    rng = np.random.default_rng(0)
+    oc = sim.draw(np.array([0, 0]), np.array([0, 1]), 20_000, rng)
+    assert sim.codes is not None
+    gold_rate = (sim.codes[np.array([[0], [0]]), np.array([[0], [1]]), oc] == 0).mean(axis=1)
+    np.testing.assert_allclose(gold_rate, [0.2, 0.9], atol=0.01)
+
+
+def test_exact_table_matches_run_exact_q_table() -> None:
+    from iapo._run import exact_q_table
+
+    env = mv_env()
+    sim = encode_pool(env.pool, env.strategy, env.contexts, env.n_max)
+    qs = env.pool.queries[2:7]
+    want = exact_q_table(env.pool, env.strategy, env.contexts, env.n_max, qs)
+    got = sim.q_table([sim.query_index[q] for q in qs])
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------
+# the protocol
+# ------------------------------------------------------------------------------------------
+
+
+def small_state(env: Environment, labels: list[str], budgets: tuple[int, ...]) -> _protocol._State:
+    sim = encode_pool(env.pool, env.strategy, env.contexts, env.n_max)
+    specs = [_protocol.ALGORITHM_SPECS[a] for a in labels]
+    ok, _ = _protocol.feasible_budgets(sim, specs, budgets)
+    return _protocol._State(sim, tuple(specs), ok, seed=5)
+
+
+def test_split_never_leaks_test_queries_into_learning(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = mv_env(n_prompts=3, n_queries=20)
+    labels = ["psst", "psst_k1", "uniform", "ucb", "epsilon_greedy", "triple_n1"]
+    state = small_state(env, labels, (400, 900))
+    asked: list[str] = []
+    original = EncodedPool.simulate
+
+    def spy(self: EncodedPool, batch: Any, *args: Any, **kw: Any) -> Any:
+        asked.extend(r.query for r in batch)
+        return original(self, batch, *args, **kw)
+
+    monkeypatch.setattr(EncodedPool, "simulate", spy)
+    for run in range(3):
+        asked.clear()
+        out = _protocol.run_single(run, state)
+        test = {env.pool.queries[i] for i in out["test"]}
+        assert len(test) == 4  # 20 % of 20
+        assert asked, "nothing was pulled"
+        assert not (set(asked) & test), "a test query was pulled while learning"
+        # the training queries are all used (80 % of the pool)
+        assert set(asked) == set(env.pool.queries) - test
+    # different runs reshuffle the split
+    splits = {tuple(_protocol.run_single(r, state)["test"]) for r in range(4)}
+    assert len(splits) > 1
+
+
+def test_oracle_policy_scores_the_oracle_acr() -> None:
+    env = mv_env(n_prompts=3, n_queries=20)
+    sim = encode_pool(env.pool, env.strategy, env.contexts, env.n_max)
+    state = small_state(env, ["psst"], (400,))
+    out = _protocol.run_single(2, state)
+    test = out["test"]
+    train = [i for i in range(20) if i not in test]
+    q_test, q_train = sim.q_table(test), sim.q_table(train)
+    # the oracle-test policy: the test table's best arm per context
+    best = q_test.reshape(len(env.contexts), -1).max(axis=1)
+    assert out["oracle_test"] == pytest.approx(best.mean())
+    # the oracle-train policy, scored on test
+    arms = q_train.reshape(len(env.contexts), -1).argmax(axis=1)
+    assert out["oracle_train"] == pytest.approx(_protocol.arm_values(q_test, list(arms)).mean())
+    assert out["oracle_train"] <= out["oracle_test"] + 1e-12
+    # an algorithm whose policy is the oracle's scores exactly the oracle ACR
+    res = out["results"]["psst"]["400"]
+    acr = _protocol.arm_values(q_test, res["arms"]).mean()
+    assert res["acr"] == pytest.approx(acr)
+    found = [c == "1" for c in res["found"]]
+    assert found == [a == b for a, b in zip(res["arms"], arms, strict=True)]
+
+
+def test_learning_reaches_the_oracle_with_a_huge_budget() -> None:
+    success = np.tile(np.array([[0.3], [0.85], [0.5]]), (1, 20))
+    pool = bernoulli_pool(success, costs=[0.1, 0.5, 0.2])
+    ctx = tuple(context_grid({"accuracy": [1.0]}, [0.0, 1.0]))
+    env = Environment("clear", pool, MajorityVote(), ctx, 5, "clear optimum")
+    state = small_state(env, ["psst", "uniform"], (60_000,))
+    out = _protocol.run_single(0, state)
+    for label in ("psst", "uniform"):
+        assert out["results"][label]["60000"]["acr"] == pytest.approx(out["oracle_train"])
+        assert out["results"][label]["60000"]["found"] == "11"
+
+
+def test_results_do_not_depend_on_workers() -> None:
+    env = mv_env(n_prompts=3, n_queries=20)
+    kw: dict[str, Any] = {
+        "algorithms": ["psst", "ucb", "triple_n1"],
+        "budgets": [400, 800],
+        "runs": 4,
+        "seed": 11,
+    }
+    one = run_benchmark(env, workers=1, **kw)
+    two = run_benchmark(env, workers=2, **kw)
+    strip = [
+        {k: v for k, v in r.items() if k != "results"}
+        | {"acr": {a: {b: x["acr"] for b, x in d.items()} for a, d in r["results"].items()}}
+        for r in one.data["runs"]
+    ]
+    strip2 = [
+        {k: v for k, v in r.items() if k != "results"}
+        | {"acr": {a: {b: x["acr"] for b, x in d.items()} for a, d in r["results"].items()}}
+        for r in two.data["runs"]
+    ]
+    assert strip == strip2
+    assert [r["run"] for r in two.data["runs"]] == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("label", ["ucb", "epsilon_greedy"])
+def test_nested_budgets_equal_fresh_runs(label: str) -> None:
+    """One long UCB / ε-greedy trajectory serves the smaller budgets exactly."""
+    env = mv_env(n_prompts=3, n_queries=20)
+    sim = encode_pool(env.pool, env.strategy, env.contexts, env.n_max)
+    problem = Problem(sim.prompts, sim.queries[:16], sim.n_max, sim.contexts, sim.strategy)
+    spec = _protocol.ALGORITHM_SPECS[label]
+    nested = _protocol.run_algorithm(spec, problem, [150, 333, 700], sim, seed=9)
+    for b in (150, 333, 700):
+        fresh = _protocol.run_algorithm(spec, problem, [b], sim, seed=9)
+        assert nested[b][0] == fresh[b][0]
+        np.testing.assert_array_equal(nested[b][2].stats.total, fresh[b][2].stats.total)
+        assert nested[b][2].spent == fresh[b][2].spent <= b
+
+
+def test_triple_nrandom_shares_triple_exploration_exactly() -> None:
+    env = mv_env(n_prompts=3, n_queries=20)
+    shared = _protocol.run_single(1, small_state(env, ["triple_n1", "triple_nrandom"], (300, 600)))
+    alone = _protocol.run_single(1, small_state(env, ["triple_nrandom"], (300, 600)))
+    for b in ("300", "600"):
+        got, want = shared["results"]["triple_nrandom"][b], alone["results"]["triple_nrandom"][b]
+        assert got["arms"] == want["arms"] and got["acr"] == want["acr"]
+    # the prompt is TRIPLE N=1's, the N is random
+    n_max = env.n_max
+    arms1 = shared["results"]["triple_n1"]["600"]["arms"]
+    armsr = shared["results"]["triple_nrandom"]["600"]["arms"]
+    assert [a // n_max for a in arms1] == [a // n_max for a in armsr]
+    assert all(a % n_max == 0 for a in arms1)
+
+
+def test_narrow_estimates_change_nothing() -> None:
+    """The simulator's narrow arrays give every algorithm the statistics of full-width ones."""
+    env = bon_env(n_max=6)
+    sim = encode_pool(env.pool, env.strategy, env.contexts, env.n_max)
+    problem = Problem(sim.prompts, sim.queries[:8], sim.n_max, sim.contexts, sim.strategy)
+    for name in ("psst", "psst_topk", "uniform", "triple_n1", "ucb", "sequential_halving"):
+        budget = max(2000, algorithms.ALGORITHMS[name][0].min_budget(problem))
+        runs = []
+        for narrow in (False, True):
+            algo = algorithms.create(name, problem, budget, 4)
+            rng = np.random.default_rng(4)
+            while batch := algo.ask():
+                algo.tell_estimates(sim.simulate(batch, "ustat", rng, narrow=narrow))
+            runs.append(algo)
+        assert runs[0].policy() == runs[1].policy(), name
+        np.testing.assert_array_equal(runs[0].stats.count, runs[1].stats.count)
+        np.testing.assert_array_equal(runs[0].stats.total, runs[1].stats.total)
+
+
+def test_infeasible_budgets_are_recorded_not_raised() -> None:
+    env = mv_env(n_prompts=3, n_queries=20)
+    res = run_benchmark(
+        env, algorithms=["psst", "sequential_halving"], budgets=[40, 200], runs=2, workers=1
+    )
+    sh = res.summary["algorithms"]["sequential_halving"]
+    need = algorithms.SequentialHalving.min_budget(
+        Problem(env.pool.prompts, env.pool.queries, 4, env.contexts, env.strategy)
+    )
+    assert need > 200
+    assert sh["200"] == {"status": "infeasible", "min_budget": need}
+    assert res.summary["algorithms"]["psst"]["40"]["status"] == "infeasible"
+    assert res.summary["algorithms"]["psst"]["200"]["status"] == "ok"
+    assert "infeasible (min" in res.markdown()
+
+
+# ------------------------------------------------------------------------------------------
+# the statistics
+# ------------------------------------------------------------------------------------------
+
+
+def test_wilcoxon_gets_paired_arrays_in_run_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    import scipy.stats
+
+    calls: list[tuple[np.ndarray, np.ndarray]] = []
+    real = scipy.stats.wilcoxon
+
+    def spy(x: Any, y: Any, **kw: Any) -> Any:
+        calls.append((np.array(x), np.array(y)))
+        assert kw.get("alternative") == "two-sided"
+        return real(x, y, **kw)
+
+    monkeypatch.setattr(scipy.stats, "wilcoxon", spy)
+    # runs arrive out of order; psst misses run 3: the pairs are runs 0, 1, 2, 4 in order
+    acr = {"psst": [0.5, 0.6, 0.7, None, 0.9], "uniform": [0.1, 0.2, 0.3, 0.35, 0.4]}
+    runs = []
+    for i in (4, 2, 0, 3, 1):
+        res = {
+            a: ({"1000": {"acr": v[i], "found": "1", "cpu_s": 0.0}} if v[i] is not None else {})
+            for a, v in acr.items()
+        }
+        runs.append({"run": i, "results": res, "oracle_train": 1.0, "oracle_test": 1.0})
+    runs.sort(key=lambda r: r["run"])
+    s = _report.summarise(runs, ["psst", "uniform"], [1000], {}, ["c"])
+    assert len(calls) == 1
+    x, y = calls[0]
+    np.testing.assert_array_equal(x, [0.1, 0.2, 0.3, 0.4])
+    np.testing.assert_array_equal(y, [0.5, 0.6, 0.7, 0.9])
+    vs = s["algorithms"]["uniform"]["1000"]["vs_reference"]
+    assert vs["pairs"] == 4 and vs["worse"] == 4 and not vs["identical"]
+
+
+def test_wilcoxon_identical_runs_give_p_one() -> None:
+    p, same = _report.paired_wilcoxon([0.3, 0.4, 0.5], [0.3, 0.4, 0.5])
+    assert (p, same) == (1.0, True)
+    p, same = _report.paired_wilcoxon(np.linspace(0, 1, 30), np.linspace(0, 1, 30) - 0.1)
+    assert p < 1e-5 and not same
+    with pytest.raises(ValueError):
+        _report.paired_wilcoxon([1.0, 2.0], [1.0])
+
+
+# ------------------------------------------------------------------------------------------
+# environments, end to end
+# ------------------------------------------------------------------------------------------
+
+
+def test_synthetic_environments_have_deceiving_prompts() -> None:
+    from iapo._run import Evaluation
+
+    for pool, strat, ctx in (
+        (synth_bernoulli(seed=0), MajorityVote(), bernoulli_contexts()),
+        (synth_categorical(seed=0), BestOfN(("helpful", "harmless")), categorical_contexts()),
+    ):
+        assert len(pool.prompts) == 32 and len(pool.queries) == 100
+        sim = encode_pool(pool, strat, ctx, 32)
+        ev = Evaluation(tuple(ctx), pool.prompts, sim.q_table(range(100)), "all")
+        assert ev.deceiving(), pool.meta["name"]
+    assert len(categorical_contexts()) == 27 and len(bernoulli_contexts()) == 3
+
+
+def test_named_environments_build() -> None:
+    e = build_environment("mcqa-gpt35")
+    assert e.n_max == 10 and len(e.pool.prompts) == 5 and len(e.contexts) == 3
+    assert e.pool.max_cost() == pytest.approx(1.0)  # costs normalised by the maximum
+    e = build_environment("tot-writing")
+    assert e.strategy.name == "best_of_n" and e.n_max == 10
+
+
+def test_shared_environment_without_data_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    from iapo.bench import _envs
+    from iapo.errors import ConfigError
+
+    monkeypatch.setattr(_envs, "find_shared", lambda shared=None: None)
+    for name in ("ccot-aqua-rat", "tot-game24"):
+        with pytest.raises(ConfigError, match="needs the shared data"):
+            build_environment(name)
+
+
+def test_shared_flag_must_point_at_the_data(tmp_path: Path) -> None:
+    from iapo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no data/pools folder"):
+        build_environment("ccot-aqua-rat", shared=tmp_path)
+
+
+def test_shared_environments_build(shared: Path) -> None:
+    e = build_environment("ccot-aqua-rat", shared=shared)
+    assert len(e.pool.prompts) == 8 and e.n_max == 10
+    assert {p.split("/")[0] for p in e.pool.prompts} == {"gpt35", "gpt4"}
+    g = build_environment("tot-game24", shared=shared)
+    assert g.n_max == 32 and len(g.pool.prompts) == 3
+
+
+def test_cli_bench_quick_writes_json_markdown_and_plot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = main(
+        [
+            "bench",
+            "--env",
+            "tot-writing",
+            "--runs",
+            "3",
+            "--budgets",
+            "1k,2000",
+            "--algorithms",
+            "psst,uniform,triple_n1",
+            "--workers",
+            "1",
+            "--quiet",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "| PSST (U-statistic) |" in out and "oracle-test" in out
+    data = json.loads((tmp_path / "tot-writing.json").read_text())
+    assert len(data["runs"]) == 3
+    assert len(data["runs"][0]["results"]["psst"]) == 2
+    assert (tmp_path / "tot-writing.png").stat().st_size > 1000
+    assert "Command: `" in (tmp_path / "tot-writing.md").read_text()
+
+
+def test_cli_bench_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--env", "no-such-env", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown environment" in err and err.count("\n") == 1
+    assert main(["bench", "--env", "mcqa-gpt35", "--algorithms", "psst,nope"]) == 2
+    assert "unknown algorithm" in capsys.readouterr().err
