@@ -192,6 +192,12 @@ class _Sequential(Algorithm):
         self.stats.add(self.prompt_indices(batch), estimates)
         self.steps += 1
 
+    def _mean(self, context: int) -> NDArray[np.float64]:
+        """One context's means (the full ``stats.mean`` would compute every context per step)."""
+        count = self.stats.count[context]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.stats.total[context] / np.maximum(count, 1)
+
     def _argmax(self, values: NDArray[np.float64], mask: NDArray[np.bool_]) -> tuple[int, int]:
         vals = np.where(mask, values, -np.inf)
         best = np.flatnonzero(vals == vals.max())
@@ -216,7 +222,7 @@ class UCB(_Sequential):
         count = self.stats.count[context]
         with np.errstate(divide="ignore", invalid="ignore"):
             bonus = self.c * np.sqrt(math.log(self.steps + 1) / count)
-        values = np.where(count > 0, self.stats.mean[context] + bonus, np.inf)
+        values = np.where(count > 0, self._mean(context) + bonus, np.inf)
         return self._argmax(values, affordable)
 
 
@@ -238,5 +244,5 @@ class EpsilonGreedy(_Sequential):
         if self.rng.random() < self.epsilon:
             return self._argmax(np.zeros(affordable.shape), affordable)
         count = self.stats.count[context]
-        values = np.where(count > 0, self.stats.mean[context], np.inf)
+        values = np.where(count > 0, self._mean(context), np.inf)
         return self._argmax(values, affordable)
