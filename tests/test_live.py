@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -111,3 +112,30 @@ def test_api_key_in_config_is_refused(tmp_path: Path) -> None:
     cfg.write_text(cfg.read_text().replace("model: fake-model", "model: m\n  api_key: sk-x"))
     with pytest.raises(iapo.InputError, match="never write an API key"):
         iapo.setup(cfg)
+
+
+def test_live_best_of_n_with_scorers(tmp_path: Path, secret: str) -> None:
+    with FakeOpenAIServer(script, api_key=secret) as srv:
+        cfg = write_config(
+            tmp_path, srv.base_url, budget=1200, backend_extra="  seed_per_sample: true"
+        )
+        text = cfg.read_text().replace("strategy: majority_vote", "strategy: best_of_n")
+        text = text.replace(
+            "contexts:\n  grid:\n    cost_weight: [0.0, 0.5]",
+            "scorers: {correct: exact_match, consistency: agreement}\n"
+            "contexts:\n  grid:\n    weights: {correct: [0.5, 1.0]}\n    complement: consistency\n"
+            "    cost_weight: [0.0, 0.5]",
+        )
+        cfg.write_text(text)
+        result = iapo.run(cfg)
+        assert result.strategy == "best_of_n"
+        assert len(result.policy) == 4
+        # the verifier-heavy, cost-free context keeps the careful prompt
+        assert result.policy["correct=1,consistency=0,cost=0"]["prompt"] == "careful"
+        from iapo.bank import open_bank
+
+        with open_bank(f"sqlite:///{tmp_path / 'run' / 'bank.sqlite'}") as bank:
+            rows = bank._db.execute("SELECT scores FROM samples LIMIT 20").fetchall()
+        scores = [json.loads(r[0]) for r in rows]
+        assert all(set(s) == {"correct", "consistency"} for s in scores)
+        assert {s["correct"] for s in scores} <= {0.0, 1.0}

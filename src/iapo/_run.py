@@ -126,8 +126,18 @@ class Setup:
             extract = get_extractor(self.config.extract)
         except ValueError as exc:
             raise ConfigError(str(exc), source=self._src, field="extract") from None
+        scorers = None
+        if self.config.scorers:
+            from iapo.scorers import build_scorers
+
+            try:
+                scorers = build_scorers(self.config.scorers, extract=extract)
+            except ValueError as exc:
+                raise ConfigError(str(exc), source=self._src, field="scorers") from None
         try:
-            return build_live_backend(self.config.backend, self.prompt_specs, self.queries, extract)
+            return build_live_backend(
+                self.config.backend, self.prompt_specs, self.queries, extract, scorers
+            )
         except ValueError as exc:
             raise ConfigError(str(exc), source=self._src, field="backend") from None
 
@@ -289,19 +299,33 @@ def _setup_live(
 
     backend = config.backend
     assert backend is not None and config.queries is not None
-    if config.strategy != "majority_vote":
-        raise ConfigError(
-            "live runs support majority_vote in this version (best_of_n needs scorers): "
-            "record a pool with scores and replay it",
-            source=src,
-            field="strategy",
-        )
-    strategy = get_strategy(config.strategy, ("accuracy",))
-    contexts = _check_contexts(config, strategy, ("accuracy",), src)
+    if config.strategy == "majority_vote":
+        objectives: tuple[str, ...] = ("accuracy",)
+    else:
+        if not config.scorers:
+            raise ConfigError(
+                "a live best_of_n run needs 'scorers': one per objective (exact_match, judge, "
+                "http, python, profanity, agreement)",
+                source=src,
+                field="scorers",
+            )
+        objectives = tuple(config.objectives or config.scorers)
+        missing_scorers = [o for o in objectives if o not in config.scorers]
+        if missing_scorers:
+            raise ConfigError(
+                f"objectives {missing_scorers} have no scorer: add them under 'scorers'",
+                source=src,
+                field="scorers",
+            )
+    try:
+        strategy = get_strategy(config.strategy, objectives)
+    except ValueError as exc:
+        raise ConfigError(str(exc), source=src, field="strategy") from None
+    contexts = _check_contexts(config, strategy, objectives, src)
     qpath = resolve_data_path(config.queries, base)
     queries = load_queries(qpath)
     missing = [q.id for q in queries if q.gold is None]
-    if missing:
+    if missing and config.strategy == "majority_vote":
         raise ConfigError(
             f"query {missing[0]!r} has no gold answer, which majority voting needs: add 'gold'",
             source=str(qpath),

@@ -166,6 +166,7 @@ class RunConfig(_Model):
     backend: BackendConfig | None = None
     queries: str | None = None
     extract: str | dict[str, Any] = "number"
+    scorers: dict[str, Any] | None = None
 
     @field_validator("objectives")
     @classmethod

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from iapo.backends._base import Backend
 from iapo.errors import ConfigError
@@ -39,8 +39,10 @@ def build_live_backend(
     prompts: Mapping[str, PromptSpec],
     queries: Mapping[str, Query],
     extract: Callable[[str], str | None],
+    scorers: Mapping[str, Any] | None = None,
 ) -> Backend:
-    """An OpenAI-compatible backend, or the embedded local model (``kind: local``)."""
+    """An OpenAI-compatible backend, or the embedded local model (``kind: local``); ``scorers``
+    map objective names to :mod:`iapo.scorers` scorers (Best-of-N)."""
     try:
         from iapo.backends._openai import LLMBackend, OpenAIChatClient
     except ImportError:
@@ -52,7 +54,10 @@ def build_live_backend(
     if cfg.kind == "local":
         from iapo.backends._local import make_local_backend
 
-        return make_local_backend(cfg, prompts, queries, extract, cost)
+        backend = make_local_backend(cfg, prompts, queries, extract, cost)
+        if scorers:
+            backend.set_scorers(scorers)
+        return backend
     client = OpenAIChatClient(
         cfg.base_url,
         cfg.model,
@@ -72,5 +77,6 @@ def build_live_backend(
         params=cfg.params,
         extract=extract,
         cost=cost,
+        scorers=scorers,
         seed_per_sample=cfg.seed_per_sample,
     )

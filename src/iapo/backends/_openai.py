@@ -47,6 +47,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from iapo.backends._base import KEY_SCHEMA, Backend, stable_key
 from iapo.errors import ConfigError, PermanentBackendError, TransientBackendError
+from iapo.scorers import Scorer, as_scorer, score_texts
 from iapo.types import PromptSpec, Query, Sample
 
 __all__ = ["Completion", "LLMBackend", "OpenAIChatClient"]
@@ -564,7 +565,9 @@ class LLMBackend(Backend):
     a fixed seed makes fan-out requests return the same completion again and again, which would
     collapse the i.i.d. samples the estimators assume. ``extract`` reads a completion's answer
     (an :class:`iapo.answers.Extractor` or any callable; its ``id`` attribute, else its qualified
-    name, goes into the cache key); ``scorers`` map objective names to ``scorer(text, query)``;
+    name, goes into the cache key); ``scorers`` map objective names to
+    :class:`iapo.scorers.Scorer` objects (scoring all completions of one ``sample`` call at once)
+    or plain ``scorer(text, query) -> float`` callables;
     ``scorer_ids`` override the scorers' ids in the key. ``cost`` turns a completion into the run's
     cost unit (default: its completion tokens, 0 if the endpoint did not report usage); it is not
     in the cache key, since each sample's ``usage`` is stored and costs can be recomputed from it.
@@ -581,7 +584,7 @@ class LLMBackend(Backend):
         *,
         params: Mapping[str, Any],
         extract: Callable[[str], str | None],
-        scorers: Mapping[str, Callable[[str, Query], float]] | None = None,
+        scorers: Mapping[str, Scorer | Callable[[str, Query], float]] | None = None,
         cost: Callable[[Completion], float] | None = None,
         scorer_ids: Mapping[str, str] | None = None,
         seed_per_sample: bool = False,
@@ -602,14 +605,27 @@ class LLMBackend(Backend):
         self.queries = dict(queries)
         self.params = dict(params)
         self.extract = extract
-        self.scorers = dict(scorers or {})
         self.cost = cost or _default_cost
-        ids = dict(scorer_ids or {})
         self._extractor_id = _callable_id(extract)
+        self.set_scorers(scorers or {}, scorer_ids)
+        self.name = f"openai({client.model})"
+
+    def set_scorers(
+        self,
+        scorers: Mapping[str, Callable[[str, Query], float] | Scorer],
+        scorer_ids: Mapping[str, str] | None = None,
+    ) -> None:
+        """Score every completion with ``scorers`` (objective name → scorer); their ids go into
+        the cache key, so samples scored otherwise are never reused."""
+        self.scorers = dict(scorers)
+        ids = dict(scorer_ids or {})
         self._scorer_ids = {
             name: ids.get(name, _callable_id(fn)) for name, fn in self.scorers.items()
         }
-        self.name = f"openai({client.model})"
+        # plain ``fn(text, query)`` callables are wrapped; every scorer scores a pull at once
+        self._scorers: dict[str, Scorer] = {
+            name: as_scorer(fn, self._scorer_ids[name]) for name, fn in self.scorers.items()
+        }
 
     def _lookup(self, prompt: str, query: str) -> tuple[PromptSpec, Query]:
         try:
@@ -648,9 +664,9 @@ class LLMBackend(Backend):
             completions = [c for part in parts for c in part]
         else:
             completions = await self.client.complete(messages, len(indices), self.params)
+        scores = await score_texts(self._scorers, [c.text or "" for c in completions], q)
         out = []
-        for c in completions:
-            text = c.text or ""
+        for i, c in enumerate(completions):
             usage = {
                 k: v
                 for k, v in (
@@ -661,8 +677,8 @@ class LLMBackend(Backend):
             }
             out.append(
                 Sample(
-                    answer=self.extract(text) if c.text is not None else None,
-                    scores={name: float(fn(text, q)) for name, fn in self.scorers.items()},
+                    answer=self.extract(c.text) if c.text is not None else None,
+                    scores={name: values[i] for name, values in scores.items()},
                     cost=float(self.cost(c)),
                     text=c.text,
                     usage=usage,
@@ -696,4 +712,8 @@ class LLMBackend(Backend):
         return q.gold if q is not None else None
 
     async def aclose(self) -> None:
+        for scorer in self._scorers.values():  # an LLM judge holds a client of its own
+            close = getattr(scorer, "aclose", None)
+            if close is not None:
+                await close()
         await self.client.aclose()
