@@ -72,6 +72,24 @@ questions of the GSM8K test split with their final numeric answers, taken from t
 
 * Source: `openai/grade-school-math` (Cobbe et al., 2021). Licence: MIT, Copyright (c) 2021
   OpenAI; see `LICENSE-gsm8k`.
+
+## `gsm8k-qwen05.jsonl`
+
+A majority-vote pool in the full form, with sample texts: Qwen2.5-Coder-0.5B-Instruct (Q4_K_M
+GGUF, sha256 1d9614638d18…, run in-process by llama.cpp via `xllamacpp==2026.10.11549`) on the
+40 questions of `gsm8k-test-40.jsonl`, the three prompts of `examples/gsm8k-local.yaml` (direct,
+cot, concise_cot) x 40 questions x 8 samples; temperature 0.7, top_p 0.95, max_tokens 384
+(otherwise llama.cpp defaults: top_k 40, min_p 0.05). Answer = the `number` extractor; gold =
+GSM8K's final answer; cost = the sample's completion tokens (`usage` kept per sample).
+
+* Recorded by `scripts/record_gsm8k.sh` (`iapo record` through the sample bank) in 79 min on a
+  shared 2-core CPU. `cot` samples 0-4 of each question are the shared `qwen05-gsm8k` recording
+  (same model, runtime, prompt and parameters).
+* Licence: questions MIT (OpenAI), see `LICENSE-gsm8k`; completions are outputs of
+  Qwen2.5-Coder-0.5B-Instruct (Apache-2.0).
+* Per-sample accuracy / mean completion tokens: cot .178 / 297 (24 % hit the 384-token cap),
+  concise_cot .144 / 259, direct .022 / 10. Exact replayed maj@8 (1/t tie credit): .246 / .184 /
+  .022. No deceiving prompts.
 """
 
 

@@ -303,9 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_serve)
 
     from iapo.bench import register_cli as bench_cli
+    from iapo.record import register_cli as record_cli
     from iapo.report import register_cli as report_cli
 
     bench_cli(sub)
+    record_cli(sub)
     report_cli(sub)
     return ap
 

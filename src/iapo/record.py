@@ -1,0 +1,325 @@
+"""``iapo record``: draw k samples per (prompt, query) from a live backend into a pool file.
+
+Expensive sampling is done once; algorithms are then compared by replaying the pool. Every
+completion goes through the sample bank first (sample indices ``0..k-1`` of the distribution
+``backend.cache_key(prompt, query)``), so
+
+* a crashed or interrupted recording resumes where it stopped: run the same command again;
+* a second recording of the same config asks the backend for nothing;
+* a later live run of the same config (same bank) reuses the recorded completions, and a
+  recording after a live run reuses the run's.
+
+The pool is written in the full form (answer, cost, usage and text per sample) with a header
+whose ``meta`` keeps the provenance: model, sampling params, prompt texts, date, licences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as _dt
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from iapo.bank import open_bank
+from iapo.errors import ConfigError
+from iapo.pools import Pool, dump_pool
+from iapo.pools._format import full_cell, pool_from_cells
+
+__all__ = ["RecordProgress", "record", "register_cli"]
+
+#: ``progress(done, total)``: samples in hand (banked or new) out of ``prompts × queries × k``.
+RecordProgress = Callable[[int, int], None]
+
+if TYPE_CHECKING:
+    from iapo._run import Setup
+
+
+def _atomic_dump(pool: Pool, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        dump_pool(pool, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _meta(
+    setup: Setup, backend: Any, info: dict[str, Any] | None, k: int, queries: Sequence[str]
+) -> dict[str, Any]:
+    cfg = setup.config
+    assert cfg.backend is not None and setup.prompt_specs is not None
+    prompts = {
+        pid: {"system": spec.system, "template": spec.template}
+        for pid, spec in setup.prompt_specs.items()
+    }
+    meta: dict[str, Any] = {
+        "source": "iapo record",
+        "description": (
+            f"{k} samples per (prompt, query) from {cfg.backend.model} "
+            f"({cfg.backend.kind} backend), {len(prompts)} prompts x {len(queries)} queries"
+        ),
+        "model": cfg.backend.model,
+        "backend": getattr(backend, "name", cfg.backend.kind),
+        "params": dict(cfg.backend.params),
+        "prompts": prompts,
+        "queries": cfg.queries,
+        "extract": cfg.extract,
+        "samples_per_cell": k,
+        "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "license": (
+            "completions: subject to the model's licence and terms of use; questions: see the "
+            "licence of the query file"
+        ),
+    }
+    if info:
+        meta["runtime"] = info
+        if info.get("model_license"):
+            meta["license"] = (
+                f"completions: {info['model_license']} model outputs; questions: see the "
+                "licence of the query file"
+            )
+    try:
+        from iapo import __version__
+
+        meta["iapo"] = __version__
+    except ImportError:  # pragma: no cover
+        pass
+    return meta
+
+
+class _Limit:
+    """At most ``capacity`` samples in flight; a cell takes what it needs at once."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = max(1, capacity)
+        self.used = 0
+        self._cond = asyncio.Condition()
+
+    async def acquire(self, n: int) -> int:
+        n = min(n, self.capacity)
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.used + n <= self.capacity)
+            self.used += n
+        return n
+
+    async def release(self, n: int) -> None:
+        async with self._cond:
+            self.used -= n
+            self._cond.notify_all()
+
+
+async def _record(
+    setup: Setup,
+    backend: Any,
+    k: int,
+    queries: Sequence[str],
+    progress: RecordProgress | None,
+) -> tuple[dict[tuple[str, str], list[Any]], dict[str, Any] | None]:
+    assert setup.queries is not None
+    bank = open_bank(setup.storage)
+    # Query-major: an interrupted recording leaves whole queries (all prompts) in the bank.
+    cells = [(p, q) for q in queries for p in setup.prompts]
+    total = len(cells) * k
+    done = 0
+    out: dict[tuple[str, str], list[Any]] = {}
+    info: dict[str, Any] | None = None
+    concurrency = getattr(getattr(backend, "client", None), "concurrency", 8)
+    # Samples in flight: enough to keep the backend's request slots busy, few enough that an
+    # interruption loses little that was drawn but not yet banked (a cell is banked whole).
+    limit = _Limit(int(concurrency) + k - 1)
+
+    def tick(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None and n:
+            progress(done, total)
+
+    async def one(prompt: str, query: str) -> None:
+        dist = backend.cache_key(prompt, query)
+        indices = list(range(k))
+        stored = bank.get(dist, indices)
+        tick(len(stored))
+        missing = [i for i in indices if i not in stored]
+        if missing:
+            units = await limit.acquire(len(missing))
+            try:
+                fresh = await backend.sample(prompt, query, missing)
+            finally:
+                await limit.release(units)
+            if len(fresh) != len(missing):
+                raise RuntimeError(
+                    f"backend returned {len(fresh)} completions for {len(missing)} requested"
+                )
+            new = list(zip(missing, fresh, strict=True))
+            bank.put(dist, prompt, query, new)
+            stored.update(new)
+            tick(len(new))
+        out[(prompt, query)] = [backend.recost(stored[i]) for i in indices]
+
+    try:
+        if progress is not None:
+            progress(0, total)
+        tasks = [asyncio.ensure_future(one(p, q)) for p, q in cells]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        describe = getattr(backend, "describe", None)
+        info = describe() if callable(describe) else None  # while a local server still runs
+    finally:
+        try:
+            await backend.aclose()
+        finally:
+            bank.close()
+    return out, info
+
+
+def record(
+    setup: Setup,
+    k: int,
+    out: Path,
+    *,
+    queries: Sequence[str] | None = None,
+    progress: RecordProgress | None = None,
+) -> Pool:
+    """Draw ``k`` samples per (prompt, query) of ``setup`` (a live config) through its sample
+    bank, write them to the pool file ``out`` (atomically) and return the pool.
+
+    ``queries``: query ids to record (default: all the config's queries, in file order).
+    Samples already in the bank are reused, so an interrupted recording resumes.
+    """
+    if setup.pool is not None or setup.queries is None or setup.config.backend is None:
+        raise ConfigError(
+            "record needs a live backend config (backend + queries + prompts), not a pool",
+            source=setup._src,
+            field="backend",
+        )
+    if k < 1:
+        raise ConfigError(f"k must be at least 1, got {k}", field="k")
+    qids = list(setup.queries) if queries is None else list(queries)
+    unknown = [q for q in qids if q not in setup.queries]
+    if unknown:
+        raise ConfigError(
+            f"unknown query id {unknown[0]!r}: use ids of the query file",
+            source=setup._src,
+            field="queries",
+        )
+    if not qids:
+        raise ConfigError("no queries to record", source=setup._src, field="queries")
+    if len(set(qids)) != len(qids):
+        raise ConfigError("query ids must be unique", source=setup._src, field="queries")
+    backend = setup.make_backend()
+    samples, info = asyncio.run(_record(setup, backend, k, qids, progress))
+    gold = {q: setup.queries[q].gold for q in qids}
+    cells = [full_cell(p, q, gold[q], samples[(p, q)]) for p in setup.prompts for q in qids]
+    pool = pool_from_cells(
+        cells,
+        objectives=("accuracy",) if setup.config.strategy == "majority_vote" else None,
+        cost_unit=setup.cost_unit,
+        meta=_meta(setup, backend, info, k, qids),
+    )
+    _atomic_dump(pool, Path(out))
+    return pool
+
+
+# ------------------------------------------------------------------------------------------
+# CLI
+# ------------------------------------------------------------------------------------------
+
+
+def _stderr_progress(quiet: bool) -> RecordProgress | None:
+    if quiet:
+        return None
+    tty = sys.stderr.isatty()
+    last = [-1]
+
+    def show(done: int, total: int) -> None:
+        pct = int(100 * done / total) if total else 100
+        if tty:
+            print(f"\rrecording: {done}/{total} samples ({pct} %)", end="", file=sys.stderr)
+            if done >= total:
+                print(file=sys.stderr)
+        elif pct // 10 != last[0] // 10 or done >= total:
+            print(f"recording: {done}/{total} samples ({pct} %)", file=sys.stderr)
+        last[0] = pct
+
+    return show
+
+
+def _summary(pool: Pool, out: Path) -> str:
+    lines = [f"pool: {out} ({len(pool.prompts)} prompts x {len(pool.queries)} queries)"]
+    for p in pool.prompts:
+        cells = [pool.cell(p, q) for q in pool.queries]
+        n = sum(c.size for c in cells)
+        right = sum(
+            w
+            for c in cells
+            for o, w in zip(c.outcomes, c.weights, strict=True)
+            if c.gold is not None and o.answer is not None and o.answer == c.gold
+        )
+        cost = sum(c.mean_cost() for c in cells) / len(cells)
+        lines.append(
+            f"  {p}: per-sample accuracy {right / n:.3f}, mean cost {cost:.4g} {pool.cost_unit}"
+        )
+    return "\n".join(lines)
+
+
+def _cmd_record(args: argparse.Namespace) -> int:
+    from iapo import _run
+
+    s = _run.setup(Path(args.config), run_dir=args.run_dir, storage=args.storage)
+    qids = None
+    if args.queries is not None:
+        if args.queries < 1:
+            raise ConfigError(f"--queries must be at least 1, got {args.queries}", field="queries")
+        assert s.queries is not None
+        qids = list(s.queries)[: args.queries]
+    out = Path(args.out)
+    try:
+        pool = record(s, args.k, out, queries=qids, progress=_stderr_progress(args.quiet))
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: every completion drawn so far is in the bank ({s.storage}); "
+            "run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 130
+    if args.json:
+        print(
+            json.dumps(
+                {"out": str(out), "prompts": list(pool.prompts), "queries": len(pool.queries)}
+            )
+        )
+    else:
+        print(_summary(pool, out))
+    return 0
+
+
+def register_cli(sub: Any) -> None:
+    """Add ``iapo record CONFIG -k 8 --out FILE [--queries N]`` to a subparsers object."""
+    p = sub.add_parser(
+        "record",
+        help="draw k samples per (prompt, query) from the live backend into a pool file",
+    )
+    p.add_argument("config", help="run configuration with a live backend (YAML)")
+    p.add_argument("-k", type=int, default=8, help="samples per (prompt, query) (default 8)")
+    p.add_argument("--out", required=True, help="the pool file to write (JSONL)")
+    p.add_argument("--queries", type=int, help="record only the first N queries of the file")
+    p.add_argument("--run-dir", help="run directory (the default bank lives there)")
+    p.add_argument("--storage", help="sample bank URL, e.g. sqlite:///bank.sqlite")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_record)
