@@ -46,6 +46,7 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from iapo._aio import gather_or_cancel
 from iapo.answers import Extractor, get_extractor, normalize_number, normalize_text
 from iapo.errors import BackendError, ConfigError, PermanentBackendError, TransientBackendError
 from iapo.types import Query
@@ -181,14 +182,7 @@ async def score_texts(
     if not scorers or not texts:
         return {name: [] for name in scorers}
     names = list(scorers)
-    tasks = [asyncio.ensure_future(_run_one(n, scorers[n], texts, query)) for n in names]
-    try:
-        results = await asyncio.gather(*tasks)
-    except BaseException:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
+    results = await gather_or_cancel(_run_one(n, scorers[n], texts, query) for n in names)
     return dict(zip(names, results, strict=True))
 
 
@@ -474,14 +468,7 @@ class JudgeScorer:
         return value
 
     async def score(self, texts: Sequence[str], query: Query) -> list[float]:
-        tasks = [asyncio.ensure_future(self._one(t, query)) for t in texts]
-        try:
-            return list(await asyncio.gather(*tasks))
-        except BaseException:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+        return await gather_or_cancel(self._one(t, query) for t in texts)
 
     async def aclose(self) -> None:
         """Close the judge client's connections."""

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
+from iapo._aio import gather_or_cancel
 from iapo.algorithms import Algorithm
 from iapo.backends import Backend
 from iapo.bank import SampleBank
@@ -96,21 +97,6 @@ class StudyOutcome:
 
 Progress = Callable[[Account, int], None]
 
-T = TypeVar("T")
-
-
-async def _gather_or_cancel(coros: list[Coroutine[Any, Any, T]]) -> list[T]:
-    """``asyncio.gather``, but the first failure cancels every pull not yet finished, so a
-    permanent error (bad key, unknown model) stops the run without sending more requests."""
-    tasks = [asyncio.ensure_future(c) for c in coros]
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
-
 
 class Study:
     """Runs ``algorithm`` to the end, sampling through ``bank`` then ``backend``.
@@ -187,14 +173,14 @@ class Study:
         affordable prefix is still drawn and banked, so raising the cap later reuses it)."""
         fits = self._affordable(batch)
         if fits < len(batch):
-            outs = await _gather_or_cancel([self._pull(r) for r in batch[:fits]])
+            outs = await gather_or_cancel([self._pull(r) for r in batch[:fits]])
             self.algorithm.absorb(self._results(batch[:fits], outs))
             self.stopped = (
                 f"cost cap {self.cost_cap:g} reached: stopped before completing the batch "
                 f"({self.account.cost:g} spent); the policy uses the data so far"
             )
             return None
-        outs = await _gather_or_cancel([self._pull(r) for r in batch])
+        outs = await gather_or_cancel([self._pull(r) for r in batch])
         return self._results(batch, outs)
 
     def _results(

@@ -45,6 +45,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit, urlunsplit
 
+from iapo._aio import gather_or_cancel
 from iapo.backends._base import KEY_SCHEMA, Backend, stable_key
 from iapo.errors import ConfigError, PermanentBackendError, TransientBackendError
 from iapo.scorers import Scorer, as_scorer, score_texts
@@ -471,14 +472,7 @@ class OpenAIChatClient:
     async def _fanout(
         self, messages: list[dict[str, str]], k: int, params: Mapping[str, Any]
     ) -> list[Completion]:
-        tasks = [asyncio.ensure_future(self._request(messages, 1, params)) for _ in range(k)]
-        try:
-            results = await asyncio.gather(*tasks)
-        except BaseException:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+        results = await gather_or_cancel(self._request(messages, 1, params) for _ in range(k))
         return [r[0] for r in results]
 
     async def complete(
