@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -56,3 +57,11 @@ def shared() -> Path:
     if not SHARED.exists():
         pytest.skip(f"shared data not found at {SHARED}")
     return SHARED
+
+
+@pytest.fixture
+def secret(monkeypatch: pytest.MonkeyPatch) -> str:
+    """An API key in $IAPO_TEST_KEY (the live test configs' api_key_env), to be searched for."""
+    key = "sk-test-" + hashlib.sha256(b"iapo").hexdigest()[:24]
+    monkeypatch.setenv("IAPO_TEST_KEY", key)
+    return key

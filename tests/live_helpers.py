@@ -8,6 +8,9 @@ import random
 from pathlib import Path
 from typing import Any
 
+from iapo.backends import OpenAIChatClient
+from iapo.testing.fake_openai import FakeOpenAIServer
+
 
 def gold_of(question: str) -> int:
     return 10 + int(hashlib.sha256(question.encode()).hexdigest(), 16) % 80
@@ -70,3 +73,12 @@ run_dir: {tmp / run_dir}
 """
     )
     return cfg
+
+
+def fast_client(srv: FakeOpenAIServer, **kw: Any) -> OpenAIChatClient:
+    """A client for the test server with tiny backoffs and timeouts."""
+    kw.setdefault("backoff", 0.002)
+    kw.setdefault("max_backoff", 0.01)
+    kw.setdefault("timeout", 5.0)
+    kw.setdefault("api_key", "local")
+    return OpenAIChatClient(srv.base_url, srv.model, **kw)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
@@ -17,13 +16,6 @@ from iapo.serve import PolicyServer
 from iapo.testing.fake_openai import FakeOpenAIServer
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def secret(monkeypatch: pytest.MonkeyPatch) -> str:
-    key = "sk-test-" + hashlib.sha256(b"iapo").hexdigest()[:24]
-    monkeypatch.setenv("IAPO_TEST_KEY", key)
-    return key
 
 
 def test_live_run_caches_every_completion_and_rerun_requests_nothing(

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from live_helpers import fast_client
 
 from iapo.answers import get_extractor
 from iapo.backends._openai import (
@@ -54,14 +55,6 @@ def run(coro_fn: Callable[[], Awaitable[T]], *owners: OpenAIChatClient | LLMBack
 def server() -> Iterator[FakeOpenAIServer]:
     with FakeOpenAIServer() as srv:
         yield srv
-
-
-def fast_client(srv: FakeOpenAIServer, **kw: Any) -> OpenAIChatClient:
-    kw.setdefault("backoff", 0.002)
-    kw.setdefault("max_backoff", 0.01)
-    kw.setdefault("timeout", 5.0)
-    kw.setdefault("api_key", "local")
-    return OpenAIChatClient(srv.base_url, srv.model, **kw)
 
 
 def assert_books_balance(client: OpenAIChatClient, srv: FakeOpenAIServer) -> None:

@@ -4,7 +4,6 @@ the sample bank, against the project's own OpenAI-compatible server on loopback.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import signal
 from pathlib import Path
@@ -22,13 +21,6 @@ from iapo.testing.fake_openai import FakeOpenAIServer
 
 REPO = Path(__file__).resolve().parents[1]
 QUERIES = ["q0", "q1", "q2", "q3"]
-
-
-@pytest.fixture
-def secret(monkeypatch: pytest.MonkeyPatch) -> str:
-    key = "sk-test-" + hashlib.sha256(b"record").hexdigest()[:24]
-    monkeypatch.setenv("IAPO_TEST_KEY", key)
-    return key
 
 
 def test_record_writes_k_samples_per_cell_and_a_second_record_requests_nothing(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from live_helpers import fast_client
 
 from iapo.answers import get_extractor
 from iapo.backends._openai import LLMBackend, OpenAIChatClient
@@ -51,14 +52,6 @@ def run(coro: Awaitable[T]) -> T:
         return await coro
 
     return asyncio.run(main())
-
-
-def fast_client(srv: FakeOpenAIServer, **kw: Any) -> OpenAIChatClient:
-    kw.setdefault("backoff", 0.002)
-    kw.setdefault("max_backoff", 0.01)
-    kw.setdefault("timeout", 5.0)
-    kw.setdefault("api_key", "local")
-    return OpenAIChatClient(srv.base_url, srv.model, **kw)
 
 
 # ------------------------------------------------------------------------------------------------
