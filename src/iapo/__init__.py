@@ -10,8 +10,7 @@ from iapo._run import Evaluation, RunResult, evaluate, preflight, run, setup
 from iapo.config import RunConfig, load_config
 from iapo.errors import IapoError, InputError
 from iapo.types import Arm, Context, PullRequest, PullResult, Sample
-
-__version__ = "0.1.0"
+from iapo.version import __version__
 
 __all__ = [
     "Arm",

@@ -416,7 +416,7 @@ class RunResult:
 
 
 def _versions() -> dict[str, str]:
-    from iapo import __version__
+    from iapo.version import __version__
 
     return {"iapo": __version__, "python": platform.python_version(), "numpy": np.__version__}
 

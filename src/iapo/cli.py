@@ -11,6 +11,7 @@ from typing import Any
 
 from iapo import _run
 from iapo.errors import InputError, PermanentBackendError, TransientBackendError
+from iapo.version import __version__
 
 __all__ = ["main"]
 
@@ -313,8 +314,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from iapo import __version__
-
     return __version__
 
 

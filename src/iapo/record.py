@@ -30,6 +30,7 @@ from iapo.bank import open_bank
 from iapo.errors import ConfigError
 from iapo.pools import Pool, dump_pool
 from iapo.pools._format import full_cell, pool_from_cells
+from iapo.version import __version__
 
 __all__ = ["RecordProgress", "record", "register_cli"]
 
@@ -88,12 +89,7 @@ def _meta(
                 f"completions: {info['model_license']} model outputs; questions: see the "
                 "licence of the query file"
             )
-    try:
-        from iapo import __version__
-
-        meta["iapo"] = __version__
-    except ImportError:  # pragma: no cover
-        pass
+    meta["iapo"] = __version__
     return meta
 
 

@@ -46,7 +46,7 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from iapo._aio import gather_or_cancel
+from iapo.aio import gather_or_cancel
 from iapo.answers import Extractor, get_extractor, normalize_number, normalize_text
 from iapo.errors import BackendError, ConfigError, PermanentBackendError, TransientBackendError
 from iapo.types import Query

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from iapo._aio import gather_or_cancel
+from iapo.aio import gather_or_cancel
 from iapo.algorithms import Algorithm
 from iapo.backends import Backend
 from iapo.bank import SampleBank

@@ -45,7 +45,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit, urlunsplit
 
-from iapo._aio import gather_or_cancel
+from iapo.aio import gather_or_cancel
 from iapo.backends._base import KEY_SCHEMA, Backend, stable_key
 from iapo.errors import ConfigError, PermanentBackendError, TransientBackendError
 from iapo.scorers import Scorer, as_scorer, score_texts

@@ -233,7 +233,7 @@ def run_benchmark(
     runs_out = execute_runs(sim, specs, ok, n_runs, seed, workers, show, caps)
     contexts = [c.name for c in e.contexts]
     summary = summarise(runs_out, labels, bud, need, contexts)
-    from iapo import __version__
+    from iapo.version import __version__
 
     data: dict[str, Any] = {
         "env": e.describe(),

@@ -1,0 +1,36 @@
+"""Text formatting shared by the CLI commands and the report: numbers and plain-text tables."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["finite_or_none", "num", "table"]
+
+
+def num(x: Any, digits: int = 4) -> str:
+    """``x`` with ``digits`` decimals; "—" for None, NaN, infinities and non-numbers' absence."""
+    if x is None:
+        return "—"
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    return "—" if not math.isfinite(v) else f"{v:.{digits}f}"
+
+
+def finite_or_none(x: float) -> float | None:
+    """``x`` as a float, or None when it is NaN or infinite (JSON has neither)."""
+    return float(x) if math.isfinite(x) else None
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A left-aligned plain-text table with a dashed rule under the headers."""
+    cells = [[str(c) for c in r] for r in rows]
+    widths = [max([len(str(h)), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    out = ["  ".join(str(h).ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    out.append("  ".join("-" * w for w in widths))
+    for r in cells:
+        out.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return "\n".join(out)
