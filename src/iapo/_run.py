@@ -21,7 +21,7 @@ from iapo.bank import open_bank
 from iapo.config import RunConfig, load_config
 from iapo.errors import BudgetError, ConfigError, InputError, PoolError
 from iapo.pools import Pool, load_pool
-from iapo.problem import Problem
+from iapo.problem import Problem, split_queries
 from iapo.strategies import Strategy, get_strategy
 from iapo.study import Progress, Study
 from iapo.types import Arm, Context, PromptSpec, Query
@@ -61,18 +61,6 @@ def resolve_pool_path(ref: str, base: Path) -> Path:
         return builtin_pool_path(ref[len(BUILTIN_PREFIX) :])
     p = Path(ref).expanduser()
     return p if p.is_absolute() else (base / p)
-
-
-def split_queries(
-    queries: tuple[str, ...], test_fraction: float, seed: int
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """A seeded random split into (train, test); test gets ⌊fraction·|Q|⌋ queries."""
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(len(queries))
-    n_test = math.floor(test_fraction * len(queries))
-    test = tuple(queries[i] for i in sorted(perm[:n_test]))
-    train = tuple(queries[i] for i in sorted(perm[n_test:]))
-    return train, test
 
 
 def exact_q_table(

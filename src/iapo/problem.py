@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
+
+import numpy as np
 
 from iapo.strategies import Method, Strategy
 from iapo.types import Arm, Context
 
-__all__ = ["Problem"]
+__all__ = ["Problem", "split_queries"]
 
 
 @dataclass(frozen=True)
@@ -39,3 +42,15 @@ class Problem:
 
     def with_n_max(self, n_max: int) -> Problem:
         return replace(self, n_max=n_max)
+
+
+def split_queries(
+    queries: tuple[str, ...], test_fraction: float, seed: int
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A seeded random split into (train, test); test gets ⌊fraction·|Q|⌋ queries."""
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(queries))
+    n_test = math.floor(test_fraction * len(queries))
+    test = tuple(queries[i] for i in sorted(perm[:n_test]))
+    train = tuple(queries[i] for i in sorted(perm[n_test:]))
+    return train, test

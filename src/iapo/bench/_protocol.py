@@ -26,11 +26,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from iapo import algorithms
-from iapo._run import split_queries
 from iapo.algorithms import UCB, Algorithm, EpsilonGreedy
 from iapo.bench._sim import EncodedPool
 from iapo.errors import BudgetError, ConfigError
-from iapo.problem import Problem
+from iapo.problem import Problem, split_queries
 from iapo.strategies import Method
 
 __all__ = [
