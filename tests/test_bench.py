@@ -149,7 +149,7 @@ def test_simulator_draws_follow_cell_probabilities() -> None:
 
 
 def test_exact_table_matches_run_exact_q_table() -> None:
-    from iapo._run import exact_q_table
+    from iapo.evaluation import exact_q_table
 
     env = mv_env()
     sim = encode_pool(env.pool, env.strategy, env.contexts, env.n_max)
@@ -372,7 +372,7 @@ def test_wilcoxon_identical_runs_give_p_one() -> None:
 
 
 def test_synthetic_environments_have_deceiving_prompts() -> None:
-    from iapo._run import Evaluation
+    from iapo.evaluation import Evaluation
 
     for pool, strat, ctx in (
         (synth_bernoulli(seed=0), MajorityVote(), bernoulli_contexts()),

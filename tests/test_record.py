@@ -12,7 +12,6 @@ import pytest
 from live_helpers import script, write_config
 
 import iapo
-from iapo import _run
 from iapo.bank import open_bank
 from iapo.errors import ConfigError
 from iapo.pools import load_pool
@@ -28,7 +27,7 @@ def test_record_writes_k_samples_per_cell_and_a_second_record_requests_nothing(
 ) -> None:
     out = tmp_path / "pool.jsonl"
     with FakeOpenAIServer(script, api_key=secret) as srv:
-        s = _run.setup(write_config(tmp_path, srv.base_url))
+        s = iapo.setup(write_config(tmp_path, srv.base_url))
         seen: list[tuple[int, int]] = []
         pool = record(s, 3, out, queries=QUERIES, progress=lambda d, t: seen.append((d, t)))
         assert srv.completions_served == 2 * 4 * 3
@@ -69,7 +68,7 @@ def test_an_interrupted_recording_resumes_without_redrawing(tmp_path: Path, secr
     out = tmp_path / "pool.jsonl"
     with FakeOpenAIServer(script, api_key=secret) as srv:
         cfg = write_config(tmp_path, srv.base_url)
-        s = _run.setup(cfg)
+        s = iapo.setup(cfg)
 
         sent: list[int] = []
 
@@ -121,9 +120,9 @@ def test_cli_record_and_errors(
         "contexts: {grid: {cost_weight: [0.0]}}\nbudget: 20\n"
     )
     with pytest.raises(ConfigError, match="live backend"):
-        record(_run.setup(replay), 2, tmp_path / "x.jsonl")
+        record(iapo.setup(replay), 2, tmp_path / "x.jsonl")
     with FakeOpenAIServer(script, api_key=secret) as srv:
-        s = _run.setup(write_config(tmp_path, srv.base_url))
+        s = iapo.setup(write_config(tmp_path, srv.base_url))
         with pytest.raises(ConfigError, match="unknown query id 'nope'"):
             record(s, 2, tmp_path / "x.jsonl", queries=["nope"])
         with pytest.raises(ConfigError, match="k must be at least 1"):

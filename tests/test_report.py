@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from iapo import _run
+import iapo
 from iapo.bank import open_bank
 from iapo.cli import main
 from iapo.errors import InputError
@@ -55,7 +55,7 @@ class Done:
 def _run_and_report(config: Path, root: Path, name: str) -> Done:
     run_dir = root / "runs" / name
     storage = f"sqlite:///{run_dir / 'bank.sqlite'}"
-    _run.run(config, run_dir=run_dir, storage=storage)
+    iapo.run(config, run_dir=run_dir, storage=storage)
     result = json.loads((run_dir / "result.json").read_text())
     page = write_report(result, run_dir / "report")
     return Done(root, run_dir, storage, result, page)
@@ -355,7 +355,7 @@ def test_page_policy_table_equals_result_json(which: str, request: pytest.Fixtur
 
 @pytest.mark.usefixtures("one_figure")
 def test_write_report_takes_a_run_result_and_rejects_other_json(mcqa: Done, tmp_path: Path) -> None:
-    page = write_report(_run.RunResult.from_dict(mcqa.result), tmp_path / "again")
+    page = write_report(iapo.RunResult.from_dict(mcqa.result), tmp_path / "again")
     assert page == tmp_path / "again" / "report.html"
     assert (tmp_path / "again" / "policy_map.png").exists()
     with pytest.raises(InputError, match="missing policy"):

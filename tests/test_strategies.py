@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from conftest import bernoulli_pool
 
-from iapo._run import exact_q_table
 from iapo.contexts import context_grid
+from iapo.evaluation import exact_q_table
 from iapo.pools import Cell
 from iapo.strategies import BestOfN, MajorityVote, vote_credit
 from iapo.types import Context, PullRequest, PullResult, Sample

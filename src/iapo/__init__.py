@@ -6,9 +6,12 @@ completions, with PSST (Prompt Scaling via Sequential Trimming).
 
 from __future__ import annotations
 
-from iapo._run import Evaluation, RunResult, evaluate, preflight, run, setup
 from iapo.config import RunConfig, load_config
 from iapo.errors import IapoError, InputError
+from iapo.evaluation import Evaluation
+from iapo.result import RunResult
+from iapo.runner import evaluate, preflight, run
+from iapo.setups import LiveSetup, ReplaySetup, Setup, setup
 from iapo.types import Arm, Context, PullRequest, PullResult, Sample
 from iapo.version import __version__
 
@@ -18,11 +21,14 @@ __all__ = [
     "Evaluation",
     "IapoError",
     "InputError",
+    "LiveSetup",
     "PullRequest",
     "PullResult",
+    "ReplaySetup",
     "RunConfig",
     "RunResult",
     "Sample",
+    "Setup",
     "__version__",
     "evaluate",
     "load_config",

@@ -7,6 +7,7 @@ field and the fix.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -21,7 +22,10 @@ __all__ = [
     "AlgorithmConfig",
     "ContextsConfig",
     "CostConfig",
+    "LiveSource",
+    "PoolSource",
     "RunConfig",
+    "RunSource",
     "SplitConfig",
     "load_config",
 ]
@@ -207,9 +211,35 @@ class RunConfig(_Model):
             raise ValueError(
                 "objectives: majority_vote has one objective, 'accuracy': drop 'objectives'"
             )
+        if self.backend is not None and self.strategy == "best_of_n":
+            if not self.scorers:
+                raise ValueError(
+                    "scorers: a live best_of_n run needs 'scorers': one per objective "
+                    "(exact_match, judge, http, python, profanity, agreement)"
+                )
+            missing = [o for o in self.objectives or self.scorers if o not in self.scorers]
+            if missing:
+                raise ValueError(
+                    f"scorers: objectives {missing} have no scorer: add them under 'scorers'"
+                )
         return self
 
     # -- derived ------------------------------------------------------------------------
+    @property
+    def source(self) -> RunSource:
+        """Where completions come from: a pool to replay, or a live backend (validated: exactly
+        one of the two, with what it needs)."""
+        if self.pool is not None:
+            return PoolSource(self.pool)
+        assert self.backend is not None and self.queries is not None and self.prompts is not None
+        return LiveSource(
+            self.backend,
+            self.queries,
+            tuple(p for p in self.prompts if isinstance(p, PromptConfig)),
+            self.extract,
+            self.scorers,
+        )
+
     @property
     def prompt_ids(self) -> list[str] | None:
         if self.prompts is None:
@@ -219,6 +249,32 @@ class RunConfig(_Model):
     def build_contexts(self, objectives: tuple[str, ...]) -> list[Context]:
         default = objectives[0] if len(objectives) == 1 else None
         return self.contexts.build(default)
+
+
+@dataclass(frozen=True)
+class PoolSource:
+    """Replay the recorded pool at ``pool`` (a path, or ``builtin:NAME``)."""
+
+    pool: str
+
+
+@dataclass(frozen=True)
+class LiveSource:
+    """Sample ``backend`` on the questions of ``queries`` with these prompt texts."""
+
+    backend: BackendConfig
+    queries: str
+    prompts: tuple[PromptConfig, ...]
+    extract: str | dict[str, Any]
+    scorers: dict[str, Any] | None
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        return tuple(self.scorers or ())
+
+
+#: A run's source of completions, by kind.
+RunSource = PoolSource | LiveSource
 
 
 def _loc(err: Any) -> str:

@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from iapo._run import RunResult, setup
 from iapo.backends import Backend
-from iapo.config import RunConfig
+from iapo.config import parse_config
 from iapo.errors import ConfigError
+from iapo.result import RunResult
+from iapo.sampling import CachedSampler
+from iapo.setups import setup
 from iapo.strategies import Strategy, get_strategy
 from iapo.types import Arm, Context, Query, Sample
 
@@ -68,12 +70,12 @@ class Policy:
     @classmethod
     def load(cls, result: RunResult | str | Path, *, backend: Backend | None = None) -> Policy:
         res = result if isinstance(result, RunResult) else RunResult.load(result)
-        config = RunConfig.model_validate(res.config)
+        config = parse_config(res.config, "result.json (config)")
         contexts = {
             c["name"]: Context(c["name"], c["weights"], c["cost_weight"]) for c in res.contexts
         }
         strategy = get_strategy(res.strategy, tuple(config.objectives or ("accuracy",)))
-        if backend is None and config.backend is not None:
+        if backend is None and config.backend is not None:  # a live run: the same backend
             base = Path(res.extra.get("config_dir", "."))
             s = setup(config, config_path=base / "config.yaml")
             backend = s.make_backend()
@@ -97,10 +99,10 @@ class Policy:
                 field="backend",
             )
         qid = "ask-" + hashlib.sha256(question.encode()).hexdigest()[:16]
-        queries = getattr(self.backend, "queries", None)
-        if isinstance(queries, dict):
-            queries[qid] = Query(qid, question, None, dict(fields))
-        samples = tuple(await self.backend.sample(arm.prompt, qid, range(arm.n)))
+        self.backend.add_query(Query(qid, question, None, dict(fields)))
+        # fresh samples every time: a deployed policy answers, it does not replay the bank
+        drawn, _ = await CachedSampler(self.backend, None).draw(arm.prompt, qid, range(arm.n))
+        samples = tuple(drawn)
         chosen = self.strategy.aggregate(samples, self.contexts[context])
         usage: dict[str, int] = {}
         for s in samples:

@@ -1,8 +1,22 @@
 """The iapo exception tree.
 
-``IapoError`` is the root. ``InputError`` and its subclasses are user mistakes (bad config, bad
-pool file, infeasible budget, unusable storage): the CLI prints their one-line message and exits
-with code 2, without a traceback. ``BackendError`` covers talking to an LLM endpoint.
+::
+
+    IapoError                     root of every error iapo raises on purpose
+    ├── InputError                a user mistake: one line naming the file, the field and the fix;
+    │   │                         the CLI prints it and exits with code 2, no traceback, nothing
+    │   │                         stored is touched
+    │   ├── ConfigError           the run configuration (YAML, CLI flags) is invalid
+    │   ├── PoolError             a pool file is malformed or does not fit the configuration
+    │   ├── BudgetError           the budget cannot fund the algorithm (said before any spend)
+    │   └── BankError             the sample bank cannot be opened, or has another schema
+    └── BackendError              talking to an LLM endpoint failed
+        ├── TransientBackendError worth retrying (rate limit, 5xx, timeout, dropped connection);
+        │                         the CLI exits 1 and says the run resumes from the bank
+        └── PermanentBackendError retrying cannot fix it (bad request, auth, unknown model);
+                                  the CLI exits 2
+
+Anything else escaping iapo (``RuntimeError``, ``AssertionError``) is a bug, not an input problem.
 """
 
 from __future__ import annotations

@@ -24,21 +24,22 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from iapo.aio import gather_or_cancel
+from iapo.backends import Backend
 from iapo.bank import open_bank
 from iapo.errors import ConfigError
 from iapo.pools import Pool, dump_pool
 from iapo.pools._format import full_cell, pool_from_cells
+from iapo.sampling import CachedSampler
+from iapo.setups import LiveSetup, Setup, setup
 from iapo.version import __version__
 
 __all__ = ["RecordProgress", "record", "register_cli"]
 
 #: ``progress(done, total)``: samples in hand (banked or new) out of ``prompts × queries × k``.
 RecordProgress = Callable[[int, int], None]
-
-if TYPE_CHECKING:
-    from iapo._run import Setup
 
 
 def _atomic_dump(pool: Pool, out: Path) -> None:
@@ -55,23 +56,23 @@ def _atomic_dump(pool: Pool, out: Path) -> None:
 
 
 def _meta(
-    setup: Setup, backend: Any, info: dict[str, Any] | None, k: int, queries: Sequence[str]
+    s: LiveSetup, backend: Backend, info: dict[str, Any] | None, k: int, queries: Sequence[str]
 ) -> dict[str, Any]:
-    cfg = setup.config
-    assert cfg.backend is not None and setup.prompt_specs is not None
+    cfg = s.config
+    bcfg = s.backend_config
     prompts = {
         pid: {"system": spec.system, "template": spec.template}
-        for pid, spec in setup.prompt_specs.items()
+        for pid, spec in s.prompt_specs.items()
     }
     meta: dict[str, Any] = {
         "source": "iapo record",
         "description": (
-            f"{k} samples per (prompt, query) from {cfg.backend.model} "
-            f"({cfg.backend.kind} backend), {len(prompts)} prompts x {len(queries)} queries"
+            f"{k} samples per (prompt, query) from {bcfg.model} "
+            f"({bcfg.kind} backend), {len(prompts)} prompts x {len(queries)} queries"
         ),
-        "model": cfg.backend.model,
-        "backend": getattr(backend, "name", cfg.backend.kind),
-        "params": dict(cfg.backend.params),
+        "model": bcfg.model,
+        "backend": backend.name,
+        "params": dict(bcfg.params),
         "prompts": prompts,
         "queries": cfg.queries,
         "extract": cfg.extract,
@@ -93,46 +94,18 @@ def _meta(
     return meta
 
 
-class _Limit:
-    """At most ``capacity`` samples in flight; a cell takes what it needs at once."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = max(1, capacity)
-        self.used = 0
-        self._cond = asyncio.Condition()
-
-    async def acquire(self, n: int) -> int:
-        n = min(n, self.capacity)
-        async with self._cond:
-            await self._cond.wait_for(lambda: self.used + n <= self.capacity)
-            self.used += n
-        return n
-
-    async def release(self, n: int) -> None:
-        async with self._cond:
-            self.used -= n
-            self._cond.notify_all()
-
-
 async def _record(
-    setup: Setup,
-    backend: Any,
+    s: LiveSetup,
+    backend: Backend,
     k: int,
     queries: Sequence[str],
     progress: RecordProgress | None,
-) -> tuple[dict[tuple[str, str], list[Any]], dict[str, Any] | None]:
-    assert setup.queries is not None
-    bank = open_bank(setup.storage)
+) -> tuple[dict[tuple[str, str], list[Any]], dict[str, Any]]:
     # Query-major: an interrupted recording leaves whole queries (all prompts) in the bank.
-    cells = [(p, q) for q in queries for p in setup.prompts]
+    cells = [(p, q) for q in queries for p in s.prompts]
     total = len(cells) * k
     done = 0
     out: dict[tuple[str, str], list[Any]] = {}
-    info: dict[str, Any] | None = None
-    concurrency = getattr(getattr(backend, "client", None), "concurrency", 8)
-    # Samples in flight: enough to keep the backend's request slots busy, few enough that an
-    # interruption loses little that was drawn but not yet banked (a cell is banked whole).
-    limit = _Limit(int(concurrency) + k - 1)
 
     def tick(n: int) -> None:
         nonlocal done
@@ -140,46 +113,21 @@ async def _record(
         if progress is not None and n:
             progress(done, total)
 
-    async def one(prompt: str, query: str) -> None:
-        dist = backend.cache_key(prompt, query)
-        indices = list(range(k))
-        stored = bank.get(dist, indices)
-        tick(len(stored))
-        missing = [i for i in indices if i not in stored]
-        if missing:
-            units = await limit.acquire(len(missing))
-            try:
-                fresh = await backend.sample(prompt, query, missing)
-            finally:
-                await limit.release(units)
-            if len(fresh) != len(missing):
-                raise RuntimeError(
-                    f"backend returned {len(fresh)} completions for {len(missing)} requested"
-                )
-            new = list(zip(missing, fresh, strict=True))
-            bank.put(dist, prompt, query, new)
-            stored.update(new)
-            tick(len(new))
-        out[(prompt, query)] = [backend.recost(stored[i]) for i in indices]
+    async def one(sampler: CachedSampler, prompt: str, query: str) -> None:
+        samples, fresh = await sampler.draw(prompt, query, range(k), on_stored=tick)
+        tick(fresh)
+        out[(prompt, query)] = samples
 
-    try:
-        if progress is not None:
-            progress(0, total)
-        tasks = [asyncio.ensure_future(one(p, q)) for p, q in cells]
-        try:
-            await asyncio.gather(*tasks)
-        except BaseException:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
-        describe = getattr(backend, "describe", None)
-        info = describe() if callable(describe) else None  # while a local server still runs
-    finally:
-        try:
-            await backend.aclose()
-        finally:
-            bank.close()
+    async with backend:
+        with open_bank(s.storage) as bank:
+            # Samples in flight: enough to keep the backend's request slots busy, few enough
+            # that an interruption loses little that was drawn but not yet banked (a cell is
+            # banked whole).
+            sampler = CachedSampler(backend, bank, max_in_flight=backend.concurrency + k - 1)
+            if progress is not None:
+                progress(0, total)
+            await gather_or_cancel(one(sampler, p, q) for p, q in cells)
+            info = backend.describe()  # while a local server still runs
     return out, info
 
 
@@ -197,10 +145,10 @@ def record(
     ``queries``: query ids to record (default: all the config's queries, in file order).
     Samples already in the bank are reused, so an interrupted recording resumes.
     """
-    if setup.pool is not None or setup.queries is None or setup.config.backend is None:
+    if not isinstance(setup, LiveSetup):
         raise ConfigError(
             "record needs a live backend config (backend + queries + prompts), not a pool",
-            source=setup._src,
+            source=setup.source,
             field="backend",
         )
     if k < 1:
@@ -210,13 +158,13 @@ def record(
     if unknown:
         raise ConfigError(
             f"unknown query id {unknown[0]!r}: use ids of the query file",
-            source=setup._src,
+            source=setup.source,
             field="queries",
         )
     if not qids:
-        raise ConfigError("no queries to record", source=setup._src, field="queries")
+        raise ConfigError("no queries to record", source=setup.source, field="queries")
     if len(set(qids)) != len(qids):
-        raise ConfigError("query ids must be unique", source=setup._src, field="queries")
+        raise ConfigError("query ids must be unique", source=setup.source, field="queries")
     backend = setup.make_backend()
     samples, info = asyncio.run(_record(setup, backend, k, qids, progress))
     gold = {q: setup.queries[q].gold for q in qids}
@@ -274,14 +222,17 @@ def _summary(pool: Pool, out: Path) -> str:
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
-    from iapo import _run
-
-    s = _run.setup(Path(args.config), run_dir=args.run_dir, storage=args.storage)
+    s = setup(Path(args.config), run_dir=args.run_dir, storage=args.storage)
     qids = None
     if args.queries is not None:
         if args.queries < 1:
             raise ConfigError(f"--queries must be at least 1, got {args.queries}", field="queries")
-        assert s.queries is not None
+        if not isinstance(s, LiveSetup):
+            raise ConfigError(
+                "record needs a live backend config (backend + queries + prompts), not a pool",
+                source=s.source,
+                field="backend",
+            )
         qids = list(s.queries)[: args.queries]
     out = Path(args.out)
     try:

@@ -1,4 +1,9 @@
-"""Drive an algorithm against a backend through the sample bank, and return a frozen result."""
+"""Drive an algorithm against a backend through the sample bank, and return a frozen outcome.
+
+Like an Optuna study with its storage, a :class:`Study` given a :class:`RunInfo` owns the run's
+record in the bank: "running" while it runs, then "done", "stopped" (a cost cap or an infeasible
+budget) or "interrupted" (any other exception, Ctrl-C included), with the completions spent.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from iapo.aio import gather_or_cancel
 from iapo.algorithms import Algorithm
 from iapo.backends import Backend
 from iapo.bank import SampleBank
 from iapo.errors import BudgetError
+from iapo.fmt import finite_or_none
+from iapo.sampling import CachedSampler
 from iapo.types import Arm, PullRequest, PullResult, Sample
 
-__all__ = ["Account", "ArmChoice", "Progress", "Study", "StudyOutcome"]
+__all__ = ["Account", "ArmChoice", "ArmEstimate", "Progress", "RunInfo", "Study", "StudyOutcome"]
 
 
 @dataclass
@@ -75,24 +84,51 @@ class ArmChoice:
         return {
             "prompt": self.arm.prompt,
             "n": self.arm.n,
-            "q": _num(self.q),
-            "ci95": [_num(self.low), _num(self.high)],
+            "q": finite_or_none(self.q),
+            "ci95": [finite_or_none(self.low), finite_or_none(self.high)],
             "observations": self.pulls,
         }
 
 
-def _num(x: float) -> float | None:
-    return None if not math.isfinite(x) else float(x)
+@dataclass(frozen=True)
+class ArmEstimate:
+    """The estimated utility of one arm in one context: mean, standard error, observations."""
+
+    arm: Arm
+    q: float
+    sem: float
+    observations: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "prompt": self.arm.prompt,
+            "n": self.arm.n,
+            "q": finite_or_none(self.q),
+            "sem": finite_or_none(self.sem),
+            "observations": self.observations,
+        }
 
 
 @dataclass(frozen=True)
 class StudyOutcome:
-    """What a finished study learned: per context the chosen arm and the runner-up."""
+    """What a finished study learned: per context the chosen arm, the runner-up and the
+    estimate of every arm it observed; where the budget went; why it stopped early, if it did."""
 
     policy: Mapping[str, ArmChoice]
     runner_up: Mapping[str, ArmChoice | None]
+    estimates: Mapping[str, tuple[ArmEstimate, ...]]
     account: Account
     algorithm: Algorithm
+    stopped: str | None = None
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """The run a study records in its bank: id, name, and the configuration as JSON."""
+
+    run_id: str
+    name: str
+    config: Mapping[str, Any]
 
 
 Progress = Callable[[Account, int], None]
@@ -114,9 +150,11 @@ class Study:
         *,
         cost_scale: float = 1.0,
         progress: Progress | None = None,
-        gold: Mapping[str, str | None] | None = None,
         cost_cap: float | None = None,
+        run: RunInfo | None = None,
     ) -> None:
+        if run is not None and bank is None:
+            raise ValueError("a study that records its run needs a bank")
         self.algorithm = algorithm
         self.backend = backend
         self.bank = bank
@@ -124,29 +162,17 @@ class Study:
         self.progress = progress
         self.account = Account(algorithm.budget)
         self.cost_cap = cost_cap
+        self.run_info = run
         self.stopped: str | None = None
+        self._sampler = CachedSampler(backend, bank)
         self._used: dict[tuple[str, str], int] = {}
-        self._gold = dict(gold) if gold is not None else {}
+        self._gold: dict[str, str | None] = {}
 
     async def _pull(self, req: PullRequest) -> tuple[list[Sample], int]:
         key = (req.prompt, req.query)
         start = self._used.get(key, 0)
         self._used[key] = start + req.n
-        indices = list(range(start, start + req.n))
-        dist = self.backend.cache_key(req.prompt, req.query)
-        stored = self.bank.get(dist, indices) if self.bank is not None else {}
-        missing = [i for i in indices if i not in stored]
-        if missing:
-            fresh = await self.backend.sample(req.prompt, req.query, missing)
-            if len(fresh) != len(missing):
-                raise RuntimeError(
-                    f"backend returned {len(fresh)} completions for {len(missing)} requested"
-                )
-            new = list(zip(missing, fresh, strict=True))
-            if self.bank is not None:
-                self.bank.put(dist, req.prompt, req.query, new)
-            stored.update(new)
-        return [self.backend.recost(stored[i]) for i in indices], len(missing)
+        return await self._sampler.draw(req.prompt, req.query, range(start, start + req.n))
 
     def _gold_of(self, query: str) -> str | None:
         if query not in self._gold:
@@ -218,7 +244,8 @@ class Study:
         return self.outcome()
 
     def run(self, *, close_backend: bool = False) -> StudyOutcome:
-        """Run to the end in a fresh event loop (closing the backend there, if asked)."""
+        """Run to the end in a fresh event loop (closing the backend there, if asked), keeping
+        the run record up to date."""
 
         async def main() -> StudyOutcome:
             try:
@@ -227,7 +254,31 @@ class Study:
                 if close_backend:
                     await self.backend.aclose()
 
-        return asyncio.run(main())
+        self._record(status="running")
+        try:
+            outcome = asyncio.run(main())
+        except BudgetError:
+            self._record(status="stopped")
+            raise
+        except BaseException:
+            self._record(status="interrupted")
+            raise
+        self._record(status="stopped" if self.stopped else "done")
+        return outcome
+
+    def save_result(self, result: Mapping[str, Any]) -> None:
+        """Keep the finished run's result (JSON) with its record."""
+        if self.run_info is not None and self.bank is not None:
+            self.bank.update_run(self.run_info.run_id, result=dict(result))
+
+    def _record(self, *, status: str) -> None:
+        info, bank = self.run_info, self.bank
+        if info is None or bank is None:
+            return
+        if status == "running":
+            bank.start_run(info.run_id, info.name, self.algorithm.budget, dict(info.config))
+        else:
+            bank.update_run(info.run_id, status=status, spent=self.account.completions)
 
     def outcome(self) -> StudyOutcome:
         algo = self.algorithm
@@ -242,9 +293,20 @@ class Study:
 
         policy: dict[str, ArmChoice] = {}
         runner: dict[str, ArmChoice | None] = {}
+        estimates: dict[str, tuple[ArmEstimate, ...]] = {}
         final = algo.policy()
         for ci, c in enumerate(algo.problem.contexts):
             policy[c.name] = choice(ci, final[c.name])
             others = [a for a in algo.finalists(ci) if a != final[c.name]]
             runner[c.name] = choice(ci, others[0]) if others else None
-        return StudyOutcome(policy, runner, self.account, algo)
+            ps, ks = np.nonzero(count[ci] > 0)  # prompt-major, then N: the table's order
+            estimates[c.name] = tuple(
+                ArmEstimate(
+                    Arm(prompts[p], int(k) + 1),
+                    float(mean[ci, p, k]),
+                    float(sem[ci, p, k]),
+                    int(count[ci, p, k]),
+                )
+                for p, k in zip(ps, ks, strict=True)
+            )
+        return StudyOutcome(policy, runner, estimates, self.account, algo, self.stopped)

@@ -183,7 +183,7 @@ def _synth_categorical(seed: int, **_: Any) -> Environment:
 
 def _builtin(name: str, file: str, description: str) -> Callable[..., Environment]:
     def build(seed: int, shared: str | Path | None = None, **kw: Any) -> Environment:
-        from iapo._run import builtin_pool_path
+        from iapo.setups import builtin_pool_path
 
         path = builtin_pool_path(file)
         pool = load_pool(path)

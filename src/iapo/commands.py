@@ -1,0 +1,287 @@
+"""The core commands: ``run``, ``estimate``, ``evaluate``, ``pool``, ``ask`` and ``serve``.
+
+They only parse arguments and format what the library returns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from iapo import pools
+from iapo.evaluation import Evaluation
+from iapo.fmt import num, table
+from iapo.result import RunResult
+from iapo.runner import evaluate, preflight, run
+from iapo.setups import setup
+
+__all__ = ["format_evaluation", "format_preflight", "format_result", "register_cli"]
+
+
+def format_result(result: RunResult) -> str:
+    rows = []
+    for ctx, ch in result.policy.items():
+        lo, hi = ch["ci95"]
+        ru = ch.get("runner_up")
+        rows.append(
+            [
+                ctx,
+                f"{ch['prompt']} @ N={ch['n']}",
+                num(ch["q"]),
+                f"[{num(lo)}, {num(hi)}]",
+                f"{ru['prompt']} @ N={ru['n']} ({num(ru['q'])})" if ru else "—",
+            ]
+        )
+    acc = result.account
+    lines = [
+        f"run {result.run_id} ({result.name}): {result.algorithm} / {result.strategy}, "
+        f"seed {result.seed}",
+        table(["context", "chosen arm", "Q est.", "95% CI", "runner-up"], rows),
+        "",
+        f"completions: {acc['completions']} of budget {acc['budget']} "
+        f"({acc['drawn']} drawn new, {acc['cache_hits']} from the bank); "
+        f"cost {acc['cost']:.6g} {result.extra.get('cost_unit', '')}".rstrip(),
+    ]
+    ev = result.evaluation
+    if ev:
+        lines.append(
+            f"exact ACR on {result.extra.get('test_queries')} held-out queries: "
+            f"{ev['acr_test']:.4f} (oracle {ev['oracle_acr_test']:.4f})"
+        )
+    if result.extra.get("stopped"):
+        lines.append(f"note: {result.extra['stopped']}")
+    lines.append(f"result: {Path(result.run_dir) / 'result.json'}")
+    return "\n".join(lines)
+
+
+def format_evaluation(ev: Evaluation) -> str:
+    out = [f"exact Q on {ev.queries}; rows: prompt, columns: N"]
+    n_max = ev.q.shape[2]
+    opt = ev.optimal()
+    for ci, c in enumerate(ev.contexts):
+        out.append(f"\ncontext {c.name}  (optimal: {opt[c.name].prompt} @ N={opt[c.name].n})")
+        rows = []
+        for pi, p in enumerate(ev.prompts):
+            cells = []
+            for k in range(n_max):
+                mark = "*" if (opt[c.name].prompt == p and opt[c.name].n == k + 1) else ""
+                cells.append(f"{ev.q[ci, pi, k]:.4f}{mark}")
+            rows.append([p, *cells])
+        out.append(table(["prompt", *[f"N={k + 1}" for k in range(n_max)]], rows))
+    dec = ev.deceiving()
+    out.append("")
+    if not dec:
+        out.append(
+            "deceiving prompts: none (the best prompt at N=1 is the optimal prompt "
+            "in every context)"
+        )
+    else:
+        out.append("deceiving prompts (best at N=1, not optimal at the context's optimal N):")
+        for d in dec:
+            out.append(
+                f"  {d['context']}: {d['deceiving_prompt']} leads at N=1 "
+                f"({d['n1']['deceiving']:.4f} vs {d['n1']['optimal']:.4f} for "
+                f"{d['optimal_prompt']}), but at N={d['optimal_n']} it scores "
+                f"{d['at_optimal_n']['deceiving']:.4f} vs {d['at_optimal_n']['optimal']:.4f}; "
+                f"its own best is {d['deceiving_best']['q']:.4f} at N={d['deceiving_best']['n']}"
+            )
+    return "\n".join(out)
+
+
+def format_preflight(pf: dict[str, Any]) -> str:
+    unit = pf.get("cost_unit") or ""
+
+    def cost(x: float | None) -> str:
+        return "?" if x is None else f"{x:.6g}"
+
+    rows = [
+        [str(r["round"]), str(r["pulls"]), str(r["completions"]), cost(r["expected_cost"])]
+        for r in pf["rounds"]
+    ]
+    lines = [
+        f"{pf['algorithm']}: {pf['arms']} arms × {pf['contexts']} contexts, "
+        f"budget {pf['budget']} completions (smallest that works: {pf['min_budget']})",
+        table(["round", "pulls", "completions", f"expected cost ({unit})"], rows),
+        f"total: {pf['completions']} completions "
+        f"({pf['budget'] - pf['completions']} of the budget left unspent; later rounds depend "
+        "on which arms survive)",
+    ]
+    if pf.get("expected_cost") is not None:
+        lines.append(f"expected cost: {pf['expected_cost']:.6g} {unit} (the pool's mean costs)")
+    if pf.get("max_cost") is not None:
+        lines.append(f"at most: {pf['max_cost']:.6g} {unit} (every completion at its worst case)")
+    else:
+        lines.append("at most: unbounded (set backend.params.max_tokens to bound the cost)")
+    return "\n".join(lines)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    s = setup(Path(args.config), run_dir=args.run_dir, storage=args.storage)
+    if args.seed is not None:
+        s = setup(
+            s.config.model_copy(update={"seed": args.seed}),
+            config_path=s.config_path,
+            run_dir=args.run_dir,
+            storage=args.storage,
+        )
+    from iapo.progress import make_progress
+    from iapo.report import report_available, write_report
+
+    budget = args.budget if args.budget is not None else s.config.budget
+    try:
+        with make_progress(budget, quiet=args.quiet or args.json, cost_unit=s.cost_unit) as bar:
+            result = run(s, budget=args.budget, progress=bar)
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: every completion drawn so far is in the bank ({s.storage}); "
+            f"run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 130
+    page = None
+    if not args.no_report and report_available():
+        page = write_report(result, Path(result.run_dir) / "report")
+    if args.json:
+        print(result.to_json())
+    else:
+        print(format_result(result))
+        if page is not None:
+            print(f"report: {page}")
+    return 0
+
+
+def _cmd_estimate(args: argparse.Namespace) -> int:
+    pf = preflight(Path(args.config), budget=args.budget)
+    print(json.dumps(pf, indent=2) if args.json else format_preflight(pf))
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    ev = evaluate(Path(args.config), split=args.split)
+    print(json.dumps(ev.to_dict(), indent=2) if args.json else format_evaluation(ev))
+    return 0
+
+
+def _cmd_pool_validate(args: argparse.Namespace) -> int:
+    pool = pools.load_pool(args.file, require_gold=args.require_gold)
+    print(
+        f"{args.file}: ok: {len(pool.prompts)} prompts × {len(pool.queries)} queries, "
+        f"objectives {list(pool.objectives)}, cost unit {pool.cost_unit}"
+    )
+    return 0
+
+
+def _cmd_pool_import(args: argparse.Namespace) -> int:
+    if args.source == "renze":
+        pool = pools.import_renze(
+            args.path,
+            model=args.model,
+            exam=args.exam,
+            temperature=args.temperature,
+            study=None,
+            prompts=args.prompts or None,
+        )
+    elif args.source == "tot-text":
+        pool = pools.import_tot_text(args.path)
+    else:
+        pool = pools.import_tot_game24(args.path)
+    pools.dump_pool(pool, args.out)
+    print(f"wrote {args.out}: {len(pool.prompts)} prompts × {len(pool.queries)} queries")
+    return 0
+
+
+def _cmd_ask(args: argparse.Namespace) -> int:
+    from iapo.deploy import Policy
+
+    policy = Policy.load(args.result)
+    ans = policy.ask(args.question, args.context)
+    if args.json:
+        print(json.dumps(ans.to_dict(), indent=2))
+    else:
+        print(ans.text or "")
+        print(
+            f"\n[{ans.context}: {ans.arm.prompt} @ N={ans.arm.n}; answer {ans.answer!r}; "
+            f"cost {ans.cost:.6g}]",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from iapo.deploy import Policy
+    from iapo.serve import PolicyServer
+
+    server = PolicyServer(Policy.load(args.result), args.host, args.port)
+    print(
+        f"serving {len(server.policy.arms)} contexts at {server.base_url} "
+        "(the request's 'model' names the context); Ctrl-C stops",
+        file=sys.stderr,
+    )
+    try:
+        server.httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.httpd.server_close()
+    return 0
+
+
+def register_cli(sub: Any) -> None:
+    """Add the core commands to the ``iapo`` argument parser's subparsers."""
+
+    def cfg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("config", help="run configuration (YAML)")
+        p.add_argument("--budget", type=int, help="override the exploration budget (completions)")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("run", help="learn the policy: the best (prompt, N) per context")
+    cfg(p)
+    p.add_argument("--seed", type=int, help="override the seed")
+    p.add_argument("--run-dir", help="where result.json (and by default the bank) go")
+    p.add_argument("--storage", help="sample bank URL, e.g. sqlite:///bank.sqlite")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("estimate", help="pre-flight: schedule, completions and expected cost")
+    cfg(p)
+    p.set_defaults(func=_cmd_estimate)
+
+    p = sub.add_parser("evaluate", help="exact Q of every arm on the pool; deceiving prompts")
+    p.add_argument("config")
+    p.add_argument("--split", choices=["test", "train", "all"], default="test")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_evaluate)
+
+    pool = sub.add_parser("pool", help="pool files: validate, import").add_subparsers(
+        dest="pool_command", required=True
+    )
+    p = pool.add_parser("validate", help="check a pool file")
+    p.add_argument("file")
+    p.add_argument("--require-gold", action="store_true")
+    p.set_defaults(func=_cmd_pool_validate)
+    p = pool.add_parser("import", help="convert a shared real pool into iapo's pool format")
+    p.add_argument("source", choices=["renze", "tot-text", "tot-game24"])
+    p.add_argument("path", help="renze: the study's .jsonl; tot-*: the tot-logs folder")
+    p.add_argument("--out", required=True)
+    p.add_argument("--model", default="gpt-35-turbo")
+    p.add_argument("--exam", default="comprehensive-100")
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--prompts", nargs="*")
+    p.set_defaults(func=_cmd_pool_import)
+
+    p = sub.add_parser("ask", help="answer a question with a learned policy")
+    p.add_argument("result", help="a run directory or its result.json")
+    p.add_argument("question")
+    p.add_argument("--context", required=True, help="the context (user preference) to serve")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_ask)
+
+    p = sub.add_parser("serve", help="an OpenAI-compatible proxy: model = context name")
+    p.add_argument("result", help="a run directory or its result.json")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=_cmd_serve)

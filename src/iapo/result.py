@@ -1,0 +1,79 @@
+"""The frozen, JSON-serialisable result of a run, built in one place from what the study learned."""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from iapo.errors import InputError
+from iapo.version import __version__
+
+__all__ = ["RunResult", "versions"]
+
+
+def versions() -> dict[str, str]:
+    """The versions that produced a result: iapo, Python, numpy."""
+    return {"iapo": __version__, "python": platform.python_version(), "numpy": np.__version__}
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The frozen, JSON-serialisable result of a run."""
+
+    run_id: str
+    name: str
+    algorithm: str
+    strategy: str
+    seed: int
+    policy: dict[str, dict[str, Any]]
+    estimates: dict[str, list[dict[str, Any]]]
+    account: dict[str, Any]
+    trace: list[dict[str, Any]]
+    contexts: list[dict[str, Any]]
+    prompts: list[str]
+    n_max: int
+    evaluation: dict[str, Any] | None
+    versions: dict[str, str]
+    config: dict[str, Any]
+    elapsed_s: float
+    run_dir: str
+    storage: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RunResult:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunResult:
+        p = Path(path)
+        if p.is_dir():
+            p = p / "result.json"
+        return cls.from_dict(json.loads(p.read_text()))
+
+    def save(self, run_dir: Path) -> Path:
+        """Write ``result.json`` into ``run_dir`` atomically (never a half-written result)."""
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            tmp = run_dir / "result.json.tmp"
+            tmp.write_text(self.to_json())
+            tmp.replace(run_dir / "result.json")
+        except OSError as exc:
+            raise InputError(
+                f"cannot write the result ({exc.strerror}): choose a writable run_dir",
+                source=str(run_dir),
+                field="run_dir",
+            ) from None
+        return run_dir / "result.json"

@@ -1,0 +1,204 @@
+"""The entry points: ``run`` (learn a policy), ``evaluate`` (exact ground truth on a pool) and
+``preflight`` (the schedule and spend before anything is drawn)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from iapo.algorithms import Algorithm
+from iapo.backends import Backend
+from iapo.bank import open_bank
+from iapo.config import RunConfig
+from iapo.errors import ConfigError, InputError, PoolError
+from iapo.evaluation import Evaluation, exact_q_table, policy_evaluation
+from iapo.result import RunResult, versions
+from iapo.setups import ReplaySetup, Setup, setup
+from iapo.study import Progress, RunInfo, Study, StudyOutcome
+from iapo.types import Arm, PullResult, Sample
+
+__all__ = ["evaluate", "preflight", "run"]
+
+ConfigLike = RunConfig | str | Path | Setup
+
+
+def _setup(config: ConfigLike, **kw: Any) -> Setup:
+    return config if isinstance(config, Setup) else setup(config, **kw)
+
+
+def run(
+    config: ConfigLike,
+    *,
+    budget: int | None = None,
+    progress: Progress | None = None,
+    backend: Backend | None = None,
+    algorithm: Algorithm | None = None,
+    run_dir: str | Path | None = None,
+    storage: str | None = None,
+    write: bool = True,
+) -> RunResult:
+    """Run the configured algorithm to the end and return its :class:`RunResult`.
+
+    ``backend`` and ``algorithm`` replace the configured ones (an algorithm instance must solve
+    the setup's problem: build it from ``iapo.setup(config).problem``). Writes the sample bank
+    and ``result.json`` to the run directory (``write=False``: only the bank). Re-running the
+    same config re-uses every stored completion.
+    """
+    s = _setup(config, run_dir=run_dir, storage=storage)
+    algo = algorithm if algorithm is not None else s.make_algorithm(budget)
+    owns_backend = backend is None
+    if backend is None:
+        backend = s.make_backend()
+    cap = s.config.cost.cap
+    if cap is not None and backend.max_cost(s.prompts[0], s.train[0]) is None:
+        raise ConfigError(
+            "cost.cap needs a bound on each completion's cost: set backend.params.max_tokens",
+            source=s.source,
+            field="cost.cap",
+        )
+    try:
+        if write:
+            _check_writable(s.run_dir)
+        bank = open_bank(s.storage)
+    except InputError as exc:
+        raise exc.within(s.source) from None
+    t0 = time.perf_counter()
+    with bank:
+        info = RunInfo(s.run_id, s.config.name, s.config.model_dump(mode="json"))
+        study = Study(
+            algo, backend, bank, cost_scale=s.cost_scale, progress=progress, cost_cap=cap, run=info
+        )
+        outcome = study.run(close_backend=owns_backend)
+        result = _result(s, outcome, backend.name, time.perf_counter() - t0)
+        study.save_result(result.to_dict())
+    if write:
+        result.save(s.run_dir)
+    return result
+
+
+def _result(s: Setup, outcome: StudyOutcome, backend: str, elapsed: float) -> RunResult:
+    policy = {}
+    for c in s.contexts:
+        chosen = outcome.policy[c.name].to_dict()
+        ru = outcome.runner_up[c.name]
+        chosen["runner_up"] = ru.to_dict() if ru else None
+        policy[c.name] = chosen
+    evaluation = None
+    if isinstance(s, ReplaySetup) and s.test:
+        arms = {c: Arm(v["prompt"], v["n"]) for c, v in policy.items()}
+        evaluation = policy_evaluation(evaluate(s, split="test"), arms)
+    algo = outcome.algorithm
+    return RunResult(
+        run_id=s.run_id,
+        name=s.config.name,
+        algorithm=algo.name,
+        strategy=s.strategy.name,
+        seed=s.config.seed,
+        policy=policy,
+        estimates={c: [e.to_dict() for e in rows] for c, rows in outcome.estimates.items()},
+        account=outcome.account.to_dict(),
+        trace=[t.__dict__ for t in algo.trace],
+        contexts=[c.to_dict() for c in s.contexts],
+        prompts=list(s.prompts),
+        n_max=s.config.n_max,
+        evaluation=evaluation,
+        versions=versions(),
+        config=s.config.model_dump(mode="json"),
+        elapsed_s=elapsed,
+        run_dir=str(s.run_dir),
+        storage=s.storage,
+        extra={
+            "cost_scale": s.cost_scale,
+            "cost_unit": s.cost_unit,
+            "stopped": outcome.stopped,
+            "config_dir": str((s.config_path.parent if s.config_path else Path.cwd()).resolve()),
+            "train_queries": len(s.train),
+            "test_queries": len(s.test),
+            "backend": backend,
+        },
+    )
+
+
+def _check_writable(run_dir: Path) -> None:
+    """Fail before anything is spent if the run directory cannot take the result."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".iapo-write-check"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(
+            f"the run directory is not writable ({exc.strerror}): choose another run_dir",
+            source=str(run_dir),
+            field="run_dir",
+        ) from None
+
+
+def evaluate(config: ConfigLike, *, split: str = "test") -> Evaluation:
+    """Exact Q table on the pool's ``test`` split (or ``train``, or ``all`` queries)."""
+    s = _setup(config)
+    if not isinstance(s, ReplaySetup):
+        raise PoolError(
+            "evaluate needs a pool with recorded samples: record one with "
+            "`iapo record CONFIG -k 8 --out pool.jsonl` and replay it with 'pool'",
+            source=s.source,
+            field="pool",
+        )
+    if split not in ("test", "all", "train"):
+        raise ConfigError("split must be 'test', 'train' or 'all'", field="split")
+    qs = {"test": s.test, "train": s.train, "all": s.pool.queries}[split]
+    if not qs:
+        qs, split = s.pool.queries, "all"
+    scaled = s.pool.scale_costs(s.cost_scale)
+    q = exact_q_table(scaled, s.strategy, s.contexts, s.config.n_max, qs, s.prompts)
+    return Evaluation(s.contexts, s.prompts, q, f"{split} ({len(qs)} queries)")
+
+
+def preflight(config: ConfigLike, *, budget: int | None = None) -> dict[str, Any]:
+    """The schedule and spend of a run before anything is drawn.
+
+    The algorithm is dry-run on uninformative samples (no bank; the backend only prices the
+    requests, it samples nothing): the first round is exact; later rounds depend on which arms
+    survive, so their sizes are indicative. The budget is a hard cap. ``expected_cost`` uses the
+    pool's mean costs (unknown for a live backend); ``max_cost`` bounds the dry run's cost with
+    each completion at its worst case (a pool's costliest sample, a live backend's
+    ``max_tokens``), or is None when nothing bounds it.
+    """
+    s = _setup(config)
+    algo = s.make_algorithm(budget)
+    backend = s.make_backend()
+    min_budget = type(algo).min_budget(algo.problem, **algo.params())
+    rounds: list[dict[str, Any]] = []
+    mean_cost = s.mean_costs()
+    fake = Sample(answer=None, scores={o: 0.0 for o in s.strategy.objectives})
+    bound: float | None = 0.0
+    while batch := algo.ask():
+        worst = [backend.max_cost(r.prompt, r.query) for r in batch]
+        if bound is not None and all(w is not None for w in worst):
+            bound += sum(r.n * float(w or 0.0) for r, w in zip(batch, worst, strict=True))
+        else:
+            bound = None
+        rounds.append(
+            {
+                "round": len(rounds) + 1,
+                "pulls": len(batch),
+                "completions": sum(r.n for r in batch),
+                "expected_cost": sum(r.n * mean_cost[r.prompt] for r in batch)
+                if mean_cost
+                else None,
+            }
+        )
+        algo.tell([PullResult(r, (fake,) * r.n, None) for r in batch])
+    return {
+        "algorithm": algo.name,
+        "budget": algo.budget,
+        "completions": algo.spent,
+        "rounds": rounds,
+        "expected_cost": sum(r["expected_cost"] for r in rounds) if mean_cost else None,
+        "cost_unit": s.cost_unit,
+        "arms": len(s.prompts) * s.config.n_max,
+        "contexts": len(s.contexts),
+        "min_budget": min_budget,
+        "max_cost": bound,
+    }
