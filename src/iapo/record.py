@@ -28,8 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from iapo.bank import open_bank
 from iapo.errors import ConfigError
-from iapo.pools import Pool, dump_pool
-from iapo.pools._format import full_cell, pool_from_cells
+from iapo.pools import Pool, dump_pool, full_cell, pool_from_cells
 from iapo.version import __version__
 
 __all__ = ["RecordProgress", "record", "register_cli"]
