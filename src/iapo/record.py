@@ -30,8 +30,7 @@ from iapo.aio import gather_or_cancel
 from iapo.backends import Backend
 from iapo.bank import open_bank
 from iapo.errors import ConfigError
-from iapo.pools import Pool, dump_pool
-from iapo.pools._format import full_cell, pool_from_cells
+from iapo.pools import Pool, dump_pool, full_cell, pool_from_cells
 from iapo.sampling import CachedSampler
 from iapo.setups import LiveSetup, Setup, setup
 from iapo.version import __version__

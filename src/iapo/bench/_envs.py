@@ -15,8 +15,14 @@ from typing import Any
 
 from iapo.contexts import context_grid
 from iapo.errors import ConfigError, InputError
-from iapo.pools import Cell, Pool, import_renze, import_tot_game24, load_pool
-from iapo.pools._format import pool_from_cells
+from iapo.pools import (
+    Cell,
+    Pool,
+    import_renze,
+    import_tot_game24,
+    load_pool,
+    pool_from_cells,
+)
 from iapo.strategies import BestOfN, MajorityVote, Strategy
 from iapo.synthetic import (
     bernoulli_contexts,

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from iapo.pools._format import POOL_SCHEMA, dump_pool, load_pool
-from iapo.pools._importers import import_renze, import_tot_game24, import_tot_text
-from iapo.pools._model import Cell, Pool
+from iapo.pools._dump import dump_pool
+from iapo.pools._format import POOL_SCHEMA
+from iapo.pools._load import load_pool
+from iapo.pools._model import Cell, Pool, full_cell, pool_from_cells
+from iapo.pools._renze import import_renze
+from iapo.pools._tot import import_tot_game24, import_tot_text
 
 __all__ = [
     "POOL_SCHEMA",
     "Cell",
     "Pool",
     "dump_pool",
+    "full_cell",
     "import_renze",
     "import_tot_game24",
     "import_tot_text",
     "load_pool",
+    "pool_from_cells",
 ]

@@ -1,8 +1,9 @@
-"""In-memory pool: recorded completions per (prompt, query) cell, as categorical distributions."""
+"""In-memory pool: recorded completions per (prompt, query) cell, as categorical distributions,
+and the builders of cells and pools that the file reader and the importers share."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -12,7 +13,10 @@ from numpy.typing import NDArray
 
 from iapo.types import Sample
 
-__all__ = ["Cell", "Pool"]
+__all__ = ["ACCURACY", "Cell", "Pool", "compact_cell", "full_cell", "pool_from_cells"]
+
+ACCURACY = "accuracy"
+"""The majority-vote objective; computed from answers and gold, never stored as a score."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,3 +105,57 @@ class Pool:
 
     def max_cost(self) -> float:
         return max((o.cost for c in self.cells.values() for o in c.outcomes), default=0.0)
+
+
+# --------------------------------------------------------------------------------------------
+# building cells
+# --------------------------------------------------------------------------------------------
+
+
+def compact_cell(
+    prompt: str,
+    query: str,
+    gold: str | None,
+    answer_counts: Mapping[str, int],
+    abstain: int,
+    cost: float,
+) -> Cell:
+    """A compact-form cell: one outcome per answer (weight = count), abstentions last."""
+    outcomes = [Sample(answer, {}, cost) for answer in answer_counts]
+    weights = [float(n) for n in answer_counts.values()]
+    if abstain > 0:
+        outcomes.append(Sample(None, {}, cost))
+        weights.append(float(abstain))
+    return Cell(prompt, query, gold, tuple(outcomes), np.asarray(weights, dtype=np.float64))
+
+
+def full_cell(prompt: str, query: str, gold: str | None, samples: Sequence[Sample]) -> Cell:
+    """A full-form cell: one outcome per recorded sample, each with weight 1."""
+    return Cell(prompt, query, gold, tuple(samples), np.ones(len(samples), dtype=np.float64))
+
+
+def pool_from_cells(
+    cells: Iterable[Cell],
+    *,
+    objectives: Sequence[str] | None = None,
+    cost_unit: str = "unit",
+    meta: Mapping[str, Any] | None = None,
+) -> Pool:
+    """A Pool over the prompts and queries of ``cells`` in first-appearance order.
+
+    The caller guarantees a complete grid without duplicates. ``objectives`` defaults to the sorted
+    union of score names, else ``("accuracy",)``.
+    """
+    prompts: dict[str, None] = {}
+    queries: dict[str, None] = {}
+    by_key: dict[tuple[str, str], Cell] = {}
+    names: set[str] = set()
+    for cell in cells:
+        prompts.setdefault(cell.prompt)
+        queries.setdefault(cell.query)
+        by_key[(cell.prompt, cell.query)] = cell
+        if objectives is None:
+            for o in cell.outcomes:
+                names.update(o.scores)
+    objs = tuple(objectives) if objectives is not None else (tuple(sorted(names)) or (ACCURACY,))
+    return Pool(objs, tuple(prompts), tuple(queries), by_key, cost_unit, dict(meta or {}))

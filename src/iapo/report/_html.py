@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from iapo.errors import InputError
-from iapo.report._data import Report, as_result_dict, fmt_weight
+from iapo.report._data import Report, as_result_dict
+from iapo.report._view import fmt_weight
 
 __all__ = ["CSV_COLUMNS", "write_csvs", "write_report"]
 
@@ -217,7 +218,7 @@ def write_report(result: Any, out_dir: str | Path) -> Path:
 
     Returns the HTML file's path.
     """
-    from iapo.report import _figures
+    import iapo.report._figures as _figures
 
     rep = Report(as_result_dict(result))
     out = Path(out_dir)

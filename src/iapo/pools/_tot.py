@@ -1,9 +1,5 @@
-"""Importers from real recorded pools (the authors' formats) into :class:`Pool`.
-
-* :func:`import_renze`: Renze & Guven's self-consistency pools (10 answers per question,
-  multiple-choice exams): majority-vote pools in the compact form.
-* :func:`import_tot_text`, :func:`import_tot_game24`: the Tree-of-Thoughts baseline sampling logs
-  (IO vs CoT prompts): Best-of-N pools with a per-sample score.
+"""Importers of the Tree-of-Thoughts baseline sampling logs (IO vs CoT prompts) into Best-of-N
+pools with a per-sample score.
 
 Paths are always passed in; nothing here knows where the data lives. Sample texts are not kept
 (size); outcome ``i`` of a ToT cell is sample ``ys[i]`` of the task ``idx`` in the source log.
@@ -13,39 +9,20 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from iapo.errors import PoolError
-from iapo.pools._format import compact_cell, full_cell, pool_from_cells
-from iapo.pools._model import Cell, Pool
+from iapo.pools._format import available
+from iapo.pools._model import Cell, Pool, full_cell, pool_from_cells
 from iapo.types import Sample
 
-__all__ = ["import_renze", "import_tot_game24", "import_tot_text"]
+__all__ = ["import_tot_game24", "import_tot_text"]
 
-RENZE_LICENSE = "BSD-2-Clause, Copyright (c) 2023 Matthew Renze"
 TOT_LICENSE = "MIT, Copyright (c) 2023 Shunyu Yao"
-
-# study -> (repo, commit, files in the repo, paper)
-_RENZE_SOURCES: dict[str, tuple[str, str, str, str]] = {
-    "temperature": (
-        "matthewrenze/jhu-llm-temperature",
-        "b00cfb652897e8bdc28c63234def9b490fa84cfb",
-        "data/details/*.csv",
-        "Renze & Guven, The Effect of Sampling Temperature on Problem Solving in Large Language "
-        "Models, Findings of EMNLP 2024 (arXiv 2402.05201)",
-    ),
-    "concise_cot": (
-        "matthewrenze/jhu-concise-cot",
-        "a6a892ab2b92dc7911203507d16af6f0d4644779",
-        "details/*.csv",
-        "Renze & Guven, The Benefits of a Concise Chain of Thought on Problem-Solving in Large "
-        "Language Models (arXiv 2401.05618)",
-    ),
-}
 
 _TOT_PRINCETON = ("princeton-nlp/tree-of-thought-llm", "ab400345c5ea39d28ea6d7d3be0e417b11113c87")
 # log file name -> (repo, commit); the GPT-3.5 Game of 24 log comes from a fork (same code, MIT).
@@ -67,232 +44,6 @@ _TOT_COST_NOTE = (
     "the number of samples (the logs hold no per-sample usage); a counter reset (a resumed run) "
     "is taken as starting from 0."
 )
-
-
-def _available(values: Iterable[Any]) -> str:
-    vals = sorted(set(values), key=lambda v: (isinstance(v, str), v))
-    return ", ".join(str(v) for v in vals) or "none"
-
-
-# --------------------------------------------------------------------------------------------
-# Renze & Guven MCQA pools
-# --------------------------------------------------------------------------------------------
-
-
-class _RenzeRow(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    study: str
-    model: str
-    prompt: str
-    exam: str
-    temperature: float
-    problem_id: int
-    answers: Annotated[list[str], Field(min_length=1)]
-    gold: str
-    output_tokens: Annotated[int, Field(ge=0)]
-
-
-def _read_renze(path: Path, source: str) -> list[tuple[int, _RenzeRow]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PoolError(
-            f"cannot read the file ({exc.strerror}); check the path", source=source
-        ) from None
-    rows: list[tuple[int, _RenzeRow]] = []
-    validate = _RenzeRow.model_validate_json
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append((lineno, validate(line)))
-        except ValidationError as exc:
-            err = exc.errors(include_url=False)[0]
-            field = ".".join(str(p) for p in err["loc"]) or None
-            raise PoolError(
-                f"not a renze-mcqa record ({err['msg']}); pass temperature_pool.jsonl or "
-                "concise_cot_pool.jsonl",
-                source=f"{source}:{lineno}",
-                field=field,
-            ) from None
-    if not rows:
-        raise PoolError("no records: the file is empty", source=source)
-    return rows
-
-
-def import_renze(
-    path: str | Path,
-    *,
-    model: str,
-    exam: str,
-    temperature: float | None = None,
-    study: str | None = None,
-    prompts: Sequence[str] | None = None,
-) -> Pool:
-    """A majority-vote pool from ``temperature_pool.jsonl`` or ``concise_cot_pool.jsonl``.
-
-    One compact cell per (prompt, question): the 10 extracted answers as counts (``""`` = no
-    answer = abstain), the gold letter, and cost per sample = ``output_tokens / 10`` (the study
-    sums output tokens over the 10 samples). Prompt id = the row's ``prompt``; query id =
-    ``f"{exam}-{problem_id}"``. Rows are filtered by ``model``, ``exam``, ``temperature``,
-    ``study`` and ``prompts``; only questions present for every kept prompt are kept.
-    """
-    path = Path(path)
-    source = str(path)
-    rows = _read_renze(path, source)
-
-    if study is not None:
-        found = [lr for lr in rows if lr[1].study == study]
-        if not found:
-            raise PoolError(
-                f"no rows for study {study!r}; this file holds: "
-                f"{_available(r.study for _, r in rows)}",
-                source=source,
-                field="study",
-            )
-        rows = found
-    by_model = [lr for lr in rows if lr[1].model == model]
-    if not by_model:
-        raise PoolError(
-            f"no rows for model {model!r}; available models: "
-            f"{_available(r.model for _, r in rows)}",
-            source=source,
-            field="model",
-        )
-    by_exam = [lr for lr in by_model if lr[1].exam == exam]
-    if not by_exam:
-        raise PoolError(
-            f"no rows for exam {exam!r} with model {model!r}; available exams: "
-            f"{_available(r.exam for _, r in by_model)}",
-            source=source,
-            field="exam",
-        )
-    selected = by_exam
-    if temperature is not None:
-        selected = [lr for lr in by_exam if math.isclose(lr[1].temperature, temperature)]
-        if not selected:
-            raise PoolError(
-                f"no rows at temperature {temperature} for model {model!r}, exam {exam!r}; "
-                f"available temperatures: {_available(r.temperature for _, r in by_exam)}",
-                source=source,
-                field="temperature",
-            )
-    if prompts is not None:
-        if not prompts:
-            raise PoolError(
-                "is empty; name at least one prompt or pass None", source=source, field="prompts"
-            )
-        have = {r.prompt for _, r in selected}
-        for p in prompts:
-            if p not in have:
-                where = f"model {model!r}, exam {exam!r}"
-                if temperature is not None:
-                    where += f", temperature {temperature}"
-                raise PoolError(
-                    f"no rows for prompt {p!r} ({where}); available prompts: {_available(have)}",
-                    source=source,
-                    field="prompts",
-                )
-        wanted = set(prompts)
-        selected = [lr for lr in selected if lr[1].prompt in wanted]
-
-    temps = {r.temperature for _, r in selected}
-    seen: dict[tuple[str, int], int] = {}
-    for lineno, r in selected:
-        key = (r.prompt, r.problem_id)
-        if key in seen:
-            if len(temps) > 1 and temperature is None:
-                raise PoolError(
-                    f"rows at several temperatures match ({_available(temps)}); pass "
-                    "temperature= one of them",
-                    source=source,
-                    field="temperature",
-                )
-            raise PoolError(
-                f"duplicate row for prompt {r.prompt!r}, problem {r.problem_id} (first on line "
-                f"{seen[key]}); narrow the filter (study=, temperature=)",
-                source=f"{source}:{lineno}",
-                field="problem_id",
-            )
-        seen[key] = lineno
-
-    prompt_order: list[str] = list(prompts) if prompts is not None else []
-    if prompts is None:
-        for _, r in selected:
-            if r.prompt not in prompt_order:
-                prompt_order.append(r.prompt)
-    ids_of: dict[str, set[int]] = {p: set() for p in prompt_order}
-    for _, r in selected:
-        ids_of[r.prompt].add(r.problem_id)
-    common = set.intersection(*ids_of.values())
-    if not common:
-        raise PoolError(
-            f"the prompts {prompt_order} share no question; choose prompts run on the same exam",
-            source=source,
-            field="prompts",
-        )
-
-    cells: dict[tuple[str, int], Cell] = {}
-    gold_of: dict[int, str] = {}
-    for lineno, r in selected:
-        if r.problem_id not in common:
-            continue
-        if gold_of.setdefault(r.problem_id, r.gold) != r.gold:
-            raise PoolError(
-                f"gold {r.gold!r} differs from {gold_of[r.problem_id]!r} for problem "
-                f"{r.problem_id} under another prompt; the source data is inconsistent",
-                source=f"{source}:{lineno}",
-                field="gold",
-            )
-        counts: dict[str, int] = {}
-        abstain = 0
-        for a in r.answers:
-            if a == "":
-                abstain += 1
-            else:
-                counts[a] = counts.get(a, 0) + 1
-        cost = r.output_tokens / len(r.answers)
-        query = f"{exam}-{r.problem_id}"
-        cells[(r.prompt, r.problem_id)] = compact_cell(
-            r.prompt, query, r.gold, counts, abstain, cost
-        )
-
-    query_ids: list[int] = []
-    for _, r in selected:
-        if r.problem_id in common and r.problem_id not in query_ids:
-            query_ids.append(r.problem_id)
-    ordered = [cells[(p, q)] for p in prompt_order for q in query_ids]
-
-    studies = sorted({r.study for _, r in selected})
-    study_name = studies[0]
-    repo, commit, files, paper = _RENZE_SOURCES.get(study_name, ("unknown", "unknown", "", ""))
-    temp_used = sorted(temps)[0] if len(temps) == 1 else None
-    meta: dict[str, Any] = {
-        "source": f"{repo} @ {commit} ({files}), via renze-mcqa/{path.name}",
-        "repo": repo,
-        "commit": commit,
-        "paper": paper,
-        "license": RENZE_LICENSE,
-        "description": (
-            f"Self-consistency pool: {model} on {exam} (100 multiple-choice questions) at "
-            f"temperature {temp_used}, prompts {', '.join(prompt_order)}; 10 samples per question, "
-            "answer = extracted choice letter (abstain = nothing parsed), cost = output tokens "
-            "per sample (the request's output_tokens / 10)."
-        ),
-        "filter": {
-            "study": study_name,
-            "model": model,
-            "exam": exam,
-            "temperature": temp_used,
-        },
-    }
-    return pool_from_cells(ordered, objectives=("accuracy",), cost_unit="output_tokens", meta=meta)
-
-
-# --------------------------------------------------------------------------------------------
-# Tree-of-Thoughts baseline logs
-# --------------------------------------------------------------------------------------------
 
 
 class _TotUsage(BaseModel):
@@ -463,7 +214,7 @@ def import_tot_text(dir: str | Path) -> Pool:
     for f in files:
         if not f.is_file():
             raise PoolError(
-                f"missing log {f.name}; logs here: {_available(x.name for x in d.glob('*.json'))}",
+                f"missing log {f.name}; logs here: {available(x.name for x in d.glob('*.json'))}",
                 source=str(d),
             )
     groups = [

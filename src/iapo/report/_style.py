@@ -1,0 +1,106 @@
+"""The look shared by every report figure: colours, markers and line styles per prompt, the
+matplotlib rc settings, font and resolution floors, and small layout helpers.
+
+No pyplot: figures are built on the Agg canvas, so nothing here touches matplotlib's global
+backend or figure registry.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import matplotlib as mpl
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_rgb
+from matplotlib.figure import Figure
+
+__all__ = [
+    "DPI",
+    "MIN_FONT_PT",
+    "OKABE_ITO",
+    "grid_shape",
+    "new_figure",
+    "palette",
+    "short_context",
+    "style",
+    "text_color",
+]
+
+#: Okabe & Ito's colour-blind-safe palette, yellow last (weak on white).
+OKABE_ITO = (
+    "#0072B2",  # blue
+    "#E69F00",  # orange
+    "#009E73",  # bluish green
+    "#CC79A7",  # reddish purple
+    "#D55E00",  # vermillion
+    "#56B4E9",  # sky blue
+    "#000000",  # black
+    "#F0E442",  # yellow
+)
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "h")
+DASHES = ("-", (0, (5, 1.5)), (0, (1, 1)), (0, (3, 1, 1, 1)))
+
+#: Smallest font size (points) any text in a figure may have.
+MIN_FONT_PT = 9.0
+DPI = 150
+
+#: matplotlib rc settings of every figure (keys typed loosely: matplotlib types them as literals)
+STYLE: dict[Any, Any] = {
+    "font.size": 11,
+    "axes.titlesize": 11.5,
+    "axes.titleweight": "bold",
+    "axes.labelsize": 11,
+    "xtick.labelsize": 10,
+    "ytick.labelsize": 10,
+    "legend.fontsize": 10,
+    "legend.title_fontsize": 10,
+    "figure.titlesize": 13,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "grid.linewidth": 0.6,
+    "svg.fonttype": "none",
+}
+
+
+@contextmanager
+def style() -> Iterator[None]:
+    with mpl.rc_context(STYLE):
+        yield
+
+
+def palette(prompts: list[str]) -> dict[str, dict[str, Any]]:
+    """A stable colour, marker and line style per prompt (colours repeat after 8, with another
+    line style, so 32 prompts stay distinguishable)."""
+    out = {}
+    for i, p in enumerate(prompts):
+        out[p] = {
+            "color": OKABE_ITO[i % len(OKABE_ITO)],
+            "marker": MARKERS[i % len(MARKERS)],
+            "linestyle": DASHES[(i // len(OKABE_ITO)) % len(DASHES)],
+        }
+    return out
+
+
+def new_figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def short_context(name: str) -> str:
+    return name.replace(",", ", ")
+
+
+def text_color(background: str) -> str:
+    r, g, b = to_rgb(background)
+    return "black" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.45 else "white"
+
+
+def grid_shape(k: int) -> tuple[int, int]:
+    cols = 2 if k == 4 else min(k, 3)
+    return math.ceil(k / cols), cols

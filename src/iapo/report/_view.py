@@ -1,0 +1,89 @@
+"""A run's result dict seen through the accessors every report table uses, and the small
+helpers those tables share (plain Python, no plotting)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ResultView", "Row", "as_float", "distinct", "fmt_weight"]
+
+Row = dict[str, Any]
+
+
+def as_float(x: Any) -> float:
+    """A JSON number (or null) as a float; null becomes NaN."""
+    return float("nan") if x is None else float(x)
+
+
+def fmt_weight(x: float) -> str:
+    """A weight as context names write it: 0.50 → "0.5", 1.0 → "1"."""
+    return f"{x:g}"
+
+
+def distinct(items: Sequence[str]) -> list[str]:
+    """``items`` without repeats, in first-appearance order."""
+    out: list[str] = []
+    for x in items:
+        if x not in out:
+            out.append(x)
+    return out
+
+
+@dataclass(frozen=True)
+class ResultView:
+    """A run's result (``RunResult.to_dict()``): its prompts, contexts and evaluation."""
+
+    result: dict[str, Any]
+
+    @property
+    def prompts(self) -> list[str]:
+        return [str(p) for p in self.result["prompts"]]
+
+    @property
+    def n_max(self) -> int:
+        return int(self.result["n_max"])
+
+    @property
+    def contexts(self) -> list[dict[str, Any]]:
+        return list(self.result["contexts"])
+
+    @property
+    def context_names(self) -> list[str]:
+        return [str(c["name"]) for c in self.contexts]
+
+    @property
+    def cost_unit(self) -> str:
+        return str(self.result.get("extra", {}).get("cost_unit") or "")
+
+    @property
+    def evaluation(self) -> dict[str, Any] | None:
+        ev = self.result.get("evaluation")
+        return ev if isinstance(ev, Mapping) and ev else None  # type: ignore[return-value]
+
+    @property
+    def truth(self) -> dict[str, dict[str, list[float]]] | None:
+        """Exact Q on held-out queries per context and prompt, N = 1..n_max (pool runs only)."""
+        ev = self.evaluation
+        if ev is None:
+            return None
+        gt = ev.get("ground_truth") or {}
+        q = gt.get("q")
+        return q if isinstance(q, dict) and q else None
+
+    def prompts_used(self) -> list[str]:
+        """Prompts in the result, plus any that appear only in the policy or the account."""
+        seen = list(self.prompts)
+        extra = [ch["prompt"] for ch in self.result["policy"].values()]
+        extra += list(self.result["account"].get("by_prompt", {}))
+        for p in extra:
+            if p not in seen:
+                seen.append(p)
+        return seen
+
+    def _policy_order(self) -> list[str]:
+        """The policy's contexts: in context-list order, then any only the policy names."""
+        names = [n for n in self.context_names if n in self.result["policy"]]
+        names += [n for n in self.result["policy"] if n not in names]
+        return names
