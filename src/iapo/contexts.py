@@ -5,19 +5,16 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 
+from iapo.fmt import weight
 from iapo.types import Context
 
 __all__ = ["context_grid", "context_name"]
 
 
-def _fmt(x: float) -> str:
-    return f"{x:g}"
-
-
 def context_name(weights: Mapping[str, float], cost_weight: float) -> str:
     """A readable name such as ``helpful=0.3,harmless=0.7,cost=0.2``."""
-    parts = [f"{k}={_fmt(v)}" for k, v in weights.items()]
-    parts.append(f"cost={_fmt(cost_weight)}")
+    parts = [f"{k}={weight(v)}" for k, v in weights.items()]
+    parts.append(f"cost={weight(cost_weight)}")
     return ",".join(parts)
 
 

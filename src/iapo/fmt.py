@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["finite_or_none", "num", "table"]
+__all__ = ["finite_or_none", "num", "table", "weight"]
 
 
 def num(x: Any, digits: int = 4) -> str:
@@ -18,6 +18,11 @@ def num(x: Any, digits: int = 4) -> str:
     except (TypeError, ValueError):
         return str(x)
     return "—" if not math.isfinite(v) else f"{v:.{digits}f}"
+
+
+def weight(x: float) -> str:
+    """A context weight as context names write it: 0.50 → "0.5", 1.0 → "1"."""
+    return f"{x:g}"
 
 
 def finite_or_none(x: float) -> float | None:

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from iapo.errors import InputError
+from iapo.fmt import weight as fmt_weight
 from iapo.report._rankings import RankingTables
-from iapo.report._view import Row, as_float, fmt_weight
+from iapo.report._view import Row, as_float
 
 __all__ = [
     "REQUIRED_KEYS",

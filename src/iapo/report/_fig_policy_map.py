@@ -6,9 +6,9 @@ from __future__ import annotations
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
+from iapo.fmt import weight as fmt_weight
 from iapo.report._data import Report
 from iapo.report._style import new_figure, palette, text_color
-from iapo.report._view import fmt_weight
 
 __all__ = ["policy_map_figure"]
 

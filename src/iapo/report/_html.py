@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from iapo.errors import InputError
+from iapo.fmt import num
+from iapo.fmt import weight as fmt_weight
 from iapo.report._data import Report, as_result_dict
-from iapo.report._view import fmt_weight
 
 __all__ = ["CSV_COLUMNS", "write_csvs", "write_report"]
 
@@ -109,16 +110,6 @@ def write_csvs(rep: Report, out_dir: Path) -> dict[str, Path]:
 
 
 # -- HTML -----------------------------------------------------------------------------------------
-def _fmt(x: Any, digits: int = 4) -> str:
-    if x is None:
-        return "—"
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return str(x)
-    return "—" if not math.isfinite(v) else f"{v:.{digits}f}"
-
-
 def _amount(x: Any) -> str:
     if x is None:
         return "—"
@@ -160,7 +151,7 @@ def render_html(
     import jinja2
 
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    env.filters["fmt"] = _fmt
+    env.filters["fmt"] = num
     env.filters["amount"] = _amount
     env.filters["pct"] = _pct
     env.filters["weight"] = fmt_weight

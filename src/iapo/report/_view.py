@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ResultView", "Row", "as_float", "distinct", "fmt_weight"]
+__all__ = ["ResultView", "Row", "as_float", "distinct"]
 
 Row = dict[str, Any]
 
@@ -15,11 +15,6 @@ Row = dict[str, Any]
 def as_float(x: Any) -> float:
     """A JSON number (or null) as a float; null becomes NaN."""
     return float("nan") if x is None else float(x)
-
-
-def fmt_weight(x: float) -> str:
-    """A weight as context names write it: 0.50 → "0.5", 1.0 → "1"."""
-    return f"{x:g}"
 
 
 def distinct(items: Sequence[str]) -> list[str]:
