@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from iapo.bank import MemoryBank, SQLiteBank, open_bank, sqlite_path
+from iapo.bank import MemoryBank, SQLiteBank, list_runs, open_bank, sqlite_path
 from iapo.cli import main
 from iapo.errors import BankError
 from iapo.types import Sample
@@ -77,3 +77,6 @@ def test_a_run_with_memory_storage_draws_everything_and_writes_no_bank(
         assert res["account"]["drawn"] == res["account"]["completions"] > 0
     assert m1["policy"] == m2["policy"] == s["policy"]
     assert m1["account"] == s["account"]
+    assert main(["runs", "--storage", "memory:"]) == 0
+    assert capsys.readouterr().out == "no runs in memory:\n"
+    assert list_runs("memory:") == []

@@ -303,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.set_defaults(func=_cmd_serve)
 
+    from iapo.bank import register_cli as bank_cli
     from iapo.bench import register_cli as bench_cli
     from iapo.record import register_cli as record_cli
     from iapo.report import register_cli as report_cli
@@ -310,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_cli(sub)
     record_cli(sub)
     report_cli(sub)
+    bank_cli(sub)
     return ap
 
 
