@@ -215,16 +215,16 @@ class BankSuite:
         batches, reading back after each: every index ends up stored with one writer's value,
         and no reader ever saw another value for it."""
         start = threading.Barrier(len(banks))
+        shared = list(range(20))
+        own = [list(range(100 * (t + 1), 100 * (t + 1) + 20)) for t in range(len(banks))]
         seen: list[dict[int, Sample]] = [{} for _ in banks]
         errors: list[BaseException] = []
 
         def write(t: int, bank: SampleBank) -> None:
             try:
                 start.wait()
-                own = list(range(100 * (t + 1), 100 * (t + 1) + 20))
-                shared = list(range(20))
                 for lo in range(0, 20, 4):
-                    batch = [*own[lo : lo + 4], *shared[lo : lo + 4]]
+                    batch = [*own[t][lo : lo + 4], *shared[lo : lo + 4]]
                     bank.put(DIST, "p", "q", [(i, _sample(f"t{t}:{i}")) for i in batch])
                     seen[t].update(bank.get(DIST, batch))
             except BaseException as exc:  # reported below, in the test's thread
@@ -236,16 +236,10 @@ class BankSuite:
         for th in threads:
             th.join()
         assert not errors, errors
-        wanted = [
-            *range(20),
-            *(i for t in range(len(banks)) for i in range(100 * (t + 1), 100 * (t + 1) + 20)),
-        ]
-        final = banks[0].get(DIST, wanted)
-        assert sorted(final) == sorted(wanted)
-        for t in range(len(banks)):
-            for i in range(100 * (t + 1), 100 * (t + 1) + 20):
-                assert final[i] == _sample(f"t{t}:{i}")
-        for i in range(20):
+        final = banks[0].get(DIST, [*shared, *(i for ids in own for i in ids)])
+        for t, ids in enumerate(own):
+            assert {i: final.get(i) for i in ids} == {i: _sample(f"t{t}:{i}") for i in ids}
+        for i in shared:
             assert final[i].answer in {f"t{t}:{i}" for t in range(len(banks))}
         for t, got in enumerate(seen):
             assert len(got) == 40
