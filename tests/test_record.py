@@ -80,9 +80,9 @@ def test_an_interrupted_recording_resumes_without_redrawing(tmp_path: Path, secr
         with pytest.raises(KeyboardInterrupt):
             record(s, 4, out, progress=stop)
         assert not out.exists()
-        bank = open_bank(s.storage)
-        banked = bank.count_samples()
-        bank.close()
+        keys = [s.make_backend().cache_key(p, q) for p in s.prompts for q in s.queries or ()]
+        with open_bank(s.storage) as bank:
+            banked = sum(len(bank.get(key, range(4))) for key in keys)
         assert 10 <= banked < 2 * 12 * 4
         served = srv.completions_served
         pool = record(s, 4, out)

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from iapo import bench, commands, record, report
+from iapo import bank, bench, commands, record, report
 from iapo.errors import InputError, PermanentBackendError, TransientBackendError
 from iapo.version import __version__
 
@@ -19,6 +19,7 @@ REGISTRARS: tuple[Callable[[Any], None], ...] = (
     bench.register_cli,
     record.register_cli,
     report.register_cli,
+    bank.register_cli,
 )
 
 

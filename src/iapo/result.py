@@ -14,7 +14,25 @@ import numpy as np
 from iapo.errors import InputError
 from iapo.version import __version__
 
-__all__ = ["RunResult", "versions"]
+__all__ = ["REQUIRED_KEYS", "RunResult", "as_result_dict", "versions"]
+
+#: The keys a result must have to be reported or shown.
+REQUIRED_KEYS = ("policy", "estimates", "account", "trace", "contexts", "prompts", "n_max")
+
+
+def as_result_dict(result: Any, *, source: str | None = None) -> dict[str, Any]:
+    """A run's result as a plain dict (a :class:`RunResult` or its ``to_dict()``)."""
+    to_dict = getattr(result, "to_dict", None)
+    d = to_dict() if callable(to_dict) else result
+    if not isinstance(d, Mapping):
+        raise InputError("not an iapo run result: expected result.json's object", source=source)
+    missing = [k for k in REQUIRED_KEYS if k not in d]
+    if missing:
+        raise InputError(
+            f"not an iapo run result (missing {', '.join(missing)}): point at a run's result.json",
+            source=source,
+        )
+    return dict(d)
 
 
 def versions() -> dict[str, str]:

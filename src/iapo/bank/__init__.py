@@ -1,7 +1,40 @@
-"""The sample bank: every completion drawn, the source of truth of every run."""
+"""The sample bank: every completion drawn, the source of truth of every run; finding runs.
+
+:class:`SampleBank` states the contract; :class:`SQLiteBank` (the default, one file) and
+:class:`MemoryBank` implement it; :func:`open_bank` opens the one a storage URL names.
+:func:`list_runs` and :func:`find_run` read the run records behind ``iapo runs`` and
+``iapo show`` (:func:`register_cli`).
+"""
 
 from __future__ import annotations
 
-from iapo.bank._sqlite import BANK_SCHEMA, RunRecord, SampleBank, open_bank
+from iapo.bank._base import BANK_SCHEMA, RUN_FIELDS, RunRecord, SampleBank
+from iapo.bank._cli import RUN_HELP, STORAGE_HELP, register_cli
+from iapo.bank._memory import MEMORY_URL, MemoryBank
+from iapo.bank._open import open_bank, sqlite_path
+from iapo.bank._runs import (
+    DEFAULT_BANKS,
+    find_run,
+    finished_result,
+    list_runs,
+)
+from iapo.bank._sqlite import SQLiteBank
 
-__all__ = ["BANK_SCHEMA", "RunRecord", "SampleBank", "open_bank"]
+__all__ = [
+    "BANK_SCHEMA",
+    "DEFAULT_BANKS",
+    "MEMORY_URL",
+    "RUN_FIELDS",
+    "RUN_HELP",
+    "STORAGE_HELP",
+    "MemoryBank",
+    "RunRecord",
+    "SQLiteBank",
+    "SampleBank",
+    "find_run",
+    "finished_result",
+    "list_runs",
+    "open_bank",
+    "register_cli",
+    "sqlite_path",
+]

@@ -1,4 +1,4 @@
-"""The sample bank: every completion drawn, stored by (distribution key, sample index), in SQLite.
+"""The SQLite sample bank: every completion drawn, stored by (distribution key, sample index).
 
 The bank is a run's source of truth. Completions are written as soon as they arrive (WAL mode,
 one transaction per pull), so a crash loses nothing already paid for, and a re-run with the same
@@ -15,13 +15,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from iapo.bank._base import BANK_SCHEMA, RunRecord, SampleBank
 from iapo.errors import BankError
 from iapo.types import Sample
 
-__all__ = ["BANK_SCHEMA", "RunRecord", "SampleBank", "open_bank"]
-
-#: Version of the bank's table layout; a bank of another version is refused.
-BANK_SCHEMA = 1
+__all__ = ["SQLiteBank"]
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -51,11 +49,12 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 """
 
-RunRecord = dict[str, Any]
 
-
-class SampleBank:
-    """A SQLite sample bank. Thread-safe; several processes may share one file."""
+class SQLiteBank(SampleBank):
+    """A :class:`SampleBank` in one SQLite file (created with its folder if missing), shared
+    safely by threads and by several processes. A file that is not an iapo bank, or a bank of
+    another :data:`BANK_SCHEMA`, is refused with a :class:`~iapo.errors.BankError` and left
+    untouched."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -65,11 +64,11 @@ class SampleBank:
             self._db = sqlite3.connect(
                 self.path, timeout=60.0, check_same_thread=False, isolation_level=None
             )
-            self._db.execute("PRAGMA busy_timeout = 60000")
-            self._refuse_foreign()  # before anything writes to the file
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            self._check_schema()
+            try:
+                self._prepare()
+            except BaseException:
+                self._db.close()  # a refused file keeps no connection (nor WAL files) open
+                raise
         except sqlite3.DatabaseError as exc:
             raise BankError(
                 f"cannot open the sample bank ({exc}): check the path and permissions",
@@ -88,6 +87,13 @@ class SampleBank:
                 field="storage",
             ) from None
         self._lock = threading.Lock()
+
+    def _prepare(self) -> None:
+        self._db.execute("PRAGMA busy_timeout = 60000")
+        self._refuse_foreign()  # before anything writes to the file
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = NORMAL")
+        self._check_schema()
 
     def _refuse_foreign(self) -> None:
         """Read-only check: a file that is not an iapo bank, or one of another schema version."""
@@ -126,17 +132,12 @@ class SampleBank:
         self._db.execute("COMMIT")
 
     def close(self) -> None:
+        """Close the connection (idempotent)."""
         self._db.close()
-
-    def __enter__(self) -> SampleBank:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- samples ------------------------------------------------------------------------
     def get(self, dist: str, indices: Sequence[int]) -> dict[int, Sample]:
-        """Stored samples of ``dist`` among ``indices``."""
+        """The stored samples of ``dist`` among ``indices``."""
         if not indices:
             return {}
         with self._lock:
@@ -159,7 +160,7 @@ class SampleBank:
         }
 
     def put(self, dist: str, prompt: str, query: str, items: Iterable[tuple[int, Sample]]) -> None:
-        """Store samples idempotently (an index already stored keeps its first value)."""
+        """Store samples in one transaction (an index already stored keeps its first value)."""
         now = time.time()
         rows = [
             (
@@ -186,10 +187,6 @@ class SampleBank:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-
-    def count_samples(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
 
     # -- runs ---------------------------------------------------------------------------
     def start_run(self, run_id: str, name: str, budget: int, config: dict[str, Any]) -> None:
@@ -239,16 +236,3 @@ class SampleBank:
             rec["result"] = json.loads(rec["result"]) if rec["result"] else None
             out.append(rec)
         return out
-
-
-def open_bank(url: str) -> SampleBank:
-    """Open the bank at a storage URL (``sqlite:///path``, or a plain path)."""
-    if url.startswith("sqlite:///"):
-        return SampleBank(url[len("sqlite:///") :])
-    if "://" in url:
-        scheme = url.split("://", 1)[0]
-        raise BankError(
-            f"unsupported storage scheme {scheme!r}: use sqlite:///path/to/bank.sqlite",
-            field="storage",
-        )
-    return SampleBank(url)

@@ -1,5 +1,5 @@
-"""Reports on runs: a self-contained HTML page with figures, PNGs and CSVs; the ``report``,
-``runs`` and ``show`` commands.
+"""Reports on runs: a self-contained HTML page with figures, PNGs and CSVs; the ``report``
+command (``runs`` and ``show`` are :mod:`iapo.bank`'s).
 
 Importing this package is cheap: matplotlib and jinja2 load only when a report is written.
 """

@@ -5,35 +5,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from iapo.errors import InputError
 from iapo.fmt import weight as fmt_weight
 from iapo.report._rankings import RankingTables
 from iapo.report._view import Row, as_float
 
 __all__ = [
-    "REQUIRED_KEYS",
     "Report",
-    "as_result_dict",
 ]
-
-REQUIRED_KEYS = ("policy", "estimates", "account", "trace", "contexts", "prompts", "n_max")
-
-
-def as_result_dict(result: Any, *, source: str | None = None) -> dict[str, Any]:
-    """A run's result as a plain dict (a :class:`~iapo.RunResult` or its ``to_dict()``)."""
-    to_dict = getattr(result, "to_dict", None)
-    d = to_dict() if callable(to_dict) else result
-    if not isinstance(d, Mapping):
-        raise InputError("not an iapo run result: expected result.json's object", source=source)
-    missing = [k for k in REQUIRED_KEYS if k not in d]
-    if missing:
-        raise InputError(
-            f"not an iapo run result (missing {', '.join(missing)}): point at a run's result.json",
-            source=source,
-        )
-    return dict(d)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from typing import Any
 from iapo.errors import InputError
 from iapo.fmt import num
 from iapo.fmt import weight as fmt_weight
-from iapo.report._data import Report, as_result_dict
+from iapo.report._data import Report
+from iapo.result import as_result_dict
 
 __all__ = ["CSV_COLUMNS", "write_csvs", "write_report"]
 

@@ -1,0 +1,85 @@
+"""The sample bank interface: what every bank (SQLite, in-memory, a database server) promises."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from typing import Any, Self
+
+from iapo.types import Sample
+
+__all__ = ["BANK_SCHEMA", "RUN_FIELDS", "RunRecord", "SampleBank"]
+
+#: Version of the stored layout; a bank written with another version is refused (``BankError``).
+BANK_SCHEMA = 1
+
+#: A run record: a plain dict with exactly the keys of :data:`RUN_FIELDS`.
+RunRecord = dict[str, Any]
+
+#: The keys of every :data:`RunRecord` that :meth:`SampleBank.runs` returns.
+RUN_FIELDS = ("id", "name", "status", "created", "updated", "budget", "spent", "config", "result")
+
+
+class SampleBank(ABC):
+    """Every completion drawn, keyed by (distribution key, sample index), and the runs' records.
+
+    Contract (checked by :class:`iapo.testing.BankSuite`):
+
+    * **Samples.** A distribution key (a backend's ``cache_key``) names one sampling distribution;
+      sample ``i`` of it is stored once. :meth:`put` is idempotent: an index already stored keeps
+      its first value, whoever writes it again (other threads, other bank objects on the same
+      storage). :meth:`get` returns only stored samples, every :class:`~iapo.types.Sample` field
+      round-tripped (``answer`` may be None; ``cost`` comes back as a float).
+    * **Runs.** :meth:`start_run`, :meth:`update_run` and :meth:`runs` keep each run's status
+      (``running``, ``done``, ``stopped``, ``interrupted``, ...), completions spent, result and
+      config. ``config`` and ``result`` are JSON objects and come back as fresh copies decoded
+      from JSON.
+    * **Lifetime.** Methods are thread-safe. :meth:`close` is idempotent; nothing else may be
+      called after it. A bank is a context manager that closes on exit. ``url`` names the storage:
+      for a persistent bank, opening ``url`` again gives the same samples and runs.
+    """
+
+    url: str
+
+    @abstractmethod
+    def get(self, dist: str, indices: Sequence[int]) -> dict[int, Sample]:
+        """The stored samples of ``dist`` among ``indices`` (missing indices are left out)."""
+
+    @abstractmethod
+    def put(self, dist: str, prompt: str, query: str, items: Iterable[tuple[int, Sample]]) -> None:
+        """Store ``(index, sample)`` pairs of ``dist`` (drawn for ``prompt`` on ``query``); an
+        index already stored keeps its first value. Written before this returns."""
+
+    @abstractmethod
+    def start_run(self, run_id: str, name: str, budget: int, config: dict[str, Any]) -> None:
+        """Record a run as ``running`` with nothing spent and no result. For an id already
+        recorded (a resumed run) only ``status`` (back to ``running``) and ``updated`` change:
+        name, budget, config, spent, result and ``created`` are kept."""
+
+    @abstractmethod
+    def update_run(
+        self,
+        run_id: str,
+        *,
+        status: str | None = None,
+        spent: int | None = None,
+        result: dict[str, Any] | None = None,
+    ) -> None:
+        """Set the given fields of a recorded run, and ``updated`` to now; fields left None keep
+        their value. An id never started is ignored."""
+
+    @abstractmethod
+    def runs(self) -> list[RunRecord]:
+        """Every recorded run, oldest ``created`` first, as dicts with the keys of
+        :data:`RUN_FIELDS` (``created``/``updated`` in seconds since the epoch, ``result`` None
+        until one is set)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the storage (idempotent)."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

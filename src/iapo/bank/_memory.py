@@ -1,0 +1,113 @@
+"""An in-memory sample bank: for tests and ``storage: "memory:"`` (nothing outlives the process)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from iapo.bank._base import RunRecord, SampleBank
+from iapo.types import Sample
+
+__all__ = ["MEMORY_URL", "MemoryBank"]
+
+#: The storage URL of an in-memory bank; each opening gives a new, empty bank.
+MEMORY_URL = "memory:"
+
+
+class MemoryBank(SampleBank):
+    """A :class:`SampleBank` in dicts behind one lock: thread-safe, gone when closed or dropped.
+
+    Run configs and results are kept as JSON text, so they round-trip exactly as in a SQLite
+    bank (and an unserialisable one fails at once, as there).
+    """
+
+    url = MEMORY_URL
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._samples: dict[str, dict[int, Sample]] = {}
+        self._runs: dict[str, dict[str, Any]] = {}
+
+    def get(self, dist: str, indices: Sequence[int]) -> dict[int, Sample]:
+        """The stored samples of ``dist`` among ``indices``."""
+        with self._lock:
+            stored = self._samples.get(dist, {})
+            return {i: stored[i] for i in indices if i in stored}
+
+    def put(self, dist: str, prompt: str, query: str, items: Iterable[tuple[int, Sample]]) -> None:
+        """Store samples (an index already stored keeps its first value)."""
+        copies = [
+            (
+                i,
+                Sample(
+                    answer=s.answer,
+                    scores=dict(s.scores),
+                    cost=float(s.cost),
+                    text=s.text,
+                    usage=dict(s.usage),
+                ),
+            )
+            for i, s in items
+        ]
+        with self._lock:
+            stored = self._samples.setdefault(dist, {})
+            for i, s in copies:
+                stored.setdefault(i, s)
+
+    def start_run(self, run_id: str, name: str, budget: int, config: dict[str, Any]) -> None:
+        """Record a run as running (a known id: only status and ``updated`` change)."""
+        text = json.dumps(config)
+        now = time.time()
+        with self._lock:
+            rec = self._runs.get(run_id)
+            if rec is not None:
+                rec.update(status="running", updated=now)
+                return
+            self._runs[run_id] = {
+                "id": run_id,
+                "name": name,
+                "status": "running",
+                "created": now,
+                "updated": now,
+                "budget": budget,
+                "spent": 0,
+                "config": text,
+                "result": None,
+            }
+
+    def update_run(
+        self,
+        run_id: str,
+        *,
+        status: str | None = None,
+        spent: int | None = None,
+        result: dict[str, Any] | None = None,
+    ) -> None:
+        """Set the given fields of a recorded run (an unknown id is ignored)."""
+        changes: dict[str, Any] = {"updated": time.time()}
+        if status is not None:
+            changes["status"] = status
+        if spent is not None:
+            changes["spent"] = spent
+        if result is not None:
+            changes["result"] = json.dumps(result)
+        with self._lock:
+            rec = self._runs.get(run_id)
+            if rec is not None:
+                rec.update(changes)
+
+    def runs(self) -> list[RunRecord]:
+        """Every recorded run, oldest first."""
+        with self._lock:
+            recs = [dict(r) for r in self._runs.values()]
+        recs.sort(key=lambda r: r["created"])
+        for rec in recs:
+            rec["config"] = json.loads(rec["config"])
+            rec["result"] = json.loads(rec["result"]) if rec["result"] is not None else None
+        return recs
+
+    def close(self) -> None:
+        """Nothing to release (idempotent); the bank's contents go with the object."""
