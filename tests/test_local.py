@@ -21,8 +21,7 @@ import pytest
 
 import iapo
 from iapo.answers import get_extractor
-from iapo.backends import _local
-from iapo.backends._factory import cost_function
+from iapo.backends import OpenAIChatClient, _local, cost_function
 from iapo.backends._local import (
     MODELS,
     LocalBackend,
@@ -33,7 +32,6 @@ from iapo.backends._local import (
     make_local_backend,
     resolve_model,
 )
-from iapo.backends._openai import OpenAIChatClient
 from iapo.config import BackendConfig
 from iapo.errors import ConfigError
 from iapo.types import PromptSpec, Query

@@ -6,11 +6,12 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from iapo.backends._base import Backend
-from iapo.errors import ConfigError
+from iapo.backends._local import make_local_backend
+from iapo.backends._openai import LLMBackend
+from iapo.chat_client import Completion, OpenAIChatClient
 from iapo.types import PromptSpec, Query
 
 if TYPE_CHECKING:
-    from iapo.backends._openai import Completion
     from iapo.config import BackendConfig
 
 __all__ = ["build_live_backend", "cost_function"]
@@ -43,17 +44,8 @@ def build_live_backend(
 ) -> Backend:
     """An OpenAI-compatible backend, or the embedded local model (``kind: local``); ``scorers``
     map objective names to :mod:`iapo.scorers` scorers (Best-of-N)."""
-    try:
-        from iapo.backends._openai import LLMBackend, OpenAIChatClient
-    except ImportError:
-        raise ConfigError(
-            "live backends need the openai package: pip install 'iapo[openai]'",
-            field="backend",
-        ) from None
     cost, _ = cost_function(cfg)
     if cfg.kind == "local":
-        from iapo.backends._local import make_local_backend
-
         backend = make_local_backend(cfg, prompts, queries, extract, cost)
         if scorers:
             backend.set_scorers(scorers)

@@ -20,12 +20,11 @@ busy machine: llama.cpp's spinning threads slow each other down badly when cores
 parallel slots are ``slots`` (default: the backend's ``concurrency``), and the context is sized
 per slot for the longest rendered prompt plus ``max_tokens``.
 
-:class:`LocalBackend` is an :class:`~iapo.backends._openai.LLMBackend` whose client talks to that
+:class:`LocalBackend` is an :class:`~iapo.backends.LLMBackend` whose client talks to that
 server. Each completion is its own request (llama.cpp's ``usage`` under-counts completion tokens
-when ``n > 1``), with a seed derived from (cache key, sample index) when the installed
-``LLMBackend`` supports it, so a re-drawn sample is the same sample. Its cache key names the
-GGUF by SHA-256 (and the llama.cpp runtime), never by its file name, so a different model file
-never reuses banked completions.
+when ``n > 1``), with a seed derived from (cache key, sample index), so a re-drawn sample is the
+same sample. Its cache key names the GGUF by SHA-256 (and the llama.cpp runtime), never by its
+file name, so a different model file never reuses banked completions.
 """
 
 from __future__ import annotations
@@ -34,7 +33,6 @@ import atexit
 import hashlib
 import importlib.metadata
 import importlib.util
-import inspect
 import json
 import logging
 import math
@@ -51,7 +49,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from iapo.backends._base import KEY_SCHEMA, stable_key
-from iapo.backends._openai import Completion, LLMBackend, OpenAIChatClient
+from iapo.backends._openai import LLMBackend
+from iapo.chat_client import Completion, OpenAIChatClient
 from iapo.errors import ConfigError, PermanentBackendError
 from iapo.types import PromptSpec, Query, Sample
 
@@ -516,9 +515,6 @@ class _LocalClient(OpenAIChatClient):
             self._oai = None  # a new server (port): reconnect on next use
 
 
-_SEED_PER_SAMPLE = "seed_per_sample" in inspect.signature(LLMBackend.__init__).parameters
-
-
 def _runtime() -> str:
     try:
         return f"xllamacpp=={importlib.metadata.version('xllamacpp')}"
@@ -552,9 +548,14 @@ class LocalBackend(LLMBackend):
             timeout=timeout,
             n_mode="fanout",
         )
-        extra: dict[str, Any] = {"seed_per_sample": True} if _SEED_PER_SAMPLE else {}
         super().__init__(
-            client, prompts, queries, params=params, extract=extract, cost=cost, **extra
+            client,
+            prompts,
+            queries,
+            params=params,
+            extract=extract,
+            cost=cost,
+            seed_per_sample=True,
         )
         self.model = model
         self.server = server
