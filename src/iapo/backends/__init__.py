@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from iapo.backends._base import KEY_SCHEMA, Backend, stable_key
 from iapo.backends._factory import build_live_backend, cost_function
+from iapo.backends._mock import MockBackend
 from iapo.backends._openai import LLMBackend
 from iapo.backends._replay import ReplayBackend
 from iapo.chat_client import Completion, OpenAIChatClient
@@ -13,6 +14,7 @@ __all__ = [
     "Backend",
     "Completion",
     "LLMBackend",
+    "MockBackend",
     "OpenAIChatClient",
     "ReplayBackend",
     "build_live_backend",

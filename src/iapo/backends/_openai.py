@@ -203,8 +203,19 @@ class LLMBackend(Backend):
         q = self.queries.get(query)
         return q.gold if q is not None else None
 
+    @property
+    def concurrency(self) -> int:
+        """The client's bound on concurrent requests."""
+        return self.client.concurrency
+
+    def add_query(self, query: Query) -> None:
+        """Answer ``query`` too (the prompts' templates must render it)."""
+        self.queries[query.id] = query
+
     async def aclose(self) -> None:
-        for scorer in self._scorers.values():  # an LLM judge holds a client of its own
+        """Close the scorers' clients (an LLM judge has one) and this backend's client; both
+        reopen on the next request, so a closed backend can still be used in a new loop."""
+        for scorer in self._scorers.values():
             close = getattr(scorer, "aclose", None)
             if close is not None:
                 await close()
