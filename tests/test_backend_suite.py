@@ -13,7 +13,7 @@ from test_local import HAVE_SMOLLM, PROMPTS, QUERIES, SMOL
 
 from iapo.answers import get_extractor
 from iapo.backends import Backend, LLMBackend, MockBackend, ReplayBackend, build_live_backend
-from iapo.config import BackendConfig
+from iapo.config import LocalBackendConfig
 from iapo.errors import ConfigError
 from iapo.pools import Cell, Pool
 from iapo.testing import BackendSuite, FakeOpenAIServer
@@ -119,7 +119,7 @@ class TestLLMBackend(BackendSuite):
 
 
 def _local(temperature: float) -> Backend:
-    cfg = BackendConfig(
+    cfg = LocalBackendConfig(
         kind="local", model=SMOL, params={"temperature": temperature, "max_tokens": 6}
     )
     return build_live_backend(cfg, PROMPTS, QUERIES, get_extractor("number"))

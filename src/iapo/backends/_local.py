@@ -52,10 +52,11 @@ from iapo.backends._base import KEY_SCHEMA, stable_key
 from iapo.backends._openai import LLMBackend
 from iapo.chat_client import Completion, OpenAIChatClient
 from iapo.errors import ConfigError, PermanentBackendError
+from iapo.scorers import Scorer
 from iapo.types import PromptSpec, Query, Sample
 
 if TYPE_CHECKING:
-    from iapo.config import BackendConfig
+    from iapo.config import LocalBackendConfig
 
 __all__ = [
     "MODELS",
@@ -535,6 +536,7 @@ class LocalBackend(LLMBackend):
         params: Mapping[str, Any],
         extract: Callable[[str], str | None],
         cost: Callable[[Completion], float] | None = None,
+        scorers: Mapping[str, Scorer | Callable[[str, Query], float]] | None = None,
         concurrency: int = 8,
         max_attempts: int = 6,
         timeout: float = 1800.0,
@@ -555,6 +557,7 @@ class LocalBackend(LLMBackend):
             params=params,
             extract=extract,
             cost=cost,
+            scorers=scorers,
             seed_per_sample=True,
         )
         self.model = model
@@ -647,23 +650,18 @@ def _ctx_per_slot(
 
 
 def make_local_backend(
-    cfg: BackendConfig,
+    cfg: LocalBackendConfig,
     prompts: Mapping[str, PromptSpec],
     queries: Mapping[str, Query],
     extract: Callable[[str], str | None],
     cost: Callable[[Completion], float],
+    scorers: Mapping[str, Scorer | Callable[[str, Query], float]] | None = None,
 ) -> LocalBackend:
     """The ``kind: local`` backend of a config. Starts nothing: the server starts on first use.
 
     A request may wait up to 30 minutes (or the config's longer ``timeout``): a CPU-bound server
     with every slot busy is slow to answer, and a retried request starts its completion afresh.
     """
-    if cfg.base_url:
-        raise ConfigError(
-            "kind: local runs its own server and takes no base_url: to use the endpoint at "
-            "base_url, set kind: openai",
-            field="backend.base_url",
-        )
     if _package_dir("xllamacpp") is None:
         raise ConfigError(f"the local backend needs xllamacpp: {PIP_LOCAL}", field="backend")
     model = resolve_model(cfg.model)
@@ -686,6 +684,7 @@ def make_local_backend(
         params=cfg.params,
         extract=extract,
         cost=cost,
+        scorers=scorers,
         concurrency=cfg.concurrency,
         max_attempts=cfg.max_attempts,
         timeout=max(cfg.timeout, 1800.0),
