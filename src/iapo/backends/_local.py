@@ -524,7 +524,11 @@ def _runtime() -> str:
 
 
 class LocalBackend(LLMBackend):
-    """Samples from a GGUF served in-process by :class:`LocalServer` (started on first use)."""
+    """Samples from a GGUF served in-process by :class:`LocalServer` (started on first use).
+
+    The server's context is sized for the prompts and queries it was built with: a question
+    added with :meth:`add_query` must fit it (a longer one fails with the server's error).
+    """
 
     def __init__(
         self,
