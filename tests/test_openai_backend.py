@@ -7,6 +7,7 @@ import functools
 import json
 import logging
 import secrets
+import sys
 import time
 import traceback
 import urllib.error
@@ -20,13 +21,8 @@ from hypothesis import strategies as st
 from live_helpers import fast_client
 
 from iapo.answers import get_extractor
-from iapo.backends._openai import (
-    Completion,
-    LLMBackend,
-    OpenAIChatClient,
-    _parse_body,
-    _split_proportional,
-)
+from iapo.backends import Completion, LLMBackend, OpenAIChatClient
+from iapo.chat_client import _parse_body, _split_proportional
 from iapo.errors import ConfigError, PermanentBackendError, TransientBackendError
 from iapo.testing import FAULT_KINDS, FakeOpenAIServer, FaultPlan
 from iapo.types import PromptSpec, Query, Sample
@@ -362,6 +358,14 @@ def test_no_key_for_the_openai_api_is_a_config_error(monkeypatch: pytest.MonkeyP
     monkeypatch.delenv("IAPO_NO_SUCH_KEY", raising=False)
     with pytest.raises(ConfigError, match="IAPO_NO_SUCH_KEY"):
         OpenAIChatClient(None, "gpt-x", api_key_env="IAPO_NO_SUCH_KEY")
+
+
+def test_a_missing_openai_package_is_a_one_line_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "openai", None)  # as if the extra were not installed
+    with pytest.raises(ConfigError, match=r"pip install 'iapo\[openai\]'"):
+        OpenAIChatClient("http://127.0.0.1:1/v1", "m")
 
 
 # ------------------------------------------------------------------------------------------------

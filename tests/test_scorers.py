@@ -20,7 +20,7 @@ import pytest
 from live_helpers import fast_client
 
 from iapo.answers import get_extractor
-from iapo.backends._openai import LLMBackend, OpenAIChatClient
+from iapo.backends import LLMBackend, OpenAIChatClient
 from iapo.errors import ConfigError, PermanentBackendError, TransientBackendError
 from iapo.scorers import (
     SCORER_KINDS,

@@ -12,17 +12,30 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from iapo.contexts import context_grid
 from iapo.errors import ConfigError
 from iapo.types import Context
 
 __all__ = [
+    "BACKEND_KINDS",
     "AlgorithmConfig",
+    "BackendConfig",
     "ContextsConfig",
     "CostConfig",
     "LiveSource",
+    "LocalBackendConfig",
+    "OpenAIBackendConfig",
     "PoolSource",
     "RunConfig",
     "RunSource",
@@ -110,40 +123,81 @@ class PriceConfig(_Model):
     completion: FiniteFloat = Field(0.0, ge=0)
 
 
-class BackendConfig(_Model):
-    """Where live completions come from.
+class _BackendBase(_Model):
+    """What every kind of backend takes (``kind`` is narrowed by each kind's class)."""
 
-    ``openai``: any OpenAI-compatible endpoint (``base_url``; OpenAI itself when omitted).
-    ``local``: a small model run in-process by llama.cpp (the ``local`` extra), no network.
-    The API key is read from the environment variable ``api_key_env``; never put it here.
-    """
-
-    kind: Literal["openai", "local"] = "openai"
+    kind: str
     model: str = Field(min_length=1)
-    base_url: str | None = None
-    api_key_env: str | None = "OPENAI_API_KEY"
     concurrency: int = Field(8, ge=1, le=1024)
-    rpm: float | None = Field(None, gt=0)
-    n_mode: Literal["auto", "native", "fanout"] = "auto"
     max_attempts: int = Field(6, ge=1, le=100)
-    backoff: float = Field(0.5, ge=0)
-    max_backoff: float = Field(20.0, ge=0)
     timeout: float = Field(120.0, gt=0)
-    seed_per_sample: bool = False
     params: dict[str, Any] = Field(default_factory=dict)
     price: PriceConfig | None = None
-    threads: int | None = Field(None, ge=1)
-    slots: int | None = Field(None, ge=1)
 
     @model_validator(mode="before")
     @classmethod
     def _no_key(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "api_key" in data:
+        if not isinstance(data, dict):
+            return data
+        if "api_key" in data:
             raise ValueError(
                 "never write an API key into a config: set api_key_env to the name of the "
                 "environment variable that holds it"
             )
-        return data
+        # A result written before the kinds were split carries the keys of every kind, those of
+        # the other kinds at their defaults: they are dropped, so that it still loads.
+        foreign = {
+            name: field.default
+            for other in BACKEND_KINDS.values()
+            for name, field in other.model_fields.items()
+            if name not in cls.model_fields
+        }
+        return {k: v for k, v in data.items() if not (k in foreign and v == foreign[k])}
+
+
+class OpenAIBackendConfig(_BackendBase):
+    """``kind: openai`` (the default): any OpenAI-compatible endpoint at ``base_url`` (OpenAI
+    itself when omitted). The API key is read from the environment variable ``api_key_env``;
+    never put it here."""
+
+    kind: Literal["openai"] = "openai"
+    base_url: str | None = None
+    api_key_env: str | None = "OPENAI_API_KEY"
+    rpm: float | None = Field(None, gt=0)
+    n_mode: Literal["auto", "native", "fanout"] = "auto"
+    backoff: float = Field(0.5, ge=0)
+    max_backoff: float = Field(20.0, ge=0)
+    seed_per_sample: bool = False
+
+
+class LocalBackendConfig(_BackendBase):
+    """``kind: local``: a small model run in-process by llama.cpp (the ``local`` extra), no
+    network. ``threads``: llama.cpp threads (default: by the machine's load); ``slots``: parallel
+    sequences (default: ``concurrency``)."""
+
+    kind: Literal["local"]
+    threads: int | None = Field(None, ge=1)
+    slots: int | None = Field(None, ge=1)
+
+
+#: The backend config class of each ``kind``.
+BACKEND_KINDS: dict[str, type[OpenAIBackendConfig] | type[LocalBackendConfig]] = {
+    "openai": OpenAIBackendConfig,
+    "local": LocalBackendConfig,
+}
+
+
+def _backend_kind(data: Any) -> str:
+    """The union tag: ``kind``, ``"openai"`` when omitted."""
+    kind = data.get("kind", "openai") if isinstance(data, dict) else getattr(data, "kind", "openai")
+    return kind if isinstance(kind, str) else repr(kind)
+
+
+#: Where live completions come from: one config class per ``kind`` (openai when omitted).
+BackendConfig = Annotated[
+    Annotated[OpenAIBackendConfig, Tag("openai")] | Annotated[LocalBackendConfig, Tag("local")],
+    Discriminator(_backend_kind),
+]
 
 
 class PromptConfig(_Model):
@@ -277,9 +331,9 @@ class LiveSource:
 RunSource = PoolSource | LiveSource
 
 
-def _loc(err: Any) -> str:
+def _loc(loc: tuple[int | str, ...]) -> str:
     parts: list[str] = []
-    for p in err["loc"]:
+    for p in loc:
         parts.append(f"[{p}]" if isinstance(p, int) else ("." if parts else "") + str(p))
     return "".join(parts) or "(top level)"
 
@@ -299,6 +353,28 @@ def _message(err: Any) -> str:
     return msg
 
 
+def _describe(err: Any) -> tuple[str, str]:
+    """(field, message) of a validation error; a backend's field path leaves out the union tag
+    (``backend.model``, not ``backend.openai.model``) and its messages name the kind."""
+    loc = tuple(err["loc"])
+    if loc[:1] == ("backend",) and err["type"] == "union_tag_invalid":
+        kinds = " or ".join(repr(k) for k in BACKEND_KINDS)
+        return _loc((*loc, "kind")), f"must be {kinds} (got {err['input']['kind']!r})"
+    if loc[:1] == ("backend",) and len(loc) > 1 and loc[1] in BACKEND_KINDS:
+        if err["type"] == "model_type":
+            return _loc(loc[:1]), "must be a mapping of settings (kind, model, …)"
+        kind, loc = loc[1], (loc[0], *loc[2:])
+        if err["type"] == "extra_forbidden" and len(loc) == 2:
+            owners = [k for k, m in BACKEND_KINDS.items() if loc[1] in m.model_fields]
+            fix = (
+                f"it is a kind: {owners[0]} setting: remove it or set kind: {owners[0]}"
+                if owners
+                else "remove it or check its spelling"
+            )
+            return _loc(loc), f"unknown key for kind: {kind}: {fix}"
+    return _loc(loc), _message(err)
+
+
 def parse_config(data: Any, source: str) -> RunConfig:
     if not isinstance(data, dict):
         raise ConfigError("expected a mapping of settings at the top level", source=source)
@@ -307,7 +383,7 @@ def parse_config(data: Any, source: str) -> RunConfig:
     except ValidationError as exc:
         err = exc.errors()[0]
         more = f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""
-        field, message = _loc(err), _message(err)
+        field, message = _describe(err)
         prefixed = re.match(r"([a-z_][\w.]*): (.*)", message)
         if prefixed and field == "(top level)":  # a cross-field check names its field itself
             field, message = prefixed.group(1), prefixed.group(2)

@@ -44,15 +44,13 @@ import re
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from iapo.aio import gather_or_cancel
 from iapo.answers import Extractor, get_extractor, normalize_number, normalize_text
+from iapo.chat_client import OpenAIChatClient, public_url
 from iapo.errors import BackendError, ConfigError, PermanentBackendError, TransientBackendError
 from iapo.types import Query
-
-if TYPE_CHECKING:
-    from iapo.backends._openai import OpenAIChatClient
 
 __all__ = [
     "SCORER_KINDS",
@@ -311,8 +309,6 @@ class HttpScorer:
         backoff: float = 0.5,
         version: str | None = None,
     ) -> None:
-        from iapo.backends._openai import _public_url
-
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"http scorer: url must start with http:// or https://, got {url!r}")
         if max_attempts < 1 or timeout <= 0 or backoff < 0:
@@ -323,7 +319,7 @@ class HttpScorer:
         self.max_attempts = int(max_attempts)
         self.backoff = float(backoff)
         self.retries = 0
-        self._public = _public_url(url)  # no credentials in ids or messages
+        self._public = public_url(url)  # no credentials in ids or messages
         self.id = f"http:{self._public}:{field}" + (f":{version}" if version else "") + "@1"
 
     def __repr__(self) -> str:
@@ -536,8 +532,6 @@ _CLIENT_KEYS = frozenset(
 
 
 def _default_client(cfg: Mapping[str, Any]) -> OpenAIChatClient:
-    from iapo.backends._openai import OpenAIChatClient
-
     unknown = set(cfg) - _CLIENT_KEYS
     if unknown:
         raise ValueError(

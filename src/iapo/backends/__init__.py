@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from iapo.backends._base import KEY_SCHEMA, Backend, stable_key
 from iapo.backends._factory import build_live_backend, cost_function
-from iapo.backends._openai import Completion, LLMBackend, OpenAIChatClient
+from iapo.backends._mock import MockBackend
+from iapo.backends._openai import LLMBackend
 from iapo.backends._replay import ReplayBackend
+from iapo.chat_client import Completion, OpenAIChatClient
 
 __all__ = [
     "KEY_SCHEMA",
     "Backend",
     "Completion",
     "LLMBackend",
+    "MockBackend",
     "OpenAIChatClient",
     "ReplayBackend",
     "build_live_backend",

@@ -6,15 +6,19 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
-from iapo.types import Sample
+from iapo.errors import ConfigError
+from iapo.types import Query, Sample
 
-__all__ = ["KEY_SCHEMA", "Backend", "stable_key"]
+__all__ = ["DEFAULT_CONCURRENCY", "KEY_SCHEMA", "Backend", "stable_key"]
 
 #: Version of the cache-key layout. Bump it when what a key covers changes, so that old bank
 #: entries are never mistaken for new ones.
 KEY_SCHEMA = 1
+#: Samples worth having in flight at once when a backend does not say otherwise.
+DEFAULT_CONCURRENCY = 8
 
 
 def stable_key(payload: Any) -> str:
@@ -26,10 +30,22 @@ def stable_key(payload: Any) -> str:
 class Backend(ABC):
     """A source of i.i.d. scored completions for (prompt id, query id).
 
-    ``cache_key`` names the sampling distribution: everything that determines it (model, the full
-    rendered messages, every sampling parameter, scorers, key schema) and nothing else. The sample
-    bank stores completion ``i`` of a distribution under ``(cache_key, i)``, so a re-run or a
-    resumed run never pays twice and distinct samples are never collapsed into one.
+    Contracts (checked for every built-in by :class:`iapo.testing.BackendSuite`):
+
+    * ``cache_key(prompt, query)`` names the sampling distribution: everything that determines it
+      (model, the full rendered messages, every sampling parameter, scorers, key schema) and
+      nothing else. It is a pure function of the backend's settings and its arguments: the same
+      arguments give the same key, in this process and in a backend built the same way in
+      another. The sample bank stores completion ``i`` of a distribution under
+      ``(cache_key, i)``, so a re-run or a resumed run never pays twice and distinct samples are
+      never collapsed into one.
+    * ``sample(prompt, query, indices)`` returns one sample per index, in order. Indices are
+      i.i.d. draws; a backend that can reproduce a draw (replay, a seeded endpoint) returns the
+      same sample for an index however the indices are batched.
+    * ``max_cost``, when not ``None``, bounds the cost of every sample ``sample`` returns for
+      (prompt, query).
+    * A backend is an async context manager: ``async with backend:`` closes it on exit.
+      ``aclose()`` may be called any number of times (the second call does nothing).
     """
 
     #: A short human-readable description for logs and results (never a secret).
@@ -37,7 +53,7 @@ class Backend(ABC):
 
     @abstractmethod
     def cache_key(self, prompt: str, query: str) -> str:
-        """The distribution's key (see class doc)."""
+        """The distribution's key (see the class doc)."""
 
     @abstractmethod
     async def sample(self, prompt: str, query: str, indices: Sequence[int]) -> list[Sample]:
@@ -59,5 +75,41 @@ class Backend(ABC):
         """The query's reference answer, if the backend knows it."""
         return None
 
+    @property
+    def concurrency(self) -> int:
+        """How many samples it is useful to have in flight at once (a live backend's request
+        slots). Default: :data:`DEFAULT_CONCURRENCY`."""
+        return DEFAULT_CONCURRENCY
+
+    def describe(self) -> dict[str, Any]:
+        """Facts about what serves the samples beyond :attr:`name` and the configuration (a
+        local model's file hash, runtime, threads, …) for results and pool provenance:
+        JSON-serialisable, never a secret. Default: nothing (``{}``)."""
+        return {}
+
+    def add_query(self, query: Query) -> None:
+        """Make ``query`` (a question nobody recorded) answerable by ``sample`` under its id,
+        replacing a query of the same id. A policy in production asks new questions this way.
+
+        Default: raise :class:`~iapo.errors.ConfigError`, for backends that can only answer the
+        questions they were built with (a recorded pool).
+        """
+        raise ConfigError(
+            f"{self.name} cannot answer new questions: use a live backend "
+            "(Policy.load(result, backend=...))",
+            field="backend",
+        )
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook
-        """Release connections, stop servers."""
+        """Release connections, stop servers. Idempotent: a second call does nothing."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

@@ -1,17 +1,16 @@
-"""Build a live backend from a run configuration."""
+"""Build a live backend from a run configuration, by its ``kind``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from iapo.backends._base import Backend
-from iapo.errors import ConfigError
+from iapo.backends._local import make_local_backend
+from iapo.backends._openai import LLMBackend
+from iapo.chat_client import Completion, OpenAIChatClient
+from iapo.config import BackendConfig, LocalBackendConfig, OpenAIBackendConfig
 from iapo.types import PromptSpec, Query
-
-if TYPE_CHECKING:
-    from iapo.backends._openai import Completion
-    from iapo.config import BackendConfig
 
 __all__ = ["build_live_backend", "cost_function"]
 
@@ -41,23 +40,23 @@ def build_live_backend(
     extract: Callable[[str], str | None],
     scorers: Mapping[str, Any] | None = None,
 ) -> Backend:
-    """An OpenAI-compatible backend, or the embedded local model (``kind: local``); ``scorers``
-    map objective names to :mod:`iapo.scorers` scorers (Best-of-N)."""
-    try:
-        from iapo.backends._openai import LLMBackend, OpenAIChatClient
-    except ImportError:
-        raise ConfigError(
-            "live backends need the openai package: pip install 'iapo[openai]'",
-            field="backend",
-        ) from None
+    """The backend of ``cfg``'s kind: an OpenAI-compatible endpoint, or the embedded local model
+    (which starts nothing until its first completion); ``scorers`` map objective names to
+    :mod:`iapo.scorers` scorers (Best-of-N)."""
     cost, _ = cost_function(cfg)
-    if cfg.kind == "local":
-        from iapo.backends._local import make_local_backend
+    if isinstance(cfg, LocalBackendConfig):
+        return make_local_backend(cfg, prompts, queries, extract, cost, scorers)
+    return _openai_backend(cfg, prompts, queries, extract, cost, scorers)
 
-        backend = make_local_backend(cfg, prompts, queries, extract, cost)
-        if scorers:
-            backend.set_scorers(scorers)
-        return backend
+
+def _openai_backend(
+    cfg: OpenAIBackendConfig,
+    prompts: Mapping[str, PromptSpec],
+    queries: Mapping[str, Query],
+    extract: Callable[[str], str | None],
+    cost: Callable[[Completion], float],
+    scorers: Mapping[str, Any] | None,
+) -> LLMBackend:
     client = OpenAIChatClient(
         cfg.base_url,
         cfg.model,

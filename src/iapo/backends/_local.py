@@ -20,12 +20,11 @@ busy machine: llama.cpp's spinning threads slow each other down badly when cores
 parallel slots are ``slots`` (default: the backend's ``concurrency``), and the context is sized
 per slot for the longest rendered prompt plus ``max_tokens``.
 
-:class:`LocalBackend` is an :class:`~iapo.backends._openai.LLMBackend` whose client talks to that
+:class:`LocalBackend` is an :class:`~iapo.backends.LLMBackend` whose client talks to that
 server. Each completion is its own request (llama.cpp's ``usage`` under-counts completion tokens
-when ``n > 1``), with a seed derived from (cache key, sample index) when the installed
-``LLMBackend`` supports it, so a re-drawn sample is the same sample. Its cache key names the
-GGUF by SHA-256 (and the llama.cpp runtime), never by its file name, so a different model file
-never reuses banked completions.
+when ``n > 1``), with a seed derived from (cache key, sample index), so a re-drawn sample is the
+same sample. Its cache key names the GGUF by SHA-256 (and the llama.cpp runtime), never by its
+file name, so a different model file never reuses banked completions.
 """
 
 from __future__ import annotations
@@ -34,7 +33,6 @@ import atexit
 import hashlib
 import importlib.metadata
 import importlib.util
-import inspect
 import json
 import logging
 import math
@@ -51,12 +49,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from iapo.backends._base import KEY_SCHEMA, stable_key
-from iapo.backends._openai import Completion, LLMBackend, OpenAIChatClient
+from iapo.backends._openai import LLMBackend
+from iapo.chat_client import Completion, OpenAIChatClient
 from iapo.errors import ConfigError, PermanentBackendError
+from iapo.scorers import Scorer
 from iapo.types import PromptSpec, Query, Sample
 
 if TYPE_CHECKING:
-    from iapo.config import BackendConfig
+    from iapo.config import LocalBackendConfig
 
 __all__ = [
     "MODELS",
@@ -516,9 +516,6 @@ class _LocalClient(OpenAIChatClient):
             self._oai = None  # a new server (port): reconnect on next use
 
 
-_SEED_PER_SAMPLE = "seed_per_sample" in inspect.signature(LLMBackend.__init__).parameters
-
-
 def _runtime() -> str:
     try:
         return f"xllamacpp=={importlib.metadata.version('xllamacpp')}"
@@ -527,7 +524,11 @@ def _runtime() -> str:
 
 
 class LocalBackend(LLMBackend):
-    """Samples from a GGUF served in-process by :class:`LocalServer` (started on first use)."""
+    """Samples from a GGUF served in-process by :class:`LocalServer` (started on first use).
+
+    The server's context is sized for the prompts and queries it was built with: a question
+    added with :meth:`add_query` must fit it (a longer one fails with the server's error).
+    """
 
     def __init__(
         self,
@@ -539,6 +540,7 @@ class LocalBackend(LLMBackend):
         params: Mapping[str, Any],
         extract: Callable[[str], str | None],
         cost: Callable[[Completion], float] | None = None,
+        scorers: Mapping[str, Scorer | Callable[[str, Query], float]] | None = None,
         concurrency: int = 8,
         max_attempts: int = 6,
         timeout: float = 1800.0,
@@ -552,9 +554,15 @@ class LocalBackend(LLMBackend):
             timeout=timeout,
             n_mode="fanout",
         )
-        extra: dict[str, Any] = {"seed_per_sample": True} if _SEED_PER_SAMPLE else {}
         super().__init__(
-            client, prompts, queries, params=params, extract=extract, cost=cost, **extra
+            client,
+            prompts,
+            queries,
+            params=params,
+            extract=extract,
+            cost=cost,
+            scorers=scorers,
+            seed_per_sample=True,
         )
         self.model = model
         self.server = server
@@ -646,23 +654,18 @@ def _ctx_per_slot(
 
 
 def make_local_backend(
-    cfg: BackendConfig,
+    cfg: LocalBackendConfig,
     prompts: Mapping[str, PromptSpec],
     queries: Mapping[str, Query],
     extract: Callable[[str], str | None],
     cost: Callable[[Completion], float],
+    scorers: Mapping[str, Scorer | Callable[[str, Query], float]] | None = None,
 ) -> LocalBackend:
     """The ``kind: local`` backend of a config. Starts nothing: the server starts on first use.
 
     A request may wait up to 30 minutes (or the config's longer ``timeout``): a CPU-bound server
     with every slot busy is slow to answer, and a retried request starts its completion afresh.
     """
-    if cfg.base_url:
-        raise ConfigError(
-            "kind: local runs its own server and takes no base_url: to use the endpoint at "
-            "base_url, set kind: openai",
-            field="backend.base_url",
-        )
     if _package_dir("xllamacpp") is None:
         raise ConfigError(f"the local backend needs xllamacpp: {PIP_LOCAL}", field="backend")
     model = resolve_model(cfg.model)
@@ -685,6 +688,7 @@ def make_local_backend(
         params=cfg.params,
         extract=extract,
         cost=cost,
+        scorers=scorers,
         concurrency=cfg.concurrency,
         max_attempts=cfg.max_attempts,
         timeout=max(cfg.timeout, 1800.0),

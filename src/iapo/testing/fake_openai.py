@@ -605,12 +605,6 @@ class FakeOpenAIServer:
                     self._books.log[i] = (messages, params, 0)
                     break
 
-    def reset_counters(self) -> None:
-        """Zero every counter and the log (the fault draws continue where they were)."""
-        with self._lock:
-            in_flight = self._books.in_flight
-            self._books = _Books(in_flight=in_flight, max_in_flight=in_flight)
-
     @property
     def requests(self) -> int:
         with self._lock:
