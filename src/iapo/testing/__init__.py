@@ -1,12 +1,25 @@
-"""Test helpers that ship with iapo (importing this package starts nothing; it imports pytest for
-the conformance suites)."""
+"""Test helpers that ship with iapo (importing this package starts nothing).
+
+- :class:`FakeOpenAIServer`: a real OpenAI-compatible HTTP server on loopback with injectable
+  faults, for testing clients end to end.
+- :class:`MockBackend`: an in-process backend answering from a handler (like
+  ``httpx.MockTransport``).
+- Conformance suites, in the style of Optuna's ``optuna.testing``: subclass
+  :class:`AlgorithmSuite`, :class:`BackendSuite` or :class:`BankSuite` in a test module to check
+  your own algorithm, backend or sample bank against the contracts iapo relies on. They need
+  pytest (``pip install 'iapo[testing]'``) and load it only when first used.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from iapo.backends import MockBackend
-from iapo.testing.backends import BackendSuite
-from iapo.testing.banks import BankSuite
 from iapo.testing.fake_openai import FAULT_KINDS, FakeOpenAIServer, FaultPlan, default_script
+
+if TYPE_CHECKING:
+    from iapo.testing.backends import BackendSuite
+    from iapo.testing.banks import BankSuite
 
 __all__ = [
     "FAULT_KINDS",
@@ -17,3 +30,18 @@ __all__ = [
     "MockBackend",
     "default_script",
 ]
+
+_SUITES = {
+    "BackendSuite": "iapo.testing.backends",
+    "BankSuite": "iapo.testing.banks",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The suites import pytest: load them on first use, not with the package."""
+    module = _SUITES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'iapo.testing' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
