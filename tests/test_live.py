@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import Done
 from live_helpers import script, write_config
 
 import iapo
+from iapo.bank import open_bank
+from iapo.cli import main
 from iapo.deploy import Policy
 from iapo.serve import PolicyServer
 from iapo.testing.fake_openai import FakeOpenAIServer
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_live_run_caches_every_completion_and_rerun_requests_nothing(
@@ -70,33 +69,14 @@ def test_policy_ask_and_openai_compatible_proxy(tmp_path: Path, secret: str) -> 
                 )
 
 
-def test_ask_cli_on_replay_policy_says_a_backend_is_needed(tmp_path: Path) -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "iapo.cli", "run", str(REPO / "examples" / "mcqa.yaml")],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert run.returncode == 0, run.stderr
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "iapo.cli",
-            "ask",
-            "runs/mcqa",
-            "2+2?",
-            "--context",
-            "accuracy=1,cost=0",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 2
-    assert "live backend" in out.stderr and "Traceback" not in out.stderr
+def test_ask_cli_on_replay_policy_says_a_backend_is_needed(
+    finished_mcqa: Done, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = main(["ask", str(finished_mcqa.run_dir), "2+2?", "--context", "accuracy=1,cost=0"])
+    out, err = capsys.readouterr()
+    assert rc == 2 and out == ""
+    assert err.startswith("iapo: error: ") and err.count("\n") == 1
+    assert "live backend" in err
 
 
 def test_api_key_in_config_is_refused(tmp_path: Path) -> None:
@@ -124,8 +104,6 @@ def test_live_best_of_n_with_scorers(tmp_path: Path, secret: str) -> None:
         assert len(result.policy) == 4
         # the verifier-heavy, cost-free context keeps the careful prompt
         assert result.policy["correct=1,consistency=0,cost=0"]["prompt"] == "careful"
-        from iapo.bank import open_bank
-
         with open_bank(f"sqlite:///{tmp_path / 'run' / 'bank.sqlite'}") as bank:
             rows = bank._db.execute("SELECT scores FROM samples LIMIT 20").fetchall()
         scores = [json.loads(r[0]) for r in rows]
