@@ -89,7 +89,7 @@ def test_api_key_in_config_is_refused(tmp_path: Path) -> None:
 def test_live_best_of_n_with_scorers(tmp_path: Path, secret: str) -> None:
     with FakeOpenAIServer(script, api_key=secret) as srv:
         cfg = write_config(
-            tmp_path, srv.base_url, budget=1200, backend_extra="  seed_per_sample: true"
+            tmp_path, srv.base_url, budget=600, backend_extra="  seed_per_sample: true"
         )
         text = cfg.read_text().replace("strategy: majority_vote", "strategy: best_of_n")
         text = text.replace(
