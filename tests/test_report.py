@@ -22,16 +22,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import Done, run_and_report
+from conftest import Done
 
 from iapo import RunResult
 from iapo.bank import open_bank
 from iapo.cli import main
 from iapo.errors import InputError
-from iapo.pools import Cell, Pool, dump_pool
 from iapo.report import write_report
 from iapo.report._data import Report
-from iapo.synthetic import synth_categorical
 
 pytest.importorskip("matplotlib")
 pytest.importorskip("jinja2")
@@ -47,48 +45,9 @@ def mcqa(finished_mcqa: Done) -> Done:
     return finished_mcqa
 
 
-def _bon_pool(path: Path) -> None:
-    """A two-objective Best-of-N pool (helpful, harmless) with integer outcome counts."""
-    base = synth_categorical(6, 60, seed=1)
-    rng = np.random.default_rng(0)
-    cells = {
-        k: Cell(
-            c.prompt,
-            c.query,
-            c.gold,
-            c.outcomes,
-            rng.integers(1, 5, len(c.outcomes)).astype(np.float64),
-        )
-        for k, c in base.cells.items()
-    }
-    dump_pool(
-        Pool(base.objectives, base.prompts, base.queries, cells, "normalised", base.meta), path
-    )
-
-
-GRID_YAML = """
-name: grid
-strategy: best_of_n
-pool: pool.jsonl
-n_max: 8
-contexts:
-  grid:
-    weights: {helpful: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]}
-    complement: harmless
-    cost_weight: [0, 0.01, 0.05]
-budget: 8000
-algorithm: {name: psst}
-split: {test_fraction: 0.2, seed: 0}
-seed: 0
-"""
-
-
 @pytest.fixture(scope="module")
-def grid(tmp_path_factory: pytest.TempPathFactory) -> Done:
-    root = tmp_path_factory.mktemp("grid")
-    _bon_pool(root / "pool.jsonl")
-    (root / "grid.yaml").write_text(GRID_YAML)
-    return run_and_report(root / "grid.yaml", root, "grid")
+def grid(finished_grid: Done) -> Done:
+    return finished_grid
 
 
 @pytest.fixture
