@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -58,10 +59,15 @@ def test_policy_ask_and_openai_compatible_proxy(tmp_path: Path, secret: str) -> 
             client = openai.OpenAI(base_url=proxy.base_url, api_key="unused")
             models = {m.id for m in client.models.list().data}
             assert models == set(result.policy)
+            served = srv.completions_served
             resp = client.chat.completions.create(
                 model=ctx, messages=[{"role": "user", "content": "What is question number 5?"}]
             )
-            assert resp.choices[0].message.content
+            assert srv.completions_served - served == arm.n  # the context's arm, N samples
+            content = resp.choices[0].message.content
+            assert content and re.fullmatch(r"Thinking( step)+\. The answer is \d+", content)
+            chosen = (resp.model_extra or {})["iapo"]
+            assert chosen["arm"] == str(arm) and content.endswith(f" {chosen['answer']}")
             assert resp.usage is not None and resp.usage.completion_tokens > 0
             with pytest.raises(openai.NotFoundError):
                 client.chat.completions.create(
