@@ -56,19 +56,19 @@ def bank_count(path: Path) -> int:
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_points_then_resume_gives_same_policy(tmp_path: Path) -> None:
+def test_sigkill_at_random_points_then_resume_gives_same_policy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IAPO_TEST_KEY", KEY)
     rng = random.Random(7)
-    with FakeOpenAIServer(script, api_key=KEY, latency=0.01) as srv:
+    with FakeOpenAIServer(script, api_key=KEY) as srv:
         (tmp_path / "a").mkdir()
         (tmp_path / "b").mkdir()
-        clean_cfg = write_config(tmp_path / "a", srv.base_url, backend_extra=SEEDED)
-        proc = cli("run", str(clean_cfg), "--json", "--no-report", cwd=tmp_path / "a")
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
-        clean = json.loads(out)
+        clean = iapo.run(write_config(tmp_path / "a", srv.base_url, backend_extra=SEEDED))
         total = srv.completions_served
-        assert total == clean["account"]["completions"]
+        assert total == clean.account["completions"]
 
+        srv.latency = 0.01  # slow enough for the kills to land mid-run
         cfg = write_config(tmp_path / "b", srv.base_url, backend_extra=SEEDED)
         bank = tmp_path / "b" / "run" / "bank.sqlite"
         kills = 0
@@ -84,6 +84,9 @@ def test_sigkill_at_random_points_then_resume_gives_same_policy(tmp_path: Path) 
         assert kills >= 2
         stored = bank_count(bank)
         assert 0 < stored < total
+        srv.latency = 0.0
+        while srv.in_flight:  # the killed runs' last requests still finish on the server
+            time.sleep(0.002)
         before = srv.completions_served
         proc = cli("run", str(cfg), "--json", "--no-report", cwd=tmp_path / "b")
         out, err = proc.communicate(timeout=120)
@@ -91,11 +94,14 @@ def test_sigkill_at_random_points_then_resume_gives_same_policy(tmp_path: Path) 
         resumed = json.loads(out)
         # exactly the missing completions were requested: nothing stored was asked for again
         assert srv.completions_served - before == total - stored
-        assert resumed["policy"] == clean["policy"]
-        assert resumed["account"]["completions"] == clean["account"]["completions"]
+        assert resumed["policy"] == clean.policy
+        assert resumed["account"]["completions"] == clean.account["completions"]
 
 
-def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
+def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IAPO_TEST_KEY", KEY)
     with FakeOpenAIServer(script, api_key=KEY, latency=0.05) as srv:
         cfg = write_config(tmp_path, srv.base_url, backend_extra=SEEDED)
         proc = cli("run", str(cfg), "--no-report", cwd=tmp_path)
@@ -106,9 +112,22 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
         assert proc.returncode == 130
         assert "run the same command again to resume" in err
         assert "Traceback" not in err
-        db = sqlite3.connect(tmp_path / "run" / "bank.sqlite")
-        assert db.execute("SELECT status FROM runs").fetchone()[0] == "interrupted"
-        assert db.execute("SELECT COUNT(*) FROM samples").fetchone()[0] > 0
+        bank = tmp_path / "run" / "bank.sqlite"
+        with sqlite3.connect(bank) as db:
+            assert db.execute("SELECT status FROM runs").fetchone()[0] == "interrupted"
+        stored = bank_count(bank)
+        assert stored > 0
+        srv.latency = 0.0  # it only had to let the interrupt land mid-run
+        while srv.in_flight:  # the interrupted run's last requests still finish on the server
+            time.sleep(0.002)
+        before = srv.completions_served
+        resumed = iapo.run(cfg)
+        # every stored completion is re-used, only the missing ones are requested
+        assert resumed.account["cache_hits"] == stored
+        assert srv.completions_served - before == resumed.account["drawn"]
+        assert resumed.account["drawn"] + stored == resumed.account["completions"]
+        with sqlite3.connect(bank) as db:
+            assert db.execute("SELECT status FROM runs").fetchone()[0] == "done"
 
 
 def test_faults_at_20_percent_run_completes_and_books_balance(
