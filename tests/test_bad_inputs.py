@@ -1,17 +1,20 @@
 """The bad-input corpus: every broken config or pool gets one line naming the file, the field and
-the fix, exit code 2, no traceback, and nothing written to an existing bank."""
+the fix, exit code 2, no traceback, and nothing written to an existing bank.
+
+The cases run in-process through ``iapo.cli.main`` (what a shell sees of the exit code and of
+stderr is checked once, in test_cli.py's subprocess tests)."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import MCQA
 
-REPO = Path(__file__).resolve().parents[1]
+from iapo.cli import main
+
 CORPUS = Path(__file__).parent / "bad_inputs"
 CASES = [
     (*parts, parts[0])[:4]
@@ -30,56 +33,44 @@ def test_corpus_is_large_and_complete() -> None:
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A copy of the corpus plus an existing bank with samples in it."""
     work = tmp_path_factory.mktemp("bad")
     shutil.copytree(CORPUS, work, dirs_exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    ok = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "iapo.cli",
-            "run",
-            str(REPO / "examples" / "mcqa.yaml"),
-            "--storage",
-            "sqlite:///existing.sqlite",
-            "--run-dir",
-            "ok-run",
-        ],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert ok.returncode == 0, ok.stderr
-    return work
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(work)
+        args = ["--storage", "sqlite:///existing.sqlite", "--run-dir", "ok-run"]
+        assert main(["run", str(MCQA), *args, "--no-report", "--quiet", "--json"]) == 0
+    assert (work / "existing.sqlite").stat().st_size > 0
+    yield work
 
 
 @pytest.mark.parametrize(("name", "command", "expected", "names"), CASES, ids=[c[0] for c in CASES])
-def test_bad_input(workdir: Path, name: str, command: str, expected: str, names: str) -> None:
+def test_bad_input(
+    workdir: Path,
+    name: str,
+    command: str,
+    expected: str,
+    names: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(workdir)
     bank = workdir / "existing.sqlite"
     before = bank.read_bytes()
     if command == "run":
-        args = ["run", name]
+        args = ["run", name, "--no-report"]
         if "storage" not in (workdir / name).read_text():
             args += ["--storage", "sqlite:///existing.sqlite"]
     else:
         args = ["pool", "validate", name] + (
             ["--require-gold"] if command == "validate-gold" else []
         )
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    out = subprocess.run(
-        [sys.executable, "-m", "iapo.cli", *args],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    err = out.stderr
-    assert out.returncode == 2, (out.returncode, err)
+    capsys.readouterr()
+    rc = main(args)
+    out, err = capsys.readouterr()
+    assert rc == 2, (rc, err)
+    assert out == ""
     assert err.startswith("iapo: error: ") and err.count("\n") == 1, err
     assert "Traceback" not in err
     assert expected in err, err

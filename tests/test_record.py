@@ -3,19 +3,19 @@ the sample bank, against the project's own OpenAI-compatible server on loopback.
 
 from __future__ import annotations
 
-import argparse
 import json
 import signal
+import sqlite3
 from pathlib import Path
 
 import pytest
 from live_helpers import script, write_config
 
 import iapo
-from iapo.bank import open_bank
+from iapo.cli import main
 from iapo.errors import ConfigError
 from iapo.pools import load_pool
-from iapo.record import record, register_cli
+from iapo.record import record
 from iapo.testing.fake_openai import FakeOpenAIServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,9 +80,8 @@ def test_an_interrupted_recording_resumes_without_redrawing(tmp_path: Path, secr
         with pytest.raises(KeyboardInterrupt):
             record(s, 4, out, progress=stop)
         assert not out.exists()
-        keys = [s.make_backend().cache_key(p, q) for p in s.prompts for q in s.queries or ()]
-        with open_bank(s.storage) as bank:
-            banked = sum(len(bank.get(key, range(4))) for key in keys)
+        with sqlite3.connect(s.storage.removeprefix("sqlite:///")) as db:
+            banked = int(db.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
         assert 10 <= banked < 2 * 12 * 4
         served = srv.completions_served
         pool = record(s, 4, out)
@@ -99,15 +98,11 @@ def test_an_interrupted_recording_resumes_without_redrawing(tmp_path: Path, secr
 def test_cli_record_and_errors(
     tmp_path: Path, secret: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    ap = argparse.ArgumentParser(prog="iapo")
-    register_cli(ap.add_subparsers(dest="command", required=True))
     out = tmp_path / "cli.jsonl"
     with FakeOpenAIServer(script, api_key=secret) as srv:
         cfg = write_config(tmp_path, srv.base_url)
-        args = ap.parse_args(
-            ["record", str(cfg), "-k", "2", "--out", str(out), "--queries", "3", "--quiet"]
-        )
-        assert args.func(args) == 0
+        args = ["record", str(cfg), "-k", "2", "--out", str(out), "--queries", "3", "--quiet"]
+        assert main(args) == 0
         assert srv.completions_served == 2 * 3 * 2
     text = capsys.readouterr().out
     assert "per-sample accuracy" in text and str(out) in text

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import bernoulli_pool
+from conftest import MCQA, bernoulli_pool
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from live_helpers import script, write_config
@@ -22,6 +22,7 @@ from live_helpers import script, write_config
 import iapo
 from iapo import algorithms
 from iapo.backends import ReplayBackend
+from iapo.cli import main
 from iapo.contexts import context_grid
 from iapo.errors import BudgetError
 from iapo.problem import Problem
@@ -55,25 +56,25 @@ def bank_count(path: Path) -> int:
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_points_then_resume_gives_same_policy(tmp_path: Path) -> None:
+def test_sigkill_at_random_points_then_resume_gives_same_policy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IAPO_TEST_KEY", KEY)
     rng = random.Random(7)
-    with FakeOpenAIServer(script, api_key=KEY, latency=0.01) as srv:
+    with FakeOpenAIServer(script, api_key=KEY) as srv:
         (tmp_path / "a").mkdir()
         (tmp_path / "b").mkdir()
-        clean_cfg = write_config(tmp_path / "a", srv.base_url, backend_extra=SEEDED)
-        proc = cli("run", str(clean_cfg), "--json", cwd=tmp_path / "a")
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
-        clean = json.loads(out)
+        clean = iapo.run(write_config(tmp_path / "a", srv.base_url, backend_extra=SEEDED))
         total = srv.completions_served
-        assert total == clean["account"]["completions"]
+        assert total == clean.account["completions"]
 
+        srv.latency = 0.01  # slow enough for the kills to land mid-run
         cfg = write_config(tmp_path / "b", srv.base_url, backend_extra=SEEDED)
         bank = tmp_path / "b" / "run" / "bank.sqlite"
         kills = 0
         for _ in range(3):
             target = srv.completions_served + rng.randint(5, max(6, total // 4))
-            proc = cli("run", str(cfg), "--json", cwd=tmp_path / "b")
+            proc = cli("run", str(cfg), "--json", "--no-report", cwd=tmp_path / "b")
             while srv.completions_served < target and proc.poll() is None:
                 time.sleep(0.002)
             if proc.poll() is None:
@@ -83,21 +84,27 @@ def test_sigkill_at_random_points_then_resume_gives_same_policy(tmp_path: Path) 
         assert kills >= 2
         stored = bank_count(bank)
         assert 0 < stored < total
+        srv.latency = 0.0
+        while srv.in_flight:  # the killed runs' last requests still finish on the server
+            time.sleep(0.002)
         before = srv.completions_served
-        proc = cli("run", str(cfg), "--json", cwd=tmp_path / "b")
+        proc = cli("run", str(cfg), "--json", "--no-report", cwd=tmp_path / "b")
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
         resumed = json.loads(out)
         # exactly the missing completions were requested: nothing stored was asked for again
         assert srv.completions_served - before == total - stored
-        assert resumed["policy"] == clean["policy"]
-        assert resumed["account"]["completions"] == clean["account"]["completions"]
+        assert resumed["policy"] == clean.policy
+        assert resumed["account"]["completions"] == clean.account["completions"]
 
 
-def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
+def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IAPO_TEST_KEY", KEY)
     with FakeOpenAIServer(script, api_key=KEY, latency=0.05) as srv:
         cfg = write_config(tmp_path, srv.base_url, backend_extra=SEEDED)
-        proc = cli("run", str(cfg), cwd=tmp_path)
+        proc = cli("run", str(cfg), "--no-report", cwd=tmp_path)
         while srv.completions_served < 10 and proc.poll() is None:
             time.sleep(0.005)
         proc.send_signal(signal.SIGINT)
@@ -105,15 +112,30 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
         assert proc.returncode == 130
         assert "run the same command again to resume" in err
         assert "Traceback" not in err
-        db = sqlite3.connect(tmp_path / "run" / "bank.sqlite")
-        assert db.execute("SELECT status FROM runs").fetchone()[0] == "interrupted"
-        assert db.execute("SELECT COUNT(*) FROM samples").fetchone()[0] > 0
+        bank = tmp_path / "run" / "bank.sqlite"
+        with sqlite3.connect(bank) as db:
+            assert db.execute("SELECT status FROM runs").fetchone()[0] == "interrupted"
+        stored = bank_count(bank)
+        assert stored > 0
+        srv.latency = 0.0  # it only had to let the interrupt land mid-run
+        while srv.in_flight:  # the interrupted run's last requests still finish on the server
+            time.sleep(0.002)
+        before = srv.completions_served
+        resumed = iapo.run(cfg)
+        # every stored completion is re-used, only the missing ones are requested
+        assert resumed.account["cache_hits"] == stored
+        assert srv.completions_served - before == resumed.account["drawn"]
+        assert resumed.account["drawn"] + stored == resumed.account["completions"]
+        with sqlite3.connect(bank) as db:
+            assert db.execute("SELECT status FROM runs").fetchone()[0] == "done"
 
 
-def test_faults_at_20_percent_run_completes_and_books_balance(tmp_path: Path) -> None:
+def test_faults_at_20_percent_run_completes_and_books_balance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IAPO_TEST_KEY", KEY)
     plan = FaultPlan(rate=0.2, kinds=list(FAULT_KINDS), seed=11, hang=1.0)
     with FakeOpenAIServer(script, api_key=KEY, faults=plan) as srv:
-        os.environ["IAPO_TEST_KEY"] = KEY
         cfg = write_config(
             tmp_path,
             srv.base_url,
@@ -131,21 +153,27 @@ def test_faults_at_20_percent_run_completes_and_books_balance(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("status", ["400", "401", "404"])
-def test_permanent_errors_stop_at_once_with_one_line(tmp_path: Path, status: str) -> None:
+def test_permanent_errors_stop_at_once_with_one_line(
+    tmp_path: Path, status: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("IAPO_TEST_KEY", KEY)
+    monkeypatch.chdir(tmp_path)
     with FakeOpenAIServer(script, permanent=status) as srv:
         cfg = write_config(tmp_path, srv.base_url)
-        proc = cli("run", str(cfg), cwd=tmp_path)
-        _, err = proc.communicate(timeout=60)
-        assert proc.returncode == 2
+        rc = main(["run", str(cfg), "--no-report"])
+        err = capsys.readouterr().err
+        assert rc == 2
         assert err.strip().count("\n") == 0 and status in err and "Traceback" not in err
         assert KEY not in err
         assert srv.requests <= 4  # the first concurrent requests, no retries
         assert bank_count(tmp_path / "run" / "bank.sqlite") == 0
 
 
-def test_cost_cap_is_never_crossed_counting_in_flight(tmp_path: Path) -> None:
+def test_cost_cap_is_never_crossed_counting_in_flight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IAPO_TEST_KEY", KEY)
     with FakeOpenAIServer(script, api_key=KEY) as srv:
-        os.environ["IAPO_TEST_KEY"] = KEY
         cap = 3000.0  # completion tokens; max_tokens is 64 per completion
         cfg = write_config(tmp_path, srv.base_url, extra=f"cost: {{cap: {cap}}}")
         result = iapo.run(cfg)
@@ -162,13 +190,14 @@ def test_two_runs_share_one_sqlite_bank_at_once(tmp_path: Path) -> None:
     procs = [
         cli(
             "run",
-            str(REPO / "examples" / "mcqa.yaml"),
+            str(MCQA),
             "--seed",
             str(seed),
             "--storage",
             f"sqlite:///{bank}",
             "--run-dir",
             str(tmp_path / f"r{seed}"),
+            "--no-report",
             cwd=tmp_path,
         )
         for seed in (1, 2)
@@ -184,7 +213,9 @@ def test_two_runs_share_one_sqlite_bank_at_once(tmp_path: Path) -> None:
     assert db.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == drawn
 
 
-def test_bank_of_another_schema_is_refused(tmp_path: Path) -> None:
+def test_bank_of_another_schema_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     bank = tmp_path / "old.sqlite"
     db = sqlite3.connect(bank)
     db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
@@ -192,11 +223,10 @@ def test_bank_of_another_schema_is_refused(tmp_path: Path) -> None:
     db.commit()
     db.close()
     before = bank.read_bytes()
-    proc = cli(
-        "run", str(REPO / "examples" / "mcqa.yaml"), "--storage", f"sqlite:///{bank}", cwd=tmp_path
-    )
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 2 and "schema version 99" in err and "Traceback" not in err
+    monkeypatch.chdir(tmp_path)
+    rc = main(["run", str(MCQA), "--storage", f"sqlite:///{bank}", "--no-report"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "schema version 99" in err and err.count("\n") == 1
     assert bank.read_bytes() == before
 
 

@@ -16,98 +16,38 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from conftest import Done
 
-import iapo
+from iapo import RunResult
 from iapo.bank import open_bank
 from iapo.cli import main
 from iapo.errors import InputError
-from iapo.pools import Cell, Pool, dump_pool
 from iapo.report import write_report
 from iapo.report._data import Report
-from iapo.synthetic import synth_categorical
 
 pytest.importorskip("matplotlib")
 pytest.importorskip("jinja2")
 from PIL import Image  # (pillow comes with matplotlib)
 
 REPO = Path(__file__).resolve().parents[1]
-MCQA = REPO / "examples" / "mcqa.yaml"
 FIGURES = ("q_vs_n", "policy_map", "psst_trace", "rankings", "budget")
 CSVS = ("policy", "estimates", "trace", "alive", "rankings", "budget")
 
 
-@dataclass
-class Done:
-    root: Path
-    run_dir: Path
-    storage: str
-    result: dict[str, Any]
-    page: Path
-
-
-def _run_and_report(config: Path, root: Path, name: str) -> Done:
-    run_dir = root / "runs" / name
-    storage = f"sqlite:///{run_dir / 'bank.sqlite'}"
-    iapo.run(config, run_dir=run_dir, storage=storage)
-    result = json.loads((run_dir / "result.json").read_text())
-    page = write_report(result, run_dir / "report")
-    return Done(root, run_dir, storage, result, page)
+@pytest.fixture(scope="module")
+def mcqa(finished_mcqa: Done) -> Done:
+    return finished_mcqa
 
 
 @pytest.fixture(scope="module")
-def mcqa(tmp_path_factory: pytest.TempPathFactory) -> Done:
-    return _run_and_report(MCQA, tmp_path_factory.mktemp("mcqa"), "mcqa")
-
-
-def _bon_pool(path: Path) -> None:
-    """A two-objective Best-of-N pool (helpful, harmless) with integer outcome counts."""
-    base = synth_categorical(6, 60, seed=1)
-    rng = np.random.default_rng(0)
-    cells = {
-        k: Cell(
-            c.prompt,
-            c.query,
-            c.gold,
-            c.outcomes,
-            rng.integers(1, 5, len(c.outcomes)).astype(np.float64),
-        )
-        for k, c in base.cells.items()
-    }
-    dump_pool(
-        Pool(base.objectives, base.prompts, base.queries, cells, "normalised", base.meta), path
-    )
-
-
-GRID_YAML = """
-name: grid
-strategy: best_of_n
-pool: pool.jsonl
-n_max: 8
-contexts:
-  grid:
-    weights: {helpful: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]}
-    complement: harmless
-    cost_weight: [0, 0.01, 0.05]
-budget: 8000
-algorithm: {name: psst}
-split: {test_fraction: 0.2, seed: 0}
-seed: 0
-"""
-
-
-@pytest.fixture(scope="module")
-def grid(tmp_path_factory: pytest.TempPathFactory) -> Done:
-    root = tmp_path_factory.mktemp("grid")
-    _bon_pool(root / "pool.jsonl")
-    (root / "grid.yaml").write_text(GRID_YAML)
-    return _run_and_report(root / "grid.yaml", root, "grid")
+def grid(finished_grid: Done) -> Done:
+    return finished_grid
 
 
 @pytest.fixture
@@ -355,7 +295,7 @@ def test_page_policy_table_equals_result_json(which: str, request: pytest.Fixtur
 
 @pytest.mark.usefixtures("one_figure")
 def test_write_report_takes_a_run_result_and_rejects_other_json(mcqa: Done, tmp_path: Path) -> None:
-    page = write_report(iapo.RunResult.from_dict(mcqa.result), tmp_path / "again")
+    page = write_report(RunResult.from_dict(mcqa.result), tmp_path / "again")
     assert page == tmp_path / "again" / "report.html"
     assert (tmp_path / "again" / "policy_map.png").exists()
     with pytest.raises(InputError, match="missing policy"):
@@ -563,6 +503,7 @@ _PAGE_FACTS = """
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["mcqa", "grid"])
 def test_page_in_headless_chromium(
     which: str, request: pytest.FixtureRequest, browser: DevTools
@@ -697,10 +638,41 @@ def test_toy_result_renders_without_evaluation(tmp_path: Path) -> None:
     assert len(parser.images) == len(FIGURES)
 
 
-def test_readme_figure_is_committed() -> None:
-    img = Image.open(REPO / "docs" / "report-mcqa.png")
-    img.load()
-    assert img.format == "PNG" and img.size[0] >= 1200
+@pytest.mark.parametrize("which", ["mcqa", "grid"])
+def test_q_vs_n_stars_the_chosen_arm_on_its_prompts_curve(
+    which: str, request: pytest.FixtureRequest
+) -> None:
+    """What the README figure's caption promises: per context panel, the estimated Q-vs-N curve of
+    every prompt and one star, in the chosen prompt's colour, at the chosen arm."""
+    from matplotlib.colors import to_hex
+
+    from iapo.report import _figures
+
+    done: Done = request.getfixturevalue(which)
+    rep = Report(done.result)
+    pal = _figures.palette(rep.prompts)
+    fig = _figures.render(rep, "q_vs_n")
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(panels) == len(rep.representative_contexts())
+    for ax, ctx in zip(panels, rep.representative_contexts(), strict=True):
+        ch = done.result["policy"][ctx]
+        assert ax.get_title(loc="left").endswith(f"chosen: {ch['prompt']} @ N={ch['n']}")
+        (star,) = [ln for ln in ax.get_lines() if ln.get_marker() == "*"]
+        assert list(star.get_xdata()) == [ch["n"]] and list(star.get_ydata()) == [ch["q"]]
+        assert to_hex(star.get_markerfacecolor()) == to_hex(pal[ch["prompt"]]["color"])
+        chosen_curve = [
+            ln
+            for ln in ax.get_lines()
+            if ln.get_marker() == pal[ch["prompt"]]["marker"]
+            and to_hex(ln.get_color()) == to_hex(pal[ch["prompt"]]["color"])
+        ]
+        estimates = {
+            r["n"]: r["q"] for r in done.result["estimates"][ctx] if r["prompt"] == ch["prompt"]
+        }
+        assert any(
+            dict(zip(ln.get_xdata(), ln.get_ydata(), strict=True)) == estimates
+            for ln in chosen_curve
+        )
 
 
 # -- light import ---------------------------------------------------------------------------------
