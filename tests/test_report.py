@@ -26,12 +26,12 @@ import pytest
 
 from iapo import _run
 from iapo.bank import open_bank
+from iapo.bench import synth_categorical
 from iapo.cli import main
 from iapo.errors import InputError
 from iapo.pools import Cell, Pool, dump_pool
 from iapo.report import write_report
 from iapo.report._data import Report
-from iapo.synthetic import synth_categorical
 
 pytest.importorskip("matplotlib")
 pytest.importorskip("jinja2")
