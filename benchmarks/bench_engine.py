@@ -30,10 +30,9 @@ from typing import Any
 import numpy as np
 
 from iapo import __version__, algorithms
-from iapo.bench import encode_pool
+from iapo.bench import categorical_contexts, encode_pool, synth_categorical
 from iapo.problem import Problem
 from iapo.strategies import BestOfN
-from iapo.synthetic import categorical_contexts, synth_categorical
 from iapo.types import PullResult
 
 BUDGET = 50_000
