@@ -147,8 +147,7 @@ def main() -> None:
     # 3. plain per-arm Python
     n_p, n_q = len(pool.prompts), len(pool.queries)
     cum = [[[float(x) for x in sim.cum[p, q] if x <= 1.0] for q in range(n_q)] for p in range(n_p)]
-    assert sim.select is not None
-    select = [[sim.select[p, q].tolist() for q in range(n_q)] for p in range(n_p)]
+    select = [[sim.codes[p, q].tolist() for q in range(n_q)] for p in range(n_p)]  # (V, C) scores
     cost = [[sim.cost[p, q].tolist() for q in range(n_q)] for p in range(n_p)]
     t0 = time.perf_counter()
     plain = plain_psst(

@@ -28,7 +28,7 @@ from iapo.cli import main
 from iapo.contexts import context_grid
 from iapo.pools import Cell, Pool
 from iapo.problem import Problem
-from iapo.strategies import BestOfN, MajorityVote
+from iapo.strategies import BestOfN, MajorityVote, exact_cell_utilities
 from iapo.types import PullRequest, PullResult, Sample
 
 # ------------------------------------------------------------------------------------------
@@ -147,20 +147,20 @@ def test_simulator_draws_follow_cell_probabilities() -> None:
     sim = encode_pool(pool, MajorityVote(), ctx, 1)
     rng = np.random.default_rng(0)
     oc = sim.draw(np.array([0, 0]), np.array([0, 1]), 20_000, rng)
-    assert sim.codes is not None
-    gold_rate = (sim.codes[np.array([[0], [0]]), np.array([[0], [1]]), oc] == 0).mean(axis=1)
+    gold_rate = (sim.codes[np.array([[0], [0]]), np.array([[0], [1]]), oc, 0] == 0).mean(axis=1)
     np.testing.assert_allclose(gold_rate, [0.2, 0.9], atol=0.01)
 
 
-def test_exact_table_matches_run_exact_q_table() -> None:
-    from iapo._run import exact_q_table
-
+def test_exact_table_is_the_strategys_exact_utility() -> None:
     env = mv_env()
     sim = encode_pool(env.pool, env.strategy, env.contexts, env.n_max)
     qs = env.pool.queries[2:7]
-    want = exact_q_table(env.pool, env.strategy, env.contexts, env.n_max, qs)
+    cells = exact_cell_utilities(env.pool, env.strategy, env.contexts, env.n_max, queries=qs)
+    assert cells.shape == (3, 5, len(env.contexts), env.n_max)
+    one = env.strategy.exact_utility([env.pool.cell("p1", qs[3])], env.contexts, env.n_max)
+    np.testing.assert_array_equal(cells[1, 3], one[0])
     got = sim.q_table([sim.query_index[q] for q in qs])
-    np.testing.assert_allclose(got, want, rtol=1e-12)
+    np.testing.assert_allclose(got, cells.mean(axis=1).transpose(1, 0, 2), rtol=1e-12)
 
 
 # ------------------------------------------------------------------------------------------

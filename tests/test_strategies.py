@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 from conftest import bernoulli_pool
 
-from iapo._run import exact_q_table
 from iapo.contexts import context_grid
 from iapo.pools import Cell
-from iapo.strategies import BestOfN, MajorityVote, vote_credit
+from iapo.strategies import BestOfN, MajorityVote, exact_cell_utilities, vote_credit
 from iapo.types import Context, PullRequest, PullResult, Sample
 
 
@@ -29,7 +28,7 @@ def test_design_toy_deceiving_prompt_exact():
     """DESIGN §1: prompt 1 wins at N=1 (.65 vs .62) and loses at N=10 (.6328 vs .7738)."""
     pool = bernoulli_pool(np.array([[0.4, 0.9], [0.62, 0.62]]))
     ctx = (Context("acc", {"accuracy": 1.0}, 0.0),)
-    q = exact_q_table(pool, MajorityVote(), ctx, 10)
+    q = exact_cell_utilities(pool, MajorityVote(), ctx, 10).mean(axis=1).transpose(1, 0, 2)
     assert q[0, 0, 0] == pytest.approx(0.65)
     assert q[0, 1, 0] == pytest.approx(0.62)
     assert round(q[0, 0, 9], 4) == 0.6328
