@@ -209,9 +209,11 @@ class Algorithm(ABC):
         """
         if self._pending is None:
             raise RuntimeError("tell() without a pending ask()")
+        if estimates.shape[0] != len(self._pending):
+            raise ValueError(
+                f"{estimates.shape[0]} estimates for a batch of {len(self._pending)} pulls"
+            )
         batch, self._pending = self._pending, None
-        if estimates.shape[0] != len(batch):
-            raise ValueError(f"{estimates.shape[0]} estimates for a batch of {len(batch)} pulls")
         self.spent += sum(r.n for r in batch)
         self._observe(batch, estimates)
 
