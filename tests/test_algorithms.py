@@ -187,3 +187,80 @@ def test_triple_random_policy_is_the_same_on_every_call():
     algo = algorithms.create("triple_nrandom", problem, 1000, 0)
     algo.run_offline(replay_puller(pool))
     assert algo.policy() == algo.policy()
+
+
+# ------------------------------------------------------------------------------------------
+# the registry
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def private_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Registrations made by a test vanish after it."""
+    from iapo.algorithms import _registry
+
+    monkeypatch.setattr(_registry, "_REGISTRY", dict(_registry._REGISTRY))
+
+
+def test_every_config_and_bench_name_is_registered():
+    names = set(algorithms.registry())
+    configs = {"psst", "psst_topk", "uniform", "sequential_halving", "triple"}
+    configs |= {"triple_n1", "triple_nrandom", "ucb", "epsilon_greedy"}
+    from iapo.bench import DEFAULT_ALGORITHMS
+
+    assert configs | set(DEFAULT_ALGORITHMS) <= names
+    with pytest.raises(ValueError, match="unknown algorithm 'nope': use one of epsilon_greedy, "):
+        algorithms.create("nope", make_problem(clear_pool()), 100)
+
+
+def test_variants_start_from_their_base_and_entries_set_the_estimator():
+    k4 = algorithms.get("psst_k4")
+    assert k4.base is algorithms.get("psst_topk") and k4.all_params == {"k": 4}
+    assert k4.to_dict()["algorithm"] == "psst_topk" and k4.to_dict()["params"] == {"k": 4}
+    problem = make_problem(clear_pool())
+    algo = algorithms.create("psst_blocks", problem, 5000, 0)
+    assert algo.problem.method == "blocks" and problem.method == "ustat"
+    assert isinstance(algo, PSST)
+    topk = algorithms.create("psst_k4", problem, 5000, 0)
+    assert isinstance(topk, PSSTTopK) and topk.k == 4
+
+
+def test_register_algorithm_adds_a_name_configs_and_bench_accept(private_registry):
+    from iapo.algorithms import Uniform
+
+    class Greedy(Uniform):
+        """Uniform under another name (attributes set after super().__init__ are fine)."""
+
+        name = "greedy"
+
+        def __init__(self, problem, budget, seed=0, *, bonus=0.0):
+            super().__init__(problem, budget, seed)
+            self.bonus = bonus
+
+        def params(self):
+            return {"bonus": self.bonus}
+
+    entry = algorithms.register_algorithm("greedy", Greedy, {"bonus": 1.0}, title="Greedy")
+    assert algorithms.get("greedy") is entry and "greedy" in algorithms.registry()
+    pool = clear_pool()
+    algo = algorithms.create("greedy", make_problem(pool), 400, 0)
+    assert algo.bonus == 1.0
+    assert set(algo.run_offline(replay_puller(pool))) == {"accuracy=1,cost=0"}
+    with pytest.raises(ValueError, match="already registered"):
+        algorithms.register_algorithm("greedy", Greedy)
+    with pytest.raises(ValueError, match="variant_of"):
+        algorithms.register_algorithm("greedy2", Greedy, variant_of="nope")
+
+
+def test_with_policy_changes_only_the_policy():
+    pool = clear_pool(n_prompts=3, best=1)
+    problem = make_problem(pool, n_max=6, cost_weights=(0.0, 0.1, 0.2))
+    one = algorithms.create("triple_n1", problem, 1000, 0)
+    one.run_offline(replay_puller(pool))
+    fresh = algorithms.create("triple_nrandom", problem, 1000, 0)
+    fresh.run_offline(replay_puller(pool))
+    twin = one.with_policy(n="random")
+    assert twin.policy() == fresh.policy() and one.policy() != twin.policy()
+    assert all(a.n == 1 for a in one.policy().values())
+    with pytest.raises(ValueError, match="changes more than the policy"):
+        one.with_policy(paired=False)
