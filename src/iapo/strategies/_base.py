@@ -89,7 +89,8 @@ class Strategy(ABC):
     ) -> NDArray[np.float64]:
         """(m, C, k_max) quality estimates at N = k ≤ k_max (NaN where k > n) of m pulls of the
         same size n, from their encoded rows ``codes`` (m, n, F). ``cache``: an optional memo
-        that may make repeated inputs cheaper, never different."""
+        that may make repeated inputs cheaper; the values agree with the uncached ones up to
+        rounding."""
 
     @abstractmethod
     def exact_quality(

@@ -121,6 +121,12 @@ def _credit(
         one = np.full((m, k_max), np.nan)
         one[:, 0] = labels[:, 0] == 0
         return one
+    if m == 1:  # one pull (the one-pull-per-step baselines): the profile with less numpy
+        counts = np.bincount(labels[0] + 1)  # 0: abstain, 1: gold, 2…: wrong answers
+        wrong = sorted(counts[2:].tolist(), reverse=True)
+        gold_votes = int(counts[1]) if len(counts) > 1 else 0
+        prof = np.array([n, gold_votes, int(counts[0]), *wrong], dtype=np.int64)
+        return _profile_credit(prof, k_max, cache)[None, :]
     # vote profile: n, gold count, abstentions, the other answers' counts (descending)
     width = max(int(labels.max()) + 2, 2)  # column 0: abstain, 1: gold, 2…: wrong answers
     flat = (np.arange(m)[:, None] * width + labels + 1).ravel()
@@ -130,8 +136,6 @@ def _credit(
     profile[:, 1] = counts[:, 1]
     profile[:, 2] = counts[:, 0]
     profile[:, 3:] = -np.sort(-counts[:, 2:], axis=1)
-    if m == 1:
-        return _profile_credit(profile[0], k_max, cache)[None, :].copy()
     base = n + 1  # profile entries lie in 0..n: one integer key per profile when it fits
     if (profile.shape[1] - 1) * math.log2(base) < 62:
         key = profile[:, 1:] @ (base ** np.arange(profile.shape[1] - 1, dtype=np.int64))
@@ -146,16 +150,21 @@ def _credit(
 def _profile_credit(
     prof: NDArray[np.int64], k_max: int, cache: ProfileCache
 ) -> NDArray[np.float64]:
-    """The U-statistic credit (k_max,) of one vote profile, memoised in ``cache``."""
+    """The U-statistic credit (k_max,) of one vote profile; the values for k ≤ min(n, k_max)
+    are memoised in ``cache``, shared by every k_max ≥ n."""
+    n = int(prof[0])
+    kc = min(n, k_max)
     used = 3 + int(np.count_nonzero(prof[3:]))  # without the trailing zero counts
-    key = k_max.to_bytes(4, "little") + prof[:used].tobytes()
+    key = kc.to_bytes(4, "little") + prof[:used].tobytes()
     hit = cache.get(key)
     if hit is None:
-        n, gold_count, abstain = int(prof[0]), int(prof[1]), int(prof[2])
+        gold_count, abstain = int(prof[1]), int(prof[2])
         row = [0] * gold_count + [ABSTAIN_CODE] * abstain
         for label, c in enumerate(prof[3:used], start=1):
             row += [label] * int(c)
         assert len(row) == n
-        res = mv_ustat(np.array([row], dtype=np.int64), np.zeros(1, dtype=np.int64), k_max)
+        res = mv_ustat(np.array([row], dtype=np.int64), np.zeros(1, dtype=np.int64), kc)
         hit = cache[key] = np.asarray(res[0], dtype=np.float64)
-    return hit
+    out = np.full(k_max, np.nan)
+    out[:kc] = hit
+    return out
