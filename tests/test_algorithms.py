@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -223,6 +224,7 @@ def test_variants_start_from_their_base_and_entries_set_the_estimator():
     assert isinstance(algo, PSST)
     topk = algorithms.create("psst_k4", problem, 5000, 0)
     assert isinstance(topk, PSSTTopK) and topk.k == 4
+    assert pickle.loads(pickle.dumps(k4)) == k4  # benchmark workers may receive entries
 
 
 def test_register_algorithm_adds_a_name_configs_and_bench_accept(private_registry):

@@ -25,6 +25,7 @@ class AlgorithmEntry:
     start from that entry's and results report the base name with the added parameters.
     ``group``: entries of one group share their random streams in a benchmark run (same seed),
     so that they differ only in what they do with the same data. ``title`` labels tables/plots.
+    Entries pickle (benchmark workers receive them).
     """
 
     name: str
@@ -60,7 +61,7 @@ class AlgorithmEntry:
             "label": self.name,
             "algorithm": self.base.name,
             "params": self.added_params,
-            "estimator": self.estimator or "ustat",
+            "estimator": self.estimator or "ustat",  # the bench's problems use ustat
             "title": self.title or self.name,
         }
 
@@ -86,9 +87,7 @@ def register_algorithm(
         raise ValueError(f"algorithm {name!r} is already registered")
     if variant_of is not None and variant_of not in _REGISTRY:
         raise ValueError(f"variant_of={variant_of!r} is not a registered algorithm")
-    entry = AlgorithmEntry(
-        name, cls, MappingProxyType(dict(params or {})), estimator, title, group, variant_of
-    )
+    entry = AlgorithmEntry(name, cls, dict(params or {}), estimator, title, group, variant_of)
     _REGISTRY[name] = entry
     return entry
 
