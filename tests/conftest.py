@@ -104,7 +104,7 @@ def finished_mcqa(tmp_path_factory: pytest.TempPathFactory) -> Done:
 
 def _bon_pool(path: Path) -> None:
     """A two-objective Best-of-N pool (helpful, harmless) with integer outcome counts."""
-    from iapo.synthetic import synth_categorical
+    from iapo.bench import synth_categorical
 
     base = synth_categorical(6, 60, seed=1)
     rng = np.random.default_rng(0)

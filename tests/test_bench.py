@@ -11,20 +11,24 @@ import pytest
 from conftest import bernoulli_pool
 
 from iapo import algorithms
-from iapo.bench import _protocol, _report, run_benchmark
-from iapo.bench._envs import Environment, build_environment
-from iapo.bench._sim import EncodedPool, encode_pool
+from iapo.bench import (
+    EncodedPool,
+    Environment,
+    _protocol,
+    _report,
+    bernoulli_contexts,
+    build_environment,
+    categorical_contexts,
+    encode_pool,
+    run_benchmark,
+    synth_bernoulli,
+    synth_categorical,
+)
 from iapo.cli import main
 from iapo.contexts import context_grid
 from iapo.pools import Cell, Pool
 from iapo.problem import Problem
-from iapo.strategies import BestOfN, MajorityVote
-from iapo.synthetic import (
-    bernoulli_contexts,
-    categorical_contexts,
-    synth_bernoulli,
-    synth_categorical,
-)
+from iapo.strategies import BestOfN, MajorityVote, exact_cell_utilities
 from iapo.types import PullRequest, PullResult, Sample
 
 # ------------------------------------------------------------------------------------------
@@ -143,20 +147,20 @@ def test_simulator_draws_follow_cell_probabilities() -> None:
     sim = encode_pool(pool, MajorityVote(), ctx, 1)
     rng = np.random.default_rng(0)
     oc = sim.draw(np.array([0, 0]), np.array([0, 1]), 20_000, rng)
-    assert sim.codes is not None
-    gold_rate = (sim.codes[np.array([[0], [0]]), np.array([[0], [1]]), oc] == 0).mean(axis=1)
+    gold_rate = (sim.codes[np.array([[0], [0]]), np.array([[0], [1]]), oc, 0] == 0).mean(axis=1)
     np.testing.assert_allclose(gold_rate, [0.2, 0.9], atol=0.01)
 
 
-def test_exact_table_matches_run_exact_q_table() -> None:
-    from iapo.evaluation import exact_q_table
-
+def test_exact_table_is_the_strategys_exact_utility() -> None:
     env = mv_env()
     sim = encode_pool(env.pool, env.strategy, env.contexts, env.n_max)
     qs = env.pool.queries[2:7]
-    want = exact_q_table(env.pool, env.strategy, env.contexts, env.n_max, qs)
+    cells = exact_cell_utilities(env.pool, env.strategy, env.contexts, env.n_max, queries=qs)
+    assert cells.shape == (3, 5, len(env.contexts), env.n_max)
+    one = env.strategy.exact_utility([env.pool.cell("p1", qs[3])], env.contexts, env.n_max)
+    np.testing.assert_array_equal(cells[1, 3], one[0])
     got = sim.q_table([sim.query_index[q] for q in qs])
-    np.testing.assert_allclose(got, want, rtol=1e-12)
+    np.testing.assert_allclose(got, cells.mean(axis=1).transpose(1, 0, 2), rtol=1e-12)
 
 
 # ------------------------------------------------------------------------------------------
@@ -166,7 +170,7 @@ def test_exact_table_matches_run_exact_q_table() -> None:
 
 def small_state(env: Environment, labels: list[str], budgets: tuple[int, ...]) -> _protocol._State:
     sim = encode_pool(env.pool, env.strategy, env.contexts, env.n_max)
-    specs = [_protocol.ALGORITHM_SPECS[a] for a in labels]
+    specs = [algorithms.get(a) for a in labels]
     ok, _ = _protocol.feasible_budgets(sim, specs, budgets)
     return _protocol._State(sim, tuple(specs), ok, seed=5)
 
@@ -262,7 +266,7 @@ def test_nested_budgets_equal_fresh_runs(label: str) -> None:
     env = mv_env(n_prompts=3, n_queries=20)
     sim = encode_pool(env.pool, env.strategy, env.contexts, env.n_max)
     problem = Problem(sim.prompts, sim.queries[:16], sim.n_max, sim.contexts, sim.strategy)
-    spec = _protocol.ALGORITHM_SPECS[label]
+    spec = algorithms.get(label)
     nested = _protocol.run_algorithm(spec, problem, [150, 333, 700], sim, seed=9)
     for b in (150, 333, 700):
         fresh = _protocol.run_algorithm(spec, problem, [b], sim, seed=9)
@@ -292,7 +296,7 @@ def test_narrow_estimates_change_nothing() -> None:
     sim = encode_pool(env.pool, env.strategy, env.contexts, env.n_max)
     problem = Problem(sim.prompts, sim.queries[:8], sim.n_max, sim.contexts, sim.strategy)
     for name in ("psst", "psst_topk", "uniform", "triple_n1", "ucb", "sequential_halving"):
-        budget = max(2000, algorithms.ALGORITHMS[name][0].min_budget(problem))
+        budget = max(2000, algorithms.get(name).min_budget(problem))
         runs = []
         for narrow in (False, True):
             algo = algorithms.create(name, problem, budget, 4)

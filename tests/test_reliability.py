@@ -232,14 +232,14 @@ def test_bank_of_another_schema_is_refused(
 
 @settings(max_examples=100, deadline=None)
 @given(
-    name=st.sampled_from(sorted(algorithms.ALGORITHMS)),
+    name=st.sampled_from(sorted(algorithms.registry())),
     n_prompts=st.integers(1, 4),
     n_max=st.integers(1, 4),
     extra=st.integers(0, 2000),
     cap=st.floats(0.5, 400.0),
     seed=st.integers(0, 5),
 )
-def test_property_budget_and_cost_cap_hold_for_every_algorithm(
+def test_property_cost_cap_holds_for_every_algorithm_driven_by_a_study(
     name: str, n_prompts: int, n_max: int, extra: int, cap: float, seed: int
 ) -> None:
     rng = np.random.default_rng(seed)
@@ -247,8 +247,7 @@ def test_property_budget_and_cost_cap_hold_for_every_algorithm(
     pool = bernoulli_pool(rng.uniform(0, 1, size=(n_prompts, 5)), costs=costs)
     contexts = tuple(context_grid({"accuracy": [1.0]}, [0.0, 0.3]))
     problem = Problem(pool.prompts, pool.queries, n_max, contexts, MajorityVote())
-    cls, fixed = algorithms.ALGORITHMS[name]
-    budget = cls.min_budget(problem, **fixed) + extra
+    budget = algorithms.get(name).min_budget(problem) + extra
     algo = algorithms.create(name, problem, budget, seed)
     study = Study(algo, ReplayBackend(pool, seed), None, cost_cap=cap)
     try:

@@ -10,9 +10,8 @@ import pytest
 from conftest import bernoulli_pool
 
 from iapo.contexts import context_grid
-from iapo.evaluation import exact_q_table
 from iapo.pools import Cell
-from iapo.strategies import BestOfN, MajorityVote, vote_credit
+from iapo.strategies import BestOfN, MajorityVote, exact_cell_utilities, vote_credit
 from iapo.types import Context, PullRequest, PullResult, Sample
 
 
@@ -29,7 +28,7 @@ def test_design_toy_deceiving_prompt_exact():
     """DESIGN §1: prompt 1 wins at N=1 (.65 vs .62) and loses at N=10 (.6328 vs .7738)."""
     pool = bernoulli_pool(np.array([[0.4, 0.9], [0.62, 0.62]]))
     ctx = (Context("acc", {"accuracy": 1.0}, 0.0),)
-    q = exact_q_table(pool, MajorityVote(), ctx, 10)
+    q = exact_cell_utilities(pool, MajorityVote(), ctx, 10).mean(axis=1).transpose(1, 0, 2)
     assert q[0, 0, 0] == pytest.approx(0.65)
     assert q[0, 1, 0] == pytest.approx(0.62)
     assert round(q[0, 0, 9], 4) == 0.6328
@@ -118,3 +117,33 @@ def test_bon_exact_matches_enumeration_of_draws():
 def test_context_weights_must_name_objectives():
     assert BestOfN(("a",)).validate_context(Context("c", {"z": 1.0})) is not None
     assert BestOfN(("a",)).validate_context(Context("c", {"a": 1.0})) is None
+
+
+@pytest.mark.parametrize("strategy", [MajorityVote(), BestOfN(("helpful", "harmless"))])
+def test_encoded_estimates_with_a_memo_equal_the_plain_ones(strategy):
+    rng = np.random.default_rng(4)
+    ctx = tuple(context_grid({o: [0.0, 1.0] for o in strategy.objectives}, [0.0, 0.5]))
+    cache: dict[bytes, np.ndarray] = {}
+    for n in (1, 2, 5, 9):
+        samples = [
+            [
+                Sample(
+                    str(rng.choice(["A", "B", "C", "D"])) if rng.random() < 0.9 else None,
+                    {"helpful": float(rng.random()), "harmless": float(rng.random())},
+                    float(rng.random()),
+                )
+                for _ in range(n)
+            ]
+            for _ in range(12)
+        ]
+        codes = np.stack([strategy.encode(s, "A", ctx) for s in samples])
+        costs = np.array([[x.cost for x in s] for s in samples])
+        plain = strategy.estimate_encoded(codes, costs, ctx, 6)
+        for _ in range(2):  # the second pass reads the memo
+            memo = strategy.estimate_encoded(codes, costs, ctx, 6, "ustat", cache)
+            np.testing.assert_allclose(memo, plain, rtol=1e-12, atol=1e-15)
+            one = strategy.estimate_encoded(codes[:1], costs[:1], ctx, 6, "ustat", cache)
+            np.testing.assert_allclose(one, plain[:1], rtol=1e-12, atol=1e-15)
+        assert np.isnan(plain[:, :, n:]).all() and not np.isnan(plain[:, :, : min(n, 6)]).any()
+        pulls = [PullResult(PullRequest("p", "q", n), tuple(s), "A") for s in samples]
+        np.testing.assert_array_equal(strategy.estimate(pulls, ctx, 6), plain)

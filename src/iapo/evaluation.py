@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from iapo.pools import Pool
-from iapo.strategies import Strategy
+from iapo.strategies import Strategy, exact_cell_utilities
 from iapo.types import Arm, Context
 
 __all__ = ["Evaluation", "exact_q_table", "policy_evaluation"]
@@ -29,13 +29,8 @@ def exact_q_table(
     prompts: tuple[str, ...] | None = None,
 ) -> NDArray[np.float64]:
     """Ground-truth Q(c, (p, N)) of the categorical cell model: (C, P, n_max), mean over queries."""
-    qs = queries if queries is not None else pool.queries
-    ps = prompts if prompts is not None else pool.prompts
-    out = np.zeros((len(contexts), len(ps), n_max))
-    for pi, p in enumerate(ps):  # TODO(merge): strategies.exact_cell_utilities
-        cells = [pool.cell(p, q) for q in qs]
-        out[:, pi, :] = strategy.exact_utility(cells, contexts, n_max).mean(axis=0)
-    return out
+    cells = exact_cell_utilities(pool, strategy, contexts, n_max, prompts=prompts, queries=queries)
+    return np.asarray(cells.mean(axis=1).transpose(1, 0, 2), dtype=np.float64)
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ def run(
     """
     s = _setup(config, run_dir=run_dir, storage=storage)
     algo = algorithm if algorithm is not None else s.make_algorithm(budget)
+    algo.check_budget()
     owns_backend = backend is None
     if backend is None:
         backend = s.make_backend()

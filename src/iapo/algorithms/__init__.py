@@ -1,19 +1,23 @@
-"""Exploration algorithms behind one ask/tell interface."""
+"""Exploration algorithms behind one ask/tell interface, and the one registry of their names.
+
+``create(name, problem, budget, seed, **params)`` builds a registered algorithm (configs and
+``iapo bench`` accept the same names); ``register_algorithm`` adds one; ``registry()`` lists them.
+A new algorithm subclasses :class:`Algorithm` and should pass
+:class:`iapo.testing.AlgorithmSuite`.
+"""
 
 from __future__ import annotations
-
-from typing import Any
 
 from iapo.algorithms._base import Algorithm, ArmStats, RoundTrace
 from iapo.algorithms._baselines import UCB, EpsilonGreedy, SequentialHalving, Triple, Uniform
 from iapo.algorithms._psst import PSST, PSSTTopK, halve
-from iapo.problem import Problem
+from iapo.algorithms._registry import AlgorithmEntry, create, get, register_algorithm, registry
 
 __all__ = [
-    "ALGORITHMS",
     "PSST",
     "UCB",
     "Algorithm",
+    "AlgorithmEntry",
     "ArmStats",
     "EpsilonGreedy",
     "PSSTTopK",
@@ -22,29 +26,8 @@ __all__ = [
     "Triple",
     "Uniform",
     "create",
+    "get",
     "halve",
+    "register_algorithm",
+    "registry",
 ]
-
-#: Name → (class, fixed parameters). Names are what configs and ``iapo bench`` accept.
-ALGORITHMS: dict[str, tuple[type[Algorithm], dict[str, Any]]] = {
-    "psst": (PSST, {}),
-    "psst_topk": (PSSTTopK, {}),
-    "uniform": (Uniform, {}),
-    "sequential_halving": (SequentialHalving, {}),
-    "triple": (Triple, {"n": "one"}),
-    "triple_n1": (Triple, {"n": "one"}),
-    "triple_nrandom": (Triple, {"n": "random"}),
-    "ucb": (UCB, {}),
-    "epsilon_greedy": (EpsilonGreedy, {}),
-}
-
-
-def create(name: str, problem: Problem, budget: int, seed: int = 0, **params: Any) -> Algorithm:
-    """Instantiate algorithm ``name`` (see :data:`ALGORITHMS`) with extra ``params``."""
-    try:
-        cls, fixed = ALGORITHMS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown algorithm {name!r}: use one of {', '.join(sorted(ALGORITHMS))}"
-        ) from None
-    return cls(problem, budget, seed, **{**fixed, **params})

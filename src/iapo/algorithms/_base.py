@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -84,29 +85,76 @@ class RoundTrace:
 class Algorithm(ABC):
     """Ask for pulls, be told their results, return a policy (context → arm).
 
-    ``ask()`` returns the next batch of :class:`PullRequest` (empty once finished); the driver
-    must answer each batch with ``tell()`` before asking again. The completions requested never
-    exceed ``budget`` in total.
+    The ask/tell contract:
+
+    * ``ask()`` returns the next batch of :class:`PullRequest` (empty once finished). The driver
+      answers each non-empty batch exactly once, with ``tell(results)`` (the results in the asked
+      order, each with exactly ``n`` samples) or ``tell_estimates(array)``, before asking again;
+      asking twice or telling without a pending batch raises ``RuntimeError``, a wrong answer
+      ``ValueError``, and the algorithm's state is unchanged by a refused call.
+    * The completions asked for never exceed ``budget`` in total (``spent ≤ budget``).
+    * ``policy()`` after the last (empty) ``ask()`` maps every context to an arm.
+    * The same ``seed`` and the same answers give the same batches and the same policy.
+
+    ``__init__`` only stores its arguments and empty state: it must not depend on subclass
+    attributes, so a subclass may call ``super().__init__`` first. The budget is checked against
+    :meth:`min_budget` by :meth:`check_budget`, on the first ``ask()`` (and eagerly by
+    :func:`iapo.algorithms.create`), before anything is spent.
+
+    ``rng`` and ``stats`` let an outer algorithm share its random stream and its statistics with
+    an inner one it drives through the same public ``ask()`` / ``tell_estimates()`` (PSST+K and
+    TRIPLE drive a PSST this way).
+
+    Class attributes a driver may rely on:
+
+    * ``one_pull_per_step``: every batch is a single pull, and a run with budget b makes the same
+      choices as a run with a larger budget while ``b - spent ≥ n_max`` (the budget matters only
+      through which N is still affordable). ``iapo bench`` then serves several budgets from one
+      trajectory.
+    * ``policy_params``: parameters that change only the final :meth:`policy`, not the
+      exploration; :meth:`with_policy` gives the policy of other values of them without exploring
+      again.
     """
 
     name: ClassVar[str]
+    one_pull_per_step: ClassVar[bool] = False
+    policy_params: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, problem: Problem, budget: int, seed: int = 0) -> None:
+    def __init__(
+        self,
+        problem: Problem,
+        budget: int,
+        seed: int = 0,
+        *,
+        rng: np.random.Generator | None = None,
+        stats: ArmStats | None = None,
+    ) -> None:
         self.problem = problem
         self.budget = int(budget)
-        self.rng = np.random.default_rng(seed)
-        self.stats = ArmStats(len(problem.contexts), len(problem.prompts), problem.n_max)
+        self.rng = rng if rng is not None else np.random.default_rng(seed)
+        self.stats = (
+            stats
+            if stats is not None
+            else ArmStats(len(problem.contexts), len(problem.prompts), problem.n_max)
+        )
         self.spent = 0
         self.trace: list[RoundTrace] = []
         self._prompt_index = {p: i for i, p in enumerate(problem.prompts)}
         self._pending: list[PullRequest] | None = None
-        need = self.min_budget(problem, **self.params())
+        self._budget_checked = False
+
+    def check_budget(self) -> None:
+        """Raise :class:`BudgetError` if ``budget`` is below :meth:`min_budget` for this
+        problem and these :meth:`params`."""
+        need = type(self).min_budget(self.problem, **self.params())
         if self.budget < need:
             raise BudgetError(
-                f"{self.budget} completions cannot fund {self.name} on {len(problem.prompts)} "
-                f"prompts × N ≤ {problem.n_max}: the smallest budget that works is {need}",
+                f"{self.budget} completions cannot fund {self.name} on "
+                f"{len(self.problem.prompts)} prompts × N ≤ {self.problem.n_max}: "
+                f"the smallest budget that works is {need}",
                 field="budget",
             )
+        self._budget_checked = True
 
     # -- to implement -------------------------------------------------------------------
     @classmethod
@@ -128,8 +176,11 @@ class Algorithm(ABC):
 
     # -- ask / tell ---------------------------------------------------------------------
     def ask(self) -> list[PullRequest]:
+        """The next batch (empty when finished); see the class docstring for the contract."""
         if self._pending is not None:
             raise RuntimeError("tell() the previous batch before asking again")
+        if not self._budget_checked:
+            self.check_budget()
         batch = self._next()
         cost = sum(r.n for r in batch)
         if self.spent + cost > self.budget:  # an invariant: a bug if it ever fires
@@ -158,9 +209,11 @@ class Algorithm(ABC):
         """
         if self._pending is None:
             raise RuntimeError("tell() without a pending ask()")
+        if estimates.shape[0] != len(self._pending):
+            raise ValueError(
+                f"{estimates.shape[0]} estimates for a batch of {len(self._pending)} pulls"
+            )
         batch, self._pending = self._pending, None
-        if estimates.shape[0] != len(batch):
-            raise ValueError(f"{estimates.shape[0]} estimates for a batch of {len(batch)} pulls")
         self.spent += sum(r.n for r in batch)
         self._observe(batch, estimates)
 
@@ -208,7 +261,28 @@ class Algorithm(ABC):
         order = np.lexsort((ps, ns, -vals))
         return [Arm(self.problem.prompts[ps[i]], int(ns[i]) + 1) for i in order]
 
+    def with_policy(self, **params: Any) -> Algorithm:
+        """A shallow copy sharing this exploration whose :meth:`policy` is the one of other
+        values of ``policy_params`` (e.g. TRIPLE's ``n``). Other names raise ``ValueError``.
+
+        The copy draws from a copy of the random stream as it is now: after the exploration,
+        its policy is exactly the one a fresh run with ``params`` would return."""
+        unknown = sorted(set(params) - self.policy_params)
+        if unknown:
+            raise ValueError(f"{self.name}: {', '.join(unknown)} changes more than the policy")
+        twin = copy.copy(self)
+        twin.rng = copy.deepcopy(self.rng)
+        twin._set_policy_params(params)
+        return twin
+
+    def _set_policy_params(self, params: dict[str, Any]) -> None:
+        """Apply ``params`` (names from ``policy_params``) to this copy; see :meth:`with_policy`.
+        A subclass that declares ``policy_params`` implements it."""
+        if params:
+            raise NotImplementedError(f"{self.name} declares policy_params but cannot apply them")
+
     def policy(self) -> dict[str, Arm]:
+        """The chosen arm per context name (best estimate among :meth:`candidates`)."""
         out = {}
         for ci, c in enumerate(self.problem.contexts):
             ranked = self.ranking(ci)

@@ -115,14 +115,14 @@ class Triple(Algorithm):
     """
 
     name: ClassVar[str] = "triple"
+    policy_params: ClassVar[frozenset[str]] = frozenset({"n"})
 
     def __init__(self, problem: Problem, budget: int, seed: int = 0, *, n: str = "one") -> None:
         if n not in ("one", "random"):
             raise ValueError("n must be 'one' or 'random'")
-        self.n_mode = n
         super().__init__(problem, budget, seed)
-        self.inner = PSST(problem.with_n_max(1), budget, seed)
-        self.inner.rng = self.rng
+        self.n_mode = n
+        self.inner = PSST(problem.with_n_max(1), budget, rng=self.rng)
         self._random_n: dict[str, int] | None = None
 
     def params(self) -> dict[str, Any]:
@@ -136,18 +136,19 @@ class Triple(Algorithm):
         return self.inner.ask()
 
     def _observe(self, batch: Sequence[PullRequest], estimates: NDArray[np.float64]) -> None:
-        self.inner._pending = None
-        self.inner.spent += sum(r.n for r in batch)
-        self.inner._observe(batch, estimates[:, :, :1])
+        self.inner.tell_estimates(estimates[:, :, :1])
         self.stats.add(self.prompt_indices(batch), estimates)
         self.trace.append(self.inner.trace[-1])
 
     def absorb(self, results: Sequence[PullResult]) -> None:
         super().absorb(results)
-        if results:
-            p = self.problem
-            est = p.strategy.estimate(results, p.contexts, 1, p.method)
-            self.inner.stats.add(self.prompt_indices([r.request for r in results]), est)
+        self.inner.absorb(results)
+
+    def _set_policy_params(self, params: dict[str, Any]) -> None:
+        if params.get("n", self.n_mode) not in ("one", "random"):
+            raise ValueError("n must be 'one' or 'random'")
+        self.n_mode = params.get("n", self.n_mode)
+        self._random_n = None
 
     def policy(self) -> dict[str, Arm]:
         base = self.inner.policy()
@@ -166,6 +167,8 @@ class Triple(Algorithm):
 class _Sequential(Algorithm):
     """Shared machinery of UCB and ε-greedy: one pull per step for a random context; the pull
     of (p, n) informs every (p, k ≤ n) in every context."""
+
+    one_pull_per_step: ClassVar[bool] = True
 
     def __init__(self, problem: Problem, budget: int, seed: int = 0) -> None:
         super().__init__(problem, budget, seed)
@@ -212,8 +215,8 @@ class UCB(_Sequential):
     name: ClassVar[str] = "ucb"
 
     def __init__(self, problem: Problem, budget: int, seed: int = 0, *, c: float = 0.1) -> None:
-        self.c = c
         super().__init__(problem, budget, seed)
+        self.c = c
 
     def params(self) -> dict[str, Any]:
         return {"c": self.c}
@@ -234,8 +237,8 @@ class EpsilonGreedy(_Sequential):
     def __init__(
         self, problem: Problem, budget: int, seed: int = 0, *, epsilon: float = 0.15
     ) -> None:
-        self.epsilon = epsilon
         super().__init__(problem, budget, seed)
+        self.epsilon = epsilon
 
     def params(self) -> dict[str, Any]:
         return {"epsilon": self.epsilon}

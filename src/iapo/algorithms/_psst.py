@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from iapo.algorithms._base import Algorithm, RoundTrace, ceil_log2
+from iapo.algorithms._base import Algorithm, ArmStats, RoundTrace, ceil_log2
 from iapo.problem import Problem
 from iapo.types import Arm, PullRequest
 
@@ -53,14 +53,16 @@ class PSST(Algorithm):
         *,
         active: NDArray[np.bool_] | None = None,
         paired: bool = True,
+        rng: np.random.Generator | None = None,
+        stats: ArmStats | None = None,
     ) -> None:
+        super().__init__(problem, budget, seed, rng=rng, stats=stats)
         shape = (len(problem.contexts), len(problem.prompts), problem.n_max)
         self.active = np.ones(shape, dtype=bool) if active is None else active.copy()
         self.paired = paired
         self.rounds = self._rounds(self.active)
         self.round = 0
         self.before_last = self.active
-        super().__init__(problem, budget, seed)
 
     @staticmethod
     def _rounds(active: NDArray[np.bool_]) -> int:
@@ -156,10 +158,10 @@ class PSSTTopK(Algorithm):
             raise ValueError("k must be at least 1")
         if not 0.0 < rho < 1.0:
             raise ValueError("rho must be in (0, 1)")
+        super().__init__(problem, budget, seed)
         self.k = k
         self.rho = rho
         self.inner: PSST | None = None
-        super().__init__(problem, budget, seed)
         self.screen_budget = int(rho * self.budget)
 
     def params(self) -> dict[str, Any]:
@@ -205,14 +207,11 @@ class PSSTTopK(Algorithm):
                     },
                 )
             )
-            inner = PSST(self.problem, self.budget - self.spent, 0, active=active)
-            inner.rng = self.rng
-            inner.stats = self.stats  # stockpiling: screening data count too
-            self.inner = inner
+            # the same random stream; shared statistics: stockpiling, screening data count too
+            left = self.budget - self.spent
+            self.inner = PSST(self.problem, left, active=active, rng=self.rng, stats=self.stats)
             return
-        self.inner._pending = None
-        self.inner.spent += sum(r.n for r in batch)
-        self.inner._observe(batch, estimates)
+        self.inner.tell_estimates(estimates)
         self.trace.append(self.inner.trace[-1])
 
     def candidates(self, context: int) -> NDArray[np.bool_]:

@@ -13,23 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from iapo.contexts import context_grid
-from iapo.errors import ConfigError, InputError
-from iapo.pools import (
-    Cell,
-    Pool,
-    import_renze,
-    import_tot_game24,
-    load_pool,
-    pool_from_cells,
-)
-from iapo.strategies import BestOfN, MajorityVote, Strategy
-from iapo.synthetic import (
+from iapo.bench._synthetic import (
     bernoulli_contexts,
     categorical_contexts,
     synth_bernoulli,
     synth_categorical,
 )
+from iapo.contexts import context_grid
+from iapo.errors import ConfigError, InputError
+from iapo.pools import Cell, Pool, import_renze, import_tot_game24, load_pool, pool_from_cells
+from iapo.strategies import BestOfN, MajorityVote, Strategy
 from iapo.types import Context
 
 __all__ = [
@@ -169,7 +162,7 @@ def _synth_bernoulli(seed: int, **_: Any) -> Environment:
         32,
         f"Synth-Bernoulli (seed {seed}): majority vote, 32 prompts × 100 queries (easy/medium/"
         "hard tiers), N_max 32, 3 cost contexts; costs per sample in [0.1, 1]",
-        source=f"iapo.synthetic.synth_bernoulli(seed={seed})",
+        source=f"iapo.bench.synth_bernoulli(seed={seed})",
     )
 
 
@@ -183,7 +176,7 @@ def _synth_categorical(seed: int, **_: Any) -> Environment:
         32,
         f"Synth-Categorical (seed {seed}): Best-of-N over (helpful, harmless), 32 prompts × 100 "
         "queries, N_max 32, 27 contexts (9 weight pairs × 3 cost levels)",
-        source=f"iapo.synthetic.synth_categorical(seed={seed})",
+        source=f"iapo.bench.synth_categorical(seed={seed})",
     )
 
 

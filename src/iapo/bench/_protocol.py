@@ -26,21 +26,18 @@ import numpy as np
 from numpy.typing import NDArray
 
 from iapo import algorithms
-from iapo.algorithms import UCB, Algorithm, EpsilonGreedy
+from iapo.algorithms import Algorithm, AlgorithmEntry
 from iapo.bench._sim import EncodedPool
 from iapo.errors import BudgetError, ConfigError
 from iapo.problem import Problem, split_queries
-from iapo.strategies import Method
 
 __all__ = [
-    "ALGORITHM_SPECS",
     "DEFAULT_ALGORITHMS",
     "DEFAULT_BUDGETS",
-    "AlgoSpec",
-    "RunOutput",
     "execute_runs",
     "run_algorithm",
     "run_single",
+    "seed_key",
     "split_for_run",
 ]
 
@@ -48,59 +45,20 @@ TEST_FRACTION = 0.2
 DEFAULT_BUDGETS = (1000, 2000, 5000, 10_000, 20_000, 50_000)
 
 
-@dataclass(frozen=True)
-class AlgoSpec:
-    """A benchmarked algorithm: a registry name, its parameters and the estimator."""
-
-    label: str
-    name: str
-    params: dict[str, Any] = field(default_factory=dict)
-    method: Method = "ustat"
-    title: str = ""
-    #: Specs of one group share their random streams in a run (same seed): PSST's estimators
-    #: then differ only in how they use the same first-round data.
-    group: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "label": self.label,
-            "algorithm": self.name,
-            "params": self.params,
-            "estimator": self.method,
-            "title": self.title or self.label,
-        }
-
-    @property
-    def seed_key(self) -> int:
-        return _label_id(self.group or self.label)
-
-    def min_budget(self, problem: Problem) -> int:
-        cls, fixed = algorithms.ALGORITHMS[self.name]
-        return cls.min_budget(problem, **{**fixed, **self.params})
-
-
-ALGORITHM_SPECS: dict[str, AlgoSpec] = {
-    s.label: s
-    for s in (
-        AlgoSpec("psst", "psst", title="PSST (U-statistic)", group="psst"),
-        AlgoSpec("psst_blocks", "psst", method="blocks", title="PSST (paper blocks)", group="psst"),
-        AlgoSpec("psst_k1", "psst_topk", {"k": 1}, title="PSST+K1 (≈ disjoint)", group="topk"),
-        AlgoSpec("psst_k4", "psst_topk", {"k": 4}, title="PSST+K4", group="topk"),
-        AlgoSpec("psst_k8", "psst_topk", {"k": 8}, title="PSST+K8", group="topk"),
-        AlgoSpec("uniform", "uniform", title="Uniform"),
-        AlgoSpec("sequential_halving", "sequential_halving", title="Seq. Halving per context"),
-        AlgoSpec("ucb", "ucb", title="UCB (c = 0.1)"),
-        AlgoSpec("epsilon_greedy", "epsilon_greedy", title="ε-greedy (ε = 0.15)"),
-        AlgoSpec("triple_n1", "triple_n1", title="TRIPLE N=1 (prompt-only)", group="triple"),
-        AlgoSpec("triple_nrandom", "triple_nrandom", title="TRIPLE N=random", group="triple"),
-    )
-}
-DEFAULT_ALGORITHMS = tuple(ALGORITHM_SPECS)
-
-#: Algorithms whose behaviour depends on the budget only through "which N is still affordable"
-#: (one pull per step until the budget is spent): one trajectory serves every budget (see
-#: :func:`run_algorithm`).
-NESTED = (UCB, EpsilonGreedy)
+#: What ``iapo bench`` runs when no algorithms are named (registry names, in table order).
+DEFAULT_ALGORITHMS = (
+    "psst",
+    "psst_blocks",
+    "psst_k1",
+    "psst_k4",
+    "psst_k8",
+    "uniform",
+    "sequential_halving",
+    "ucb",
+    "epsilon_greedy",
+    "triple_n1",
+    "triple_nrandom",
+)
 
 
 def _seed(*parts: int) -> int:
@@ -116,23 +74,18 @@ def split_for_run(queries: tuple[str, ...], seed: int, run: int) -> tuple[tuple[
     return split_queries(queries, TEST_FRACTION, _seed(seed, run))
 
 
-@dataclass
-class RunOutput:
-    """One (algorithm, budget) result of one run."""
-
-    acr: float
-    found: list[bool]
-    cpu_s: float
-    arms: list[int]  # chosen arm per context: prompt index · n_max + N - 1
-
-
-def _drive(algo: Algorithm, sim: EncodedPool, method: Method, rng: np.random.Generator) -> None:
+def _drive(algo: Algorithm, sim: EncodedPool, rng: np.random.Generator) -> None:
     while batch := algo.ask():
-        algo.tell_estimates(sim.simulate(batch, method, rng, narrow=True))
+        algo.tell_estimates(sim.simulate(batch, algo.problem.method, rng, narrow=True))
+
+
+def seed_key(entry: AlgorithmEntry) -> int:
+    """The part of a run's seeds that depends on the algorithm: its group (or its name)."""
+    return _label_id(entry.group or entry.name)
 
 
 def run_algorithm(
-    spec: AlgoSpec,
+    spec: AlgorithmEntry,
     problem: Problem,
     budgets: Sequence[int],
     sim: EncodedPool,
@@ -141,31 +94,31 @@ def run_algorithm(
     """Run ``spec`` at each budget; return budget → (policy, CPU seconds, final algorithm).
 
     The algorithm's seed and the simulator's random stream depend on ``seed`` only, not on the
-    budget. For UCB and ε-greedy (:data:`NESTED`) one trajectory at the largest budget serves the
-    smaller ones exactly: a run with budget b makes the same choices as the long one while
-    ``b - spent ≥ N_max`` (every N is affordable in both), so the long run is copied (algorithm
-    and random streams) just before that point and the copy finishes with budget b. The result
-    equals a fresh run with budget b; its CPU time is that of the shared prefix plus the copy's.
+    budget. For algorithms with ``one_pull_per_step`` (UCB, ε-greedy) one trajectory at the
+    largest budget serves the smaller ones exactly: a run with budget b makes the same choices
+    as the long one while ``b - spent ≥ N_max`` (every N is affordable in both), so the long run
+    is copied (algorithm and random streams) just before that point and the copy finishes with
+    budget b. The result equals a fresh run with budget b; its CPU time is that of the shared
+    prefix plus the copy's.
     """
     algo_seed, sim_seed = _seed(seed, 0), _seed(seed, 1)
     out: dict[int, tuple[dict[str, Any], float, Algorithm]] = {}
     if not budgets:
         return out
     order = sorted(set(budgets))
-    cls, _ = algorithms.ALGORITHMS[spec.name]
-    if not issubclass(cls, NESTED):
+    if not spec.cls.one_pull_per_step:
         for b in order:
             t0 = time.process_time()
-            algo = algorithms.create(spec.name, problem, b, algo_seed, **spec.params)
-            _drive(algo, sim, spec.method, np.random.default_rng(sim_seed))
+            algo = algorithms.create(spec.name, problem, b, algo_seed)
+            _drive(algo, sim, np.random.default_rng(sim_seed))
             out[b] = (algo.policy(), time.process_time() - t0, algo)
         return out
     t0 = time.process_time()
-    first = algorithms.create(spec.name, problem, order[-1], algo_seed, **spec.params)
+    first = algorithms.create(spec.name, problem, order[-1], algo_seed)
     algo, rng = first, np.random.default_rng(sim_seed)
     pending = order[:-1]
     side = 0.0  # CPU time spent on copies, not part of the long run
-    memo = {id(problem): problem}
+    memo = {id(first.problem): first.problem}  # the problem (and pool) stay shared
     while True:
         while pending and pending[0] - algo.spent < problem.n_max:
             b = pending.pop(0)
@@ -173,7 +126,7 @@ def run_algorithm(
             fork = copy.deepcopy(algo, dict(memo))
             fork_rng = copy.deepcopy(rng)
             fork.budget = b
-            _drive(fork, sim, spec.method, fork_rng)
+            _drive(fork, sim, fork_rng)
             policy = fork.policy()
             t2 = time.process_time()
             out[b] = (policy, (t1 - t0 - side) + (t2 - t1), fork)
@@ -181,7 +134,7 @@ def run_algorithm(
         batch = algo.ask()
         if not batch:
             break
-        algo.tell_estimates(sim.simulate(batch, spec.method, rng, narrow=True))
+        algo.tell_estimates(sim.simulate(batch, algo.problem.method, rng, narrow=True))
     out[order[-1]] = (algo.policy(), time.process_time() - t0 - side, algo)
     return out
 
@@ -189,7 +142,7 @@ def run_algorithm(
 @dataclass
 class _State:
     sim: EncodedPool
-    specs: tuple[AlgoSpec, ...]
+    specs: tuple[AlgorithmEntry, ...]
     budgets: dict[str, tuple[int, ...]]  # label → feasible budgets
     seed: int
     runs_for: dict[str, int] = field(default_factory=dict)  # label → runs (default: all)
@@ -203,13 +156,34 @@ def _init(state: _State) -> None:
     _STATE = state
 
 
-def _triple_random(algo: Algorithm) -> dict[str, Any]:
-    """The policy TRIPLE N=random returns after the exploration ``algo`` (TRIPLE N=1, same
-    seed) did: the exploration does not depend on the N mode, and the N=1 policy consumes no
-    randomness, so this is exactly a fresh TRIPLE N=random run's policy."""
-    twin = copy.copy(algo)
-    twin.n_mode = "random"  # type: ignore[attr-defined]
-    return twin.policy()
+Finished = dict[int, tuple[dict[str, Any], float, Algorithm]]
+
+
+def _policy_twin(
+    spec: AlgorithmEntry, budgets: Sequence[int], done: dict[str, tuple[AlgorithmEntry, Finished]]
+) -> Finished | None:
+    """``spec``'s results from an exploration already run in this run, if one is exactly what
+    ``spec`` would do: same class, estimator and seed group, parameters differing only in the
+    class's ``policy_params`` (TRIPLE N=random after TRIPLE N=1), every budget available."""
+    pp = spec.cls.policy_params
+    if not spec.group or not pp:
+        return None
+    mine = spec.all_params
+    for other, got in done.values():
+        theirs = other.all_params
+        if (
+            other.cls is spec.cls
+            and other.group == spec.group
+            and other.estimator == spec.estimator
+            and {k: v for k, v in mine.items() if k not in pp}
+            == {k: v for k, v in theirs.items() if k not in pp}
+            and set(budgets) <= set(got)
+        ):
+            change = {k: v for k, v in mine.items() if k in pp}
+            return {
+                b: (got[b][2].with_policy(**change).policy(), got[b][1], got[b][2]) for b in budgets
+            }
+    return None
 
 
 def run_single(run: int, state: _State | None = None) -> dict[str, Any]:
@@ -229,28 +203,19 @@ def run_single(run: int, state: _State | None = None) -> dict[str, Any]:
     oracle_train_arm = flat_train.argmax(axis=1)
     problem = Problem(sim.prompts, train, sim.n_max, sim.contexts, sim.strategy)
     results: dict[str, dict[str, dict[str, Any]]] = {}
-    finished: dict[str, dict[int, tuple[dict[str, Any], float, Algorithm]]] = {}
+    finished: dict[str, tuple[AlgorithmEntry, Finished]] = {}
     for spec in st.specs:
-        if run >= st.runs_for.get(spec.label, run + 1):
+        if run >= st.runs_for.get(spec.name, run + 1):
             continue
-        budgets = st.budgets.get(spec.label, ())
-        twin = finished.get("triple_n1")
-        if (
-            spec.name == "triple_nrandom"
-            and twin is not None
-            and spec.group == "triple"
-            and set(budgets) <= set(twin)
-        ):
-            got = {b: (_triple_random(twin[b][2]), twin[b][1], twin[b][2]) for b in budgets}
-        else:
-            prob = problem if spec.method == problem.method else _with_method(problem, spec.method)
-            seed = _seed(st.seed, run, spec.seed_key)
+        budgets = st.budgets.get(spec.name, ())
+        got = _policy_twin(spec, budgets, finished)
+        if got is None:
             try:
-                got = run_algorithm(spec, prob, budgets, sim, seed)
-            except BudgetError:  # min_budget said yes but the constructor said no
+                seed = _seed(st.seed, run, seed_key(spec))
+                got = run_algorithm(spec, problem, budgets, sim, seed)
+            except BudgetError:  # min_budget said yes but the run said no
                 got = {}
-        if spec.label == "triple_n1" and spec.group == "triple":
-            finished[spec.label] = got
+            finished[spec.name] = (spec, got)
         per: dict[str, dict[str, Any]] = {}
         for b, (policy, cpu, _) in got.items():
             arms = [
@@ -265,7 +230,7 @@ def run_single(run: int, state: _State | None = None) -> dict[str, Any]:
                 "cpu_s": cpu,
                 "arms": arms,
             }
-        results[spec.label] = per
+        results[spec.name] = per
     return {
         "run": run,
         "test": sorted(qi[q] for q in test),
@@ -275,14 +240,8 @@ def run_single(run: int, state: _State | None = None) -> dict[str, Any]:
     }
 
 
-def _with_method(problem: Problem, method: Method) -> Problem:
-    return Problem(
-        problem.prompts, problem.queries, problem.n_max, problem.contexts, problem.strategy, method
-    )
-
-
 def feasible_budgets(
-    sim: EncodedPool, specs: Iterable[AlgoSpec], budgets: Sequence[int]
+    sim: EncodedPool, specs: Iterable[AlgorithmEntry], budgets: Sequence[int]
 ) -> tuple[dict[str, tuple[int, ...]], dict[str, int]]:
     """Per algorithm: the budgets it can run with, and its minimum budget."""
     n_train = len(sim.queries) - math.floor(TEST_FRACTION * len(sim.queries))
@@ -292,8 +251,8 @@ def feasible_budgets(
     ok: dict[str, tuple[int, ...]] = {}
     need: dict[str, int] = {}
     for s in specs:
-        need[s.label] = s.min_budget(problem)
-        ok[s.label] = tuple(b for b in budgets if b >= need[s.label])
+        need[s.name] = s.min_budget(problem)
+        ok[s.name] = tuple(b for b in budgets if b >= need[s.name])
     return ok, need
 
 
@@ -302,7 +261,7 @@ ProgressFn = Callable[[int, int, float], None]
 
 def execute_runs(
     sim: EncodedPool,
-    specs: Sequence[AlgoSpec],
+    specs: Sequence[AlgorithmEntry],
     budgets: dict[str, tuple[int, ...]],
     runs: int,
     seed: int,

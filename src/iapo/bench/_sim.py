@@ -1,32 +1,31 @@
 """A fast, vectorised replay simulator for benchmarks.
 
 A pool is encoded once into arrays: per (prompt, query) cell, the cumulative probabilities of its
-distinct outcomes, each outcome's cost, and either its answer code relative to gold (majority
-vote: gold = 0, abstain = -1, wrong answers 1, 2, …) or its context-weighted selection score
-(Best-of-N). A pull of (p, q, n) draws n outcome indices with numpy; the utility estimates for
-every N = k ≤ n come from the estimator kernels directly, pulls grouped by n, and reach the
-algorithm through :meth:`~iapo.algorithms.Algorithm.tell_estimates`. The numbers are the ones
+distinct outcomes, each outcome's cost, and its encoded row (:meth:`Strategy.encode
+<iapo.strategies.Strategy.encode>`: majority vote, an answer code; Best-of-N, the
+context-weighted scores). A pull of (p, q, n) draws n outcome indices with numpy; the utility
+estimates for every N = k ≤ n come from the strategy's own encoded estimator
+(:meth:`~iapo.strategies.Strategy.estimate_encoded`), pulls grouped by n, and reach the algorithm
+through :meth:`~iapo.algorithms.Algorithm.tell_estimates`. The numbers are the ones
 :meth:`~iapo.strategies.Strategy.estimate` computes from equivalent :class:`~iapo.types.PullResult`
 objects (``tests/test_bench.py`` checks it); only the per-sample Python objects are skipped.
 
-Majority-vote U-statistics depend only on a pull's vote profile (gold count, abstentions, the
-other answers' counts), so they are computed once per distinct profile and cached per process:
-the one-pull-per-step baselines (UCB, ε-greedy) then cost a dictionary lookup per pull.
+The simulator keeps a per-process memo for the strategy (majority-vote U-statistics depend only
+on a pull's vote profile), so the one-pull-per-step baselines (UCB, ε-greedy) cost little more
+than a dictionary lookup per pull.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from iapo.estimators import bon_blocks, bon_ustat, mv_blocks, mv_ustat, sum_blocks, sum_ustat
-from iapo.estimators._bon import _max_weights
 from iapo.pools import Pool
-from iapo.strategies import BestOfN, MajorityVote, Method, Strategy
+from iapo.strategies import Method, ProfileCache, Strategy, exact_cell_utilities
 from iapo.types import Context, PullRequest
 
 __all__ = ["EncodedPool", "encode_pool"]
@@ -49,32 +48,20 @@ class EncodedPool:
     n_max: int
     cum: NDArray[np.float64]  # (P, Q, V) cumulative outcome probabilities, padding = 2
     cost: NDArray[np.float64]  # (P, Q, V) per-sample cost (scaled)
-    codes: NDArray[np.int64] | None  # MV: (P, Q, V) answer code, gold = 0, abstain = -1
-    select: NDArray[np.float64] | None  # BoN: (P, Q, V, C) context-weighted score
+    codes: NDArray[Any]  # (P, Q, V, F) each outcome's row of strategy.encode
     exact: NDArray[np.float64]  # (P, Q, C, n_max)
-    accuracy_weight: NDArray[np.float64]  # (C,) MV accuracy weights
-    cost_weight: NDArray[np.float64]  # (C,)
-    n_labels: int = 0
-    _k: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0), repr=False)
     prompt_index: dict[str, int] = field(default_factory=dict)
     query_index: dict[str, int] = field(default_factory=dict)
-    _mv_cache: dict[bytes, NDArray[np.float64]] = field(default_factory=dict, repr=False)
+    _cache: ProfileCache = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.prompt_index = {p: i for i, p in enumerate(self.prompts)}
         self.query_index = {q: i for i, q in enumerate(self.queries)}
-        # answer codes besides abstention (gold + wrong answers), at least 1
-        self.n_labels = max(int(self.codes.max()) + 1, 1) if self.codes is not None else 0
-        self._k = np.arange(1, self.n_max + 1, dtype=np.float64)
 
-    def __getstate__(self) -> dict[str, object]:  # the cache stays in its process
+    def __getstate__(self) -> dict[str, object]:  # the memo stays in its process
         state = dict(self.__dict__)
-        state["_mv_cache"] = {}
+        state["_cache"] = {}
         return state
-
-    @property
-    def is_mv(self) -> bool:
-        return self.codes is not None
 
     # -- ground truth -------------------------------------------------------------------------
     def q_table(self, queries: Sequence[int] | NDArray[np.int64]) -> NDArray[np.float64]:
@@ -101,70 +88,15 @@ class EncodedPool:
     ) -> NDArray[np.float64]:
         """Utility estimates (m, C, k_max) of m pulls with the same n, from drawn outcomes
         (``k_max`` defaults to n_max; NaN where k > n)."""
-        m, n = outcomes.shape
-        width = self.n_max if k_max is None else k_max
-        kc = min(n, width)
-        out = np.full((m, len(self.contexts), width), np.nan)
         pi, qi = prompt[:, None], query[:, None]
-        costs = self.cost[pi, qi, outcomes]
-        cost_est = (sum_ustat if method == "ustat" else sum_blocks)(costs, kc)
-        if self.codes is not None:
-            labels = self.codes[pi, qi, outcomes]
-            credit = self.mv_credit(labels, method)[:, :kc]
-            quality = credit[:, None, :] * self.accuracy_weight[None, :, None]
-        else:
-            assert self.select is not None
-            sel = self.select[pi, qi, outcomes]  # (m, n, C)
-            rows = sel.transpose(0, 2, 1).reshape(m * len(self.contexts), n)
-            est = (bon_ustat if method == "ustat" else bon_blocks)(rows, None, kc)
-            quality = est.reshape(m, len(self.contexts), kc)
-        out[:, :, :kc] = quality - self.cost_weight[None, :, None] * cost_est[:, None, :]
-        return out
-
-    def mv_credit(self, labels: NDArray[np.int64], method: Method) -> NDArray[np.float64]:
-        """Majority-vote credit (m, n_max) of label rows (gold = 0, abstain = -1)."""
-        m, n = labels.shape
-        gold = np.zeros(m, dtype=np.int64)
-        if method == "blocks":  # order matters: no profile sharing
-            return mv_blocks(labels, gold, self.n_max)
-        if n == 1:  # one vote: credit 1 for gold, 0 for a wrong answer or an abstention
-            out1 = np.full((m, self.n_max), np.nan)
-            out1[:, 0] = labels[:, 0] == 0
-            return out1
-        # vote profile: n, gold count, abstentions, the other answers' counts (descending)
-        width = self.n_labels + 1  # column 0: abstain, 1: gold, 2…: wrong answers
-        flat = (np.arange(m)[:, None] * width + labels + 1).ravel()
-        counts = np.bincount(flat, minlength=m * width).reshape(m, width)
-        profile = np.empty((m, width + 1), dtype=np.int64)
-        profile[:, 0] = n
-        profile[:, 1] = counts[:, 1]
-        profile[:, 2] = counts[:, 0]
-        profile[:, 3:] = -np.sort(-counts[:, 2:], axis=1)
-        out = np.empty((m, self.n_max))
-        cache = self._mv_cache
-        if m == 1:
-            key = profile[0].tobytes()
-            hit = cache.get(key)
-            if hit is None:
-                hit = cache[key] = self._mv_ustat_profile(profile[0])
-            out[0] = hit
-            return out
-        base = n + 1  # profile entries lie in 0..n: one integer key per profile when it fits
-        if (profile.shape[1] - 1) * math.log2(base) < 62:
-            key = profile[:, 1:] @ (base ** np.arange(profile.shape[1] - 1, dtype=np.int64))
-            _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-            uniq = profile[first]
-        else:
-            uniq, inverse = np.unique(profile, axis=0, return_inverse=True)
-        vals = np.empty((len(uniq), self.n_max))
-        for i, prof in enumerate(uniq):
-            key = prof.tobytes()
-            hit = cache.get(key)
-            if hit is None:
-                hit = cache[key] = self._mv_ustat_profile(prof)
-            vals[i] = hit
-        out[:] = vals[np.asarray(inverse).ravel()]
-        return out
+        return self.strategy.estimate_encoded(
+            self.codes[pi, qi, outcomes],
+            self.cost[pi, qi, outcomes],
+            self.contexts,
+            self.n_max if k_max is None else k_max,
+            method,
+            self._cache,
+        )
 
     def _one(
         self, p: int, q: int, n: int, width: int, rng: np.random.Generator
@@ -172,33 +104,10 @@ class EncodedPool:
         """One U-statistic pull (the UCB / ε-greedy path): the batch path's numbers, less numpy
         overhead. Returns (1, C, width)."""
         idx = np.searchsorted(self.cum[p, q], rng.random(n), side="right")
-        kc = min(n, width)
-        cost_k = float(self.cost[p, q][idx].mean()) * self._k[:kc]
-        if self.codes is not None:
-            counts = np.bincount(self.codes[p, q][idx] + 1, minlength=self.n_labels + 1)
-            wrong = sorted(counts[2:].tolist(), reverse=True)
-            prof = np.array([n, counts[1], counts[0], *wrong], dtype=np.int64)
-            key = prof.tobytes()
-            credit = self._mv_cache.get(key)
-            if credit is None:
-                credit = self._mv_cache[key] = self._mv_ustat_profile(prof)
-            quality = credit[None, :kc] * self.accuracy_weight[:, None]
-        else:
-            assert self.select is not None
-            rows = np.sort(self.select[p, q][idx].T, axis=1)  # (C, n)
-            quality = rows @ _max_weights(n, kc)
-        out = np.full((1, len(self.contexts), width), np.nan)
-        out[0, :, :kc] = quality - self.cost_weight[:, None] * cost_k[None, :]
-        return out
-
-    def _mv_ustat_profile(self, prof: NDArray[np.int64]) -> NDArray[np.float64]:
-        n, gold_count, abstain = int(prof[0]), int(prof[1]), int(prof[2])
-        row = [0] * gold_count + [-1] * abstain
-        for label, c in enumerate(prof[3:], start=1):
-            row += [label] * int(c)
-        assert len(row) == n
-        res = mv_ustat(np.array([row], dtype=np.int64), np.zeros(1, dtype=np.int64), self.n_max)
-        return np.asarray(res[0], dtype=np.float64)
+        codes, cost = self.codes[p, q][idx][None], self.cost[p, q][idx][None]
+        return self.strategy.estimate_encoded(
+            codes, cost, self.contexts, width, "ustat", self._cache
+        )
 
     def pull_arrays(
         self, batch: Sequence[PullRequest]
@@ -240,16 +149,6 @@ class EncodedPool:
         return out
 
 
-def _merge_outcomes(
-    keys: list[tuple[object, ...]], weights: NDArray[np.float64]
-) -> tuple[list[tuple[object, ...]], NDArray[np.float64]]:
-    """Merge identical outcomes (same answer/scores and cost): the same categorical law."""
-    merged: dict[tuple[object, ...], float] = {}
-    for k, w in zip(keys, weights, strict=True):
-        merged[k] = merged.get(k, 0.0) + float(w)
-    return list(merged), np.array(list(merged.values()), dtype=np.float64)
-
-
 def encode_pool(
     pool: Pool,
     strategy: Strategy,
@@ -258,62 +157,44 @@ def encode_pool(
     *,
     prompts: Sequence[str] | None = None,
 ) -> EncodedPool:
-    """Encode ``pool`` (costs already scaled as they should enter utilities) into arrays."""
+    """Encode ``pool`` (costs already scaled as they should enter utilities) into arrays.
+
+    Identical outcomes of a cell (the same encoded row and cost) are merged, in order of first
+    appearance: the same categorical law."""
     ps = tuple(prompts) if prompts is not None else pool.prompts
     qs = pool.queries
     ctx = tuple(contexts)
-    is_mv = isinstance(strategy, MajorityVote)
-    if not is_mv and not isinstance(strategy, BestOfN):
-        raise TypeError(f"no simulator for strategy {strategy.name!r}")
-    objectives = strategy.objectives
-    wmat = np.array([c.weight_vector(objectives) for c in ctx]).T  # (K, C)
-    cells: list[tuple[int, int, list[tuple[object, ...]], NDArray[np.float64]]] = []
-    v_max = 1
+    cells: list[tuple[int, int, NDArray[Any], NDArray[np.float64], NDArray[np.float64]]] = []
     for pi, p in enumerate(ps):
         for qi, q in enumerate(qs):
             cell = pool.cell(p, q)
-            keys: list[tuple[object, ...]] = []
-            for o in cell.outcomes:
-                if is_mv:
-                    if o.answer is None:
-                        code = -1
-                    elif cell.gold is not None and o.answer == cell.gold:
-                        code = 0
-                    else:
-                        code = None  # numbered below
-                    keys.append((code, o.answer, float(o.cost)))
-                else:
-                    keys.append((tuple(float(o.scores[k]) for k in objectives), float(o.cost)))
-            merged, w = _merge_outcomes(keys, cell.weights)
-            keep = w > 0
-            merged = [k for k, ok in zip(merged, keep, strict=True) if ok]
-            cells.append((pi, qi, merged, w[keep]))
-            v_max = max(v_max, len(merged))
+            rows = strategy.encode(cell.outcomes, cell.gold, ctx)
+            merged: dict[tuple[bytes, float], int] = {}
+            keep: list[int] = []
+            weight: list[float] = []
+            for j, (o, w) in enumerate(zip(cell.outcomes, cell.weights, strict=True)):
+                at = merged.setdefault((rows[j].tobytes(), float(o.cost)), len(keep))
+                if at == len(keep):
+                    keep.append(j)
+                    weight.append(0.0)
+                weight[at] += float(w)
+            w_arr = np.array(weight, dtype=np.float64)
+            idx = np.array(keep, dtype=np.int64)[w_arr > 0]
+            costs = np.array([float(cell.outcomes[j].cost) for j in idx], dtype=np.float64)
+            cells.append((pi, qi, rows[idx], costs, w_arr[w_arr > 0]))
+    v_max = max([len(c[3]) for c in cells] + [1])
     shape = (len(ps), len(qs), v_max)
+    features = cells[0][2].shape[1] if cells else 1
     cum = np.full(shape, _PAD_CUM)
     cost = np.zeros(shape)
-    codes = np.full(shape, -1, dtype=np.int64) if is_mv else None
-    select = None if is_mv else np.zeros((*shape, len(ctx)))
-    for pi, qi, merged, w in cells:
-        v = len(merged)
+    codes = np.zeros((*shape, features), dtype=cells[0][2].dtype if cells else np.float64)
+    for pi, qi, rows, costs, w in cells:
+        v = len(w)
         c = np.cumsum(w) / w.sum()
         c[-1] = 1.0
         cum[pi, qi, :v] = c
-        if is_mv:
-            assert codes is not None
-            wrong: dict[object, int] = {}
-            for j, (known, answer, co) in enumerate(merged):
-                label = wrong.setdefault(answer, len(wrong) + 1) if known is None else known
-                codes[pi, qi, j] = int(label)  # type: ignore[call-overload]
-                cost[pi, qi, j] = float(co)  # type: ignore[arg-type]
-        else:
-            assert select is not None
-            scores = np.array([k[0] for k in merged], dtype=np.float64)  # (v, K)
-            select[pi, qi, :v] = scores @ wmat
-            cost[pi, qi, :v] = [float(k[1]) for k in merged]  # type: ignore[arg-type]
-    exact = np.zeros((len(ps), len(qs), len(ctx), n_max))
-    for pi, p in enumerate(ps):
-        exact[pi] = strategy.exact_utility([pool.cell(p, q) for q in qs], ctx, n_max)
+        cost[pi, qi, :v] = costs
+        codes[pi, qi, :v] = rows
     return EncodedPool(
         prompts=ps,
         queries=qs,
@@ -323,8 +204,5 @@ def encode_pool(
         cum=cum,
         cost=cost,
         codes=codes,
-        select=select,
-        exact=exact,
-        accuracy_weight=np.array([float(c.weights.get("accuracy", 1.0)) for c in ctx]),
-        cost_weight=np.array([c.cost_weight for c in ctx]),
+        exact=exact_cell_utilities(pool, strategy, ctx, n_max, prompts=ps, queries=qs),
     )

@@ -1,18 +1,22 @@
-"""Aggregation strategies: majority vote and Best-of-N."""
+"""Aggregation strategies (majority vote, Best-of-N): utilities, their estimators, ground truth."""
 
 from __future__ import annotations
 
-from iapo.strategies._base import Method, Strategy
+from iapo.strategies._base import Method, ProfileCache, Strategy, net_utility
 from iapo.strategies._bon import BestOfN
 from iapo.strategies._majority import ACCURACY, MajorityVote, vote_credit
+from iapo.strategies._truth import exact_cell_utilities
 
 __all__ = [
     "ACCURACY",
     "BestOfN",
     "MajorityVote",
     "Method",
+    "ProfileCache",
     "Strategy",
+    "exact_cell_utilities",
     "get_strategy",
+    "net_utility",
     "vote_credit",
 ]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -13,15 +13,42 @@ from iapo.estimators import sum_blocks, sum_ustat
 from iapo.pools import Cell
 from iapo.types import Context, PullResult, Sample
 
-__all__ = ["Method", "Strategy"]
+__all__ = ["Method", "ProfileCache", "Strategy", "net_utility"]
 
 Method = Literal["ustat", "blocks"]
+
+#: A per-process memo a strategy may keep between calls of ``quality_encoded`` (the bench
+#: simulator keeps one per pool): keys and values are the strategy's own business.
+ProfileCache = dict[bytes, NDArray[np.float64]]
+
+
+def net_utility(
+    quality: NDArray[np.float64], cost: NDArray[np.float64], cost_weight: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """The paper's utility R = quality − w_cost · cost, for every pull, context and N = k.
+
+    ``quality`` (m, C, k), ``cost`` (m, k): the (estimated or expected) total cost of N = k
+    samples, ``cost_weight`` (C,). NaN in either input stays NaN.
+    """
+    return quality - cost_weight[None, :, None] * cost[:, None, :]
+
+
+def cost_weights(contexts: Sequence[Context]) -> NDArray[np.float64]:
+    return np.array([c.cost_weight for c in contexts])
 
 
 class Strategy(ABC):
     """Majority vote or Best-of-N: utility of one aggregated pull, its estimators, its ground truth.
 
-    Utilities are ``quality − w_cost · Σ_{i≤N} cost(y_i)``; subclasses define the quality part.
+    Utilities are ``quality − w_cost · Σ_{i≤N} cost(y_i)`` (:func:`net_utility`); subclasses
+    define the quality part.
+
+    The estimators work on an *encoded* form of samples: :meth:`encode` turns the samples of one
+    (prompt, query) cell into an array with one row per sample that determines their quality
+    under every context (majority vote: an answer code; Best-of-N: the context-weighted scores),
+    and :meth:`quality_encoded` estimates from such rows. :meth:`estimate` (for
+    :class:`PullResult` objects) and the ``iapo bench`` simulator (which encodes a pool once and
+    draws rows) both go through :meth:`estimate_encoded`, so they compute the same numbers.
     """
 
     name: ClassVar[str]
@@ -45,16 +72,46 @@ class Strategy(ABC):
 
     # -- estimators over a batch of pulls -------------------------------------------------
     @abstractmethod
-    def _quality_estimates(
-        self, pulls: Sequence[PullResult], contexts: Sequence[Context], k_max: int, method: Method
+    def encode(
+        self, samples: Sequence[Sample], gold: str | None, contexts: Sequence[Context]
+    ) -> NDArray[Any]:
+        """(len(samples), F): one row per sample, consistent across the samples of one call
+        (one cell's outcomes, or one pull's samples), read by :meth:`quality_encoded`."""
+
+    @abstractmethod
+    def quality_encoded(
+        self,
+        codes: NDArray[Any],
+        contexts: Sequence[Context],
+        k_max: int,
+        method: Method,
+        cache: ProfileCache | None = None,
     ) -> NDArray[np.float64]:
-        """(len(pulls), C, k_max) estimates of the quality at N = k; all pulls share one n."""
+        """(m, C, k_max) quality estimates at N = k ≤ k_max (NaN where k > n) of m pulls of the
+        same size n, from their encoded rows ``codes`` (m, n, F). ``cache``: an optional memo
+        that may make repeated inputs cheaper; the values agree with the uncached ones up to
+        rounding."""
 
     @abstractmethod
     def exact_quality(
         self, cells: Sequence[Cell], contexts: Sequence[Context], k_max: int
     ) -> NDArray[np.float64]:
         """(len(cells), C, k_max): expected quality at N = k under i.i.d. draws from each cell."""
+
+    def estimate_encoded(
+        self,
+        codes: NDArray[Any],
+        costs: NDArray[np.float64],
+        contexts: Sequence[Context],
+        k_max: int,
+        method: Method = "ustat",
+        cache: ProfileCache | None = None,
+    ) -> NDArray[np.float64]:
+        """Utility estimates (m, C, k_max) of m pulls of one size n, from encoded rows (m, n, F)
+        and per-sample costs (m, n); NaN where k > n."""
+        cost = (sum_ustat if method == "ustat" else sum_blocks)(costs, k_max)
+        quality = self.quality_encoded(codes, contexts, k_max, method, cache)
+        return net_utility(quality, cost, cost_weights(contexts))
 
     def estimate(
         self,
@@ -65,18 +122,14 @@ class Strategy(ABC):
     ) -> NDArray[np.float64]:
         """Utility estimates (len(pulls), C, k_max) for every N = k ≤ k_max; NaN where k > n."""
         out = np.full((len(pulls), len(contexts), k_max), np.nan)
-        if not pulls:
-            return out
-        wc = np.array([c.cost_weight for c in contexts])
         by_n: dict[int, list[int]] = {}
         for i, pr in enumerate(pulls):
             by_n.setdefault(len(pr.samples), []).append(i)
         for idx in by_n.values():
             group = [pulls[i] for i in idx]
+            codes = np.stack([self.encode(pr.samples, pr.gold, contexts) for pr in group])
             costs = np.array([[s.cost for s in pr.samples] for pr in group], dtype=np.float64)
-            cost_est = (sum_ustat if method == "ustat" else sum_blocks)(costs, k_max)
-            q = self._quality_estimates(group, contexts, k_max, method)
-            out[idx] = q - wc[None, :, None] * cost_est[:, None, :]
+            out[idx] = self.estimate_encoded(codes, costs, contexts, k_max, method)
         return out
 
     def exact_utility(
@@ -84,7 +137,7 @@ class Strategy(ABC):
     ) -> NDArray[np.float64]:
         """(len(cells), C, k_max): exact expected utility of (cell's prompt, N = k) on its query."""
         q = self.exact_quality(cells, contexts, k_max)
-        wc = np.array([c.cost_weight for c in contexts])
+        wc = cost_weights(contexts)
         mean_cost = np.array([c.mean_cost() for c in cells])
         k = np.arange(1, k_max + 1)
         return q - wc[None, :, None] * mean_cost[:, None, None] * k[None, None, :]

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
 
 from iapo.estimators import bon_blocks, bon_exact, bon_ustat
 from iapo.pools import Cell
-from iapo.strategies._base import Method, Strategy
-from iapo.types import Context, PullResult, Sample
+from iapo.strategies._base import Method, ProfileCache, Strategy
+from iapo.types import Context, Sample
 
 __all__ = ["BestOfN"]
 
@@ -33,17 +33,27 @@ class BestOfN(Strategy):
     def _weight_matrix(self, contexts: Sequence[Context]) -> NDArray[np.float64]:
         return np.array([c.weight_vector(self.objectives) for c in contexts]).T  # (K, C)
 
-    def _quality_estimates(
-        self, pulls: Sequence[PullResult], contexts: Sequence[Context], k_max: int, method: Method
+    def encode(
+        self, samples: Sequence[Sample], gold: str | None, contexts: Sequence[Context]
     ) -> NDArray[np.float64]:
+        """(n, C): each sample's selection score under each context."""
         scores = np.array(
-            [[[s.scores[o] for o in self.objectives] for s in pr.samples] for pr in pulls],
-            dtype=np.float64,
-        )  # (P, n, K)
-        select = np.einsum("pnk,kc->pcn", scores, self._weight_matrix(contexts))
-        rows = select.reshape(-1, select.shape[2])
+            [[float(s.scores[o]) for o in self.objectives] for s in samples], dtype=np.float64
+        ).reshape(len(samples), len(self.objectives))
+        return np.asarray(scores @ self._weight_matrix(contexts), dtype=np.float64)
+
+    def quality_encoded(
+        self,
+        codes: NDArray[Any],
+        contexts: Sequence[Context],
+        k_max: int,
+        method: Method,
+        cache: ProfileCache | None = None,
+    ) -> NDArray[np.float64]:
+        m, n, n_ctx = codes.shape
+        rows = codes.transpose(0, 2, 1).reshape(m * n_ctx, n)
         est = (bon_ustat if method == "ustat" else bon_blocks)(rows, None, k_max)
-        return est.reshape(len(pulls), len(contexts), k_max)
+        return est.reshape(m, n_ctx, k_max)
 
     def exact_quality(
         self, cells: Sequence[Cell], contexts: Sequence[Context], k_max: int

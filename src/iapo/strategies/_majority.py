@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
 
 from iapo.estimators import mv_blocks, mv_exact, mv_ustat
 from iapo.pools import Cell
-from iapo.strategies._base import Method, Strategy
-from iapo.types import Context, PullResult, Sample
+from iapo.strategies._base import Method, ProfileCache, Strategy
+from iapo.types import Context, Sample
 
 __all__ = ["MajorityVote"]
 
 ACCURACY = "accuracy"
+ABSTAIN_CODE = -1
 
 
 def vote_credit(answers: Sequence[str | None], gold: str | None) -> float:
@@ -55,20 +57,32 @@ class MajorityVote(Strategy):
     def _weights(contexts: Sequence[Context]) -> NDArray[np.float64]:
         return np.array([float(c.weights.get(ACCURACY, 1.0)) for c in contexts])
 
-    def _quality_estimates(
-        self, pulls: Sequence[PullResult], contexts: Sequence[Context], k_max: int, method: Method
+    def encode(
+        self, samples: Sequence[Sample], gold: str | None, contexts: Sequence[Context]
+    ) -> NDArray[np.int64]:
+        """(n, 1) answer codes: gold = 0, abstention = -1, other answers 1, 2, … in order of
+        first appearance (no sample codes 0 without a gold answer)."""
+        codes: dict[str | None, int] = {None: ABSTAIN_CODE}
+        if gold is not None:
+            codes[gold] = 0
+        out = np.empty((len(samples), 1), dtype=np.int64)
+        for j, s in enumerate(samples):
+            out[j, 0] = codes.setdefault(s.answer, len(codes) - (gold is not None))
+        return out
+
+    def quality_encoded(
+        self,
+        codes: NDArray[Any],
+        contexts: Sequence[Context],
+        k_max: int,
+        method: Method,
+        cache: ProfileCache | None = None,
     ) -> NDArray[np.float64]:
-        n = len(pulls[0].samples)
-        labels = np.empty((len(pulls), n), dtype=np.int64)
-        gold = np.empty(len(pulls), dtype=np.int64)
-        for r, pr in enumerate(pulls):
-            codes: dict[str, int] = {}
-            if pr.gold is not None:
-                codes[pr.gold] = 0
-            gold[r] = 0 if pr.gold is not None else -2
-            for j, s in enumerate(pr.samples):
-                labels[r, j] = -1 if s.answer is None else codes.setdefault(s.answer, len(codes))
-        credit = (mv_ustat if method == "ustat" else mv_blocks)(labels, gold, k_max)
+        """Vote credit times each context's accuracy weight. With ``cache``, U-statistics are
+        computed once per distinct vote profile (n, gold votes, abstentions, the other answers'
+        counts in descending order) and memoised there: a dictionary lookup per repeated pull."""
+        labels = np.asarray(codes[:, :, 0], dtype=np.int64)
+        credit = _credit(labels, k_max, method, cache)
         return credit[:, None, :] * self._weights(contexts)[None, :, None]
 
     def exact_quality(
@@ -91,3 +105,66 @@ class MajorityVote(Strategy):
                     gold_idx[r] = j
         credit = mv_exact(probs_arr, gold_idx, k_max)
         return credit[:, None, :] * self._weights(contexts)[None, :, None]
+
+
+def _credit(
+    labels: NDArray[np.int64], k_max: int, method: Method, cache: ProfileCache | None
+) -> NDArray[np.float64]:
+    """Vote credit (m, k_max) of code rows (gold = 0, abstain = -1)."""
+    m, n = labels.shape
+    gold = np.zeros(m, dtype=np.int64)
+    if method == "blocks":  # order matters: no profile sharing
+        return mv_blocks(labels, gold, k_max)
+    if cache is None:
+        return mv_ustat(labels, gold, k_max)
+    if n == 1 and k_max >= 1:  # one vote: credit 1 for gold, 0 for a wrong answer or abstention
+        one = np.full((m, k_max), np.nan)
+        one[:, 0] = labels[:, 0] == 0
+        return one
+    if m == 1:  # one pull (the one-pull-per-step baselines): the profile with less numpy
+        counts = np.bincount(labels[0] + 1)  # 0: abstain, 1: gold, 2…: wrong answers
+        wrong = sorted(counts[2:].tolist(), reverse=True)
+        gold_votes = int(counts[1]) if len(counts) > 1 else 0
+        prof = np.array([n, gold_votes, int(counts[0]), *wrong], dtype=np.int64)
+        return _profile_credit(prof, k_max, cache)[None, :]
+    # vote profile: n, gold count, abstentions, the other answers' counts (descending)
+    width = max(int(labels.max()) + 2, 2)  # column 0: abstain, 1: gold, 2…: wrong answers
+    flat = (np.arange(m)[:, None] * width + labels + 1).ravel()
+    counts = np.bincount(flat, minlength=m * width).reshape(m, width)
+    profile = np.empty((m, width + 1), dtype=np.int64)
+    profile[:, 0] = n
+    profile[:, 1] = counts[:, 1]
+    profile[:, 2] = counts[:, 0]
+    profile[:, 3:] = -np.sort(-counts[:, 2:], axis=1)
+    base = n + 1  # profile entries lie in 0..n: one integer key per profile when it fits
+    if (profile.shape[1] - 1) * math.log2(base) < 62:
+        key = profile[:, 1:] @ (base ** np.arange(profile.shape[1] - 1, dtype=np.int64))
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        uniq = profile[first]
+    else:
+        uniq, inverse = np.unique(profile, axis=0, return_inverse=True)
+    vals = np.array([_profile_credit(prof, k_max, cache) for prof in uniq])
+    return np.asarray(vals[np.asarray(inverse).ravel()], dtype=np.float64)
+
+
+def _profile_credit(
+    prof: NDArray[np.int64], k_max: int, cache: ProfileCache
+) -> NDArray[np.float64]:
+    """The U-statistic credit (k_max,) of one vote profile; the values for k ≤ min(n, k_max)
+    are memoised in ``cache``, shared by every k_max ≥ n."""
+    n = int(prof[0])
+    kc = min(n, k_max)
+    used = 3 + int(np.count_nonzero(prof[3:]))  # without the trailing zero counts
+    key = kc.to_bytes(4, "little") + prof[:used].tobytes()
+    hit = cache.get(key)
+    if hit is None:
+        gold_count, abstain = int(prof[1]), int(prof[2])
+        row = [0] * gold_count + [ABSTAIN_CODE] * abstain
+        for label, c in enumerate(prof[3:used], start=1):
+            row += [label] * int(c)
+        assert len(row) == n
+        res = mv_ustat(np.array([row], dtype=np.int64), np.zeros(1, dtype=np.int64), kc)
+        hit = cache[key] = np.asarray(res[0], dtype=np.float64)
+    out = np.full(k_max, np.nan)
+    out[:kc] = hit
+    return out

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from iapo.backends import MockBackend
+from iapo.testing.algorithms import AlgorithmSuite
 from iapo.testing.fake_openai import FAULT_KINDS, FakeOpenAIServer, FaultPlan, default_script
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FAULT_KINDS",
+    "AlgorithmSuite",
     "BackendSuite",
     "BankSuite",
     "FakeOpenAIServer",

@@ -1,8 +1,8 @@
-"""Render BENCHMARKS.md from the benchmark outputs in docs/bench/ and bench/BENCHMARKS.template.md.
+"""Render BENCHMARKS.md from the outputs in docs/bench/ and benchmarks/BENCHMARKS.template.md.
 
 Every number in BENCHMARKS.md comes from a JSON file written by ``iapo bench``,
-``bench/bench_variance.py`` or ``bench/bench_engine.py``, or from the pools' exact Q tables
-(deceiving prompts, oracle ceilings). Placeholders in the template:
+``benchmarks/bench_variance.py`` or ``benchmarks/bench_engine.py``, or from the pools' exact Q
+tables (deceiving prompts, oracle ceilings). Placeholders in the template:
 
 * ``{{exploration:ENV}}``: the environment, its command, the ACR table, links to the plot;
 * ``{{psst_loses}}``: every (environment, budget, algorithm) significantly better than PSST;
@@ -10,7 +10,7 @@ Every number in BENCHMARKS.md comes from a JSON file written by ``iapo bench``,
 * ``{{estimators}}``, ``{{engine}}``: sections 3 and 4;
 * ``{{runs}}``: what was run (runs per algorithm, wall time).
 
-Run: ``.venv/bin/python bench/make_benchmarks.py`` (after the runs; see bench/run_all.sh).
+Run: ``.venv/bin/python benchmarks/make_benchmarks.py`` (after the runs; see benchmarks/run_all.sh).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from iapo._run import Evaluation
-from iapo.bench import BenchResult, build_environment, encode_pool
+from iapo.bench import BenchResult, build_environment, encode_pool, summarise
+from iapo.evaluation import Evaluation
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "bench"
@@ -50,7 +50,14 @@ def _load(env: str) -> BenchResult | None:
         path = DOCS / f"{env}.json"
         res = BenchResult.load(path) if path.exists() else None
         if res is not None:
-            res.resummarise()
+            algos = res.data["algorithms"]
+            res.data["summary"] = summarise(
+                res.data["runs"],
+                [a["label"] for a in algos],
+                res.budgets,
+                {a["label"]: a["min_budget"] for a in algos},
+                [c["name"] for c in res.data["env"]["contexts"]],
+            )
             res.plot(DOCS / f"{env}.png")
         _CACHE[env] = res
     return _CACHE[env]
@@ -388,7 +395,7 @@ def engine() -> str:
 
 
 def main() -> None:
-    template = (ROOT / "bench" / "BENCHMARKS.template.md").read_text()
+    template = (ROOT / "benchmarks" / "BENCHMARKS.template.md").read_text()
     ceilings, deceiving = ceilings_and_deceiving()
     fills = {
         "headline": headline(),

@@ -30,10 +30,9 @@ from typing import Any
 import numpy as np
 
 from iapo import __version__, algorithms
-from iapo.bench import encode_pool
+from iapo.bench import categorical_contexts, encode_pool, synth_categorical
 from iapo.problem import Problem
 from iapo.strategies import BestOfN
-from iapo.synthetic import categorical_contexts, synth_categorical
 from iapo.types import PullResult
 
 BUDGET = 50_000
@@ -148,8 +147,7 @@ def main() -> None:
     # 3. plain per-arm Python
     n_p, n_q = len(pool.prompts), len(pool.queries)
     cum = [[[float(x) for x in sim.cum[p, q] if x <= 1.0] for q in range(n_q)] for p in range(n_p)]
-    assert sim.select is not None
-    select = [[sim.select[p, q].tolist() for q in range(n_q)] for p in range(n_p)]
+    select = [[sim.codes[p, q].tolist() for q in range(n_q)] for p in range(n_p)]  # (V, C) scores
     cost = [[sim.cost[p, q].tolist() for q in range(n_q)] for p in range(n_p)]
     t0 = time.perf_counter()
     plain = plain_psst(

@@ -1,6 +1,6 @@
 """Timing of the estimator kernels on a realistic batch: 10^4 rows, n = 32, k_max = 32.
 
-Run: ``PYTHONPATH=src python bench/bench_estimators.py`` (prints seconds per kernel, best of 3).
+Run: ``PYTHONPATH=src python benchmarks/bench_estimators.py`` (seconds per kernel, best of 3).
 """
 
 from __future__ import annotations

@@ -1,0 +1,158 @@
+"""``run_benchmark``: the paper's protocol on one environment, with its summary."""
+
+from __future__ import annotations
+
+import math
+import platform
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from iapo.algorithms import AlgorithmEntry, registry
+from iapo.bench._envs import Environment, build_environment
+from iapo.bench._protocol import (
+    DEFAULT_ALGORITHMS,
+    DEFAULT_BUDGETS,
+    TEST_FRACTION,
+    execute_runs,
+    feasible_budgets,
+)
+from iapo.bench._report import summarise
+from iapo.bench._result import BenchResult
+from iapo.bench._sim import encode_pool
+from iapo.errors import ConfigError
+from iapo.version import __version__
+
+__all__ = ["QUICK_RUNS", "run_benchmark"]
+
+QUICK_RUNS = 6
+
+
+def _progress_printer(name: str) -> Callable[[int, int, float], None]:
+    tty = sys.stderr.isatty()
+    last = [-1.0]
+
+    def show(done: int, total: int, elapsed: float) -> None:
+        eta = elapsed / done * (total - done) if done else math.nan
+        msg = f"[{name}] run {done}/{total}, {elapsed:.0f} s elapsed, about {eta:.0f} s left"
+        if tty:
+            print("\r" + msg, end="\n" if done == total else "", file=sys.stderr, flush=True)
+        elif done == total or elapsed - last[0] >= 30:
+            last[0] = elapsed
+            print(msg, file=sys.stderr, flush=True)
+
+    return show
+
+
+def _quick_budgets(specs: Sequence[AlgorithmEntry], need: Mapping[str, int]) -> tuple[int, ...]:
+    ref = "psst" if "psst" in need else specs[0].name
+    ok = [b for b in DEFAULT_BUDGETS if b >= need[ref]]
+    return tuple(ok[:2]) if len(ok) >= 2 else DEFAULT_BUDGETS[-2:]
+
+
+def run_benchmark(
+    env: str | Environment,
+    *,
+    algorithms: Sequence[str] | None = None,
+    budgets: Sequence[int] | None = None,
+    runs: int | None = None,
+    runs_for: Mapping[str, int] | None = None,
+    seed: int = 0,
+    env_seed: int = 0,
+    workers: int = 2,
+    quick: bool = False,
+    shared: str | Path | None = None,
+    n_max: int | None = None,
+    progress: bool | Callable[[int, int, float], None] = False,
+    command: str | None = None,
+) -> BenchResult:
+    """Run the protocol on ``env`` (a name from :data:`ENVIRONMENTS`, a pool file, or an
+    :class:`Environment`) and return every run's numbers with their summary.
+
+    ``runs`` defaults to 200 (``quick``: 6, and two budgets: the two smallest default budgets
+    PSST can run with). ``runs_for`` caps the runs of some algorithms (label → runs, the first
+    ones: pairing with PSST stays by run). Budgets below an algorithm's minimum are recorded as
+    infeasible.
+    """
+    t0 = time.perf_counter()
+    e = (
+        env
+        if isinstance(env, Environment)
+        else build_environment(env, seed=env_seed, shared=shared, n_max=n_max)
+    )
+    labels = list(algorithms) if algorithms else list(DEFAULT_ALGORITHMS)
+    known = registry()
+    unknown = [a for a in labels if a not in known]
+    if unknown:
+        raise ConfigError(
+            f"unknown algorithm {unknown[0]!r}: use {', '.join(known)}", field="algorithms"
+        )
+    if len(set(labels)) != len(labels):
+        raise ConfigError("an algorithm is listed twice", field="algorithms")
+    specs = [known[a] for a in labels]
+    n_runs = runs if runs is not None else (QUICK_RUNS if quick else 200)
+    if n_runs < 2:
+        raise ConfigError("at least 2 runs are needed (mean ± SEM, paired tests)", field="runs")
+    if workers < 1:
+        raise ConfigError("workers must be at least 1", field="workers")
+    caps = dict(runs_for or {})
+    for label, r in caps.items():
+        if label not in labels:
+            raise ConfigError(f"--runs-for names {label!r}, which is not benchmarked")
+        if r < 1:
+            raise ConfigError(f"--runs-for {label}={r}: give at least 1 run")
+    sim = encode_pool(e.pool, e.strategy, e.contexts, e.n_max)
+    if budgets is None:
+        _, need0 = feasible_budgets(sim, specs, DEFAULT_BUDGETS)
+        bud = _quick_budgets(specs, need0) if quick else DEFAULT_BUDGETS
+    else:
+        bud = tuple(sorted({int(b) for b in budgets}))
+        if not bud or bud[0] < 1:
+            raise ConfigError("budgets must be positive integers", field="budgets")
+    ok, need = feasible_budgets(sim, specs, bud)
+    show = _progress_printer(e.name) if progress is True else (progress or None)
+    runs_out = execute_runs(sim, specs, ok, n_runs, seed, workers, show, caps)
+    contexts = [c.name for c in e.contexts]
+    summary = summarise(runs_out, labels, bud, need, contexts)
+    data: dict[str, Any] = {
+        "env": e.describe(),
+        "command": command
+        or (
+            f"run_benchmark({e.name!r}, runs={n_runs}, budgets={list(bud)}, seed={seed}"
+            f"{f', runs_for={caps}' if caps else ''})"
+        ),
+        "protocol": {
+            "runs": n_runs,
+            "runs_for": caps,
+            "seed": seed,
+            "env_seed": env_seed,
+            "budgets": list(bud),
+            "test_fraction": TEST_FRACTION,
+            "split": "run r: iapo.problem.split_queries(queries, 0.2, seed from (seed, r))",
+            "score": "exact test ACR = mean over contexts of Q_test(c, π(c))",
+            "wilcoxon": "scipy.stats.wilcoxon, two-sided, paired by run, zero differences "
+            "dropped; p = 1 when every run is identical",
+            "workers": workers,
+        },
+        "algorithms": [
+            {
+                **s.to_dict(),
+                "min_budget": need[s.name],
+                "runs": min(caps.get(s.name, n_runs), n_runs),
+            }
+            for s in specs
+        ],
+        "summary": summary,
+        "runs": runs_out,
+        "versions": {
+            "iapo": __version__,
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+        },
+        "wall_s": time.perf_counter() - t0,
+    }
+    return BenchResult(data)

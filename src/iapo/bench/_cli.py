@@ -1,0 +1,105 @@
+"""The ``iapo bench`` command."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from iapo.bench._benchmark import run_benchmark
+from iapo.bench._envs import ENVIRONMENTS
+from iapo.bench._protocol import DEFAULT_ALGORITHMS
+from iapo.errors import ConfigError
+
+__all__ = ["register_cli"]
+
+
+def _int_list(text: str, what: str) -> list[int]:
+    out = []
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        mult = 1
+        if part[-1] in "kK":
+            part, mult = part[:-1], 1000
+        try:
+            out.append(int(float(part) * mult))
+        except ValueError:
+            raise ConfigError(f"{what}: {part!r} is not a number (e.g. 1000,2k,50000)") from None
+    return out
+
+
+def _runs_for(text: str | None) -> dict[str, int]:
+    if not text:
+        return {}
+    out: dict[str, int] = {}
+    for part in text.split(","):
+        label, sep, value = part.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise ConfigError(f"--runs-for: {part!r} is not LABEL=RUNS (e.g. ucb=50)")
+        out[label.strip()] = int(value)
+    return out
+
+
+def _cmd_bench(args: Any) -> int:
+    algos = [a for a in (args.algorithms or "").replace(" ", "").split(",") if a] or None
+    budgets = _int_list(args.budgets, "--budgets") if args.budgets else None
+    command = "iapo bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else None
+    res = run_benchmark(
+        args.env,
+        algorithms=algos,
+        budgets=budgets,
+        runs=args.runs,
+        runs_for=_runs_for(args.runs_for),
+        seed=args.seed,
+        env_seed=args.env_seed,
+        workers=args.workers,
+        quick=args.quick,
+        shared=args.shared,
+        n_max=args.n_max,
+        progress=not args.quiet,
+        command=command,
+    )
+    paths = res.save(args.out, with_plot=not args.no_plot)
+    if args.json:
+        print(res.to_json())
+    else:
+        print(res.markdown(heading="##"))
+        print(f"wrote {', '.join(str(p) for p in paths.values())} ({res.data['wall_s']:.1f} s)")
+    return 0
+
+
+def register_cli(sub: Any) -> None:
+    """Add this subpackage's commands to the ``iapo`` argument parser's subparsers."""
+    p = sub.add_parser(
+        "bench",
+        help="benchmark algorithms with the paper's protocol (paired runs, exact test ACR)",
+        description="Algorithms × budgets × R runs; each run reshuffles an 80/20 split of the "
+        "queries, learns on train and scores the policy's exact ACR on test.",
+    )
+    p.add_argument(
+        "--env",
+        required=True,
+        help=f"{', '.join(ENVIRONMENTS)}, or a pool file (.jsonl)",
+    )
+    p.add_argument(
+        "--algorithms", help=f"comma-separated, default all: {','.join(DEFAULT_ALGORITHMS)}"
+    )
+    p.add_argument("--budgets", help="comma-separated completions, default 1k,2k,5k,10k,20k,50k")
+    p.add_argument("--runs", type=int, help="independent runs (default 200; --quick: 10)")
+    p.add_argument(
+        "--runs-for",
+        help="fewer runs for some algorithms, e.g. ucb=50,epsilon_greedy=50 (their first runs)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="protocol seed (splits, algorithms)")
+    p.add_argument("--env-seed", type=int, default=0, help="seed of the synthetic generators")
+    p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    p.add_argument(
+        "--quick", action="store_true", help="6 runs at two budgets: a smoke test, not evidence"
+    )
+    p.add_argument("--out", default="bench-results", help="folder for JSON, Markdown and PNG")
+    p.add_argument("--shared", help="the shared data folder (holding data/pools)")
+    p.add_argument("--n-max", type=int, help="override N_max for pool files")
+    p.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--json", action="store_true", help="print the JSON instead of the tables")
+    p.set_defaults(func=_cmd_bench)
