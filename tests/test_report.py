@@ -647,10 +647,11 @@ def test_q_vs_n_stars_the_chosen_arm_on_its_prompts_curve(
     from matplotlib.colors import to_hex
 
     from iapo.report import _figures
+    from iapo.report._style import palette
 
     done: Done = request.getfixturevalue(which)
     rep = Report(done.result)
-    pal = _figures.palette(rep.prompts)
+    pal = palette(rep.prompts)
     fig = _figures.render(rep, "q_vs_n")
     panels = [ax for ax in fig.axes if ax.get_visible()]
     assert len(panels) == len(rep.representative_contexts())
