@@ -12,7 +12,7 @@ timed in the same process:
 * ``plain Python``: a straightforward per-arm implementation (dicts of running sums, a Python
   loop per pull, context and N computing the same U-statistic).
 
-Run: ``.venv/bin/python bench/bench_engine.py --out docs/bench/engine.json``
+Run: ``.venv/bin/python benchmarks/bench_engine.py --out docs/bench/engine.json``
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ variance per completion spent (variance × 32), and the ratio blocks / U-statist
 times more completions the block estimator needs for the same precision. The cost-blind
 context is used (no cost term: cost sums are estimated exactly alike up to the block cut).
 
-Run: ``.venv/bin/python bench/bench_variance.py --out docs/bench/estimators.json``
+Run: ``.venv/bin/python benchmarks/bench_variance.py --out docs/bench/estimators.json``
 """
 
 from __future__ import annotations
