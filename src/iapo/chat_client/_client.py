@@ -1,226 +1,36 @@
-"""A counted, bounded, retrying client for OpenAI-compatible chat endpoints (OpenAI, vLLM, SGLang,
-llama.cpp, …): the transport shared by the live backends (:mod:`iapo.backends`) and the LLM-judge
-scorer (:mod:`iapo.scorers`).
-
-:class:`OpenAIChatClient` talks HTTP through ``openai.AsyncOpenAI`` (the ``openai`` extra, imported
-on first use) with the SDK's own retries switched off (``max_retries=0``), so that every attempt
-is counted and bounded here: a semaphore caps concurrent requests, an optional token bucket caps
-requests per minute, and transient failures (429, 408/409/425, 5xx, timeouts, dropped
-connections, unparseable 200 bodies) are retried with exponential backoff and full jitter,
-honouring ``Retry-After``. Permanent failures (other 4xx) raise
-:class:`~iapo.errors.PermanentBackendError` at once. ``complete(messages, n, params)`` always
-returns exactly ``n`` completions, asking for ``n`` natively, by fan-out, or — in ``"auto"``
-mode — natively until the endpoint shows it ignores or rejects ``n``.
-
-Token accounting (``Completion.prompt_tokens`` / ``completion_tokens``): a response's ``usage``
-covers the whole request. With several choices in one response the prompt was billed once; it is
-split evenly over the returned choices in whole tokens (largest remainder: 100 over 3 choices is
-34, 33, 33), so per-choice prompt tokens sum exactly to what was billed. OpenAI does not report
-per-choice completion tokens for ``n > 1``; ``usage.completion_tokens`` is split over the choices
-in proportion to their text length in characters (largest remainder again: the sum is exact;
-equal shares if every text is empty). A fan-out request bills the prompt in full to its one
-completion. A response without ``usage`` gives ``None`` for both: nothing is invented.
-
-The API key never appears in an exception message, a ``repr`` or a log line: error texts are built
-here (never the SDK's, which embed the response body), redacted, and raised without chaining.
-"""
+"""The client itself: one request, retried; ``n`` completions natively or by fan-out."""
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import importlib.util
-import json
 import logging
-import math
 import os
 import random
 import re
-import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, cast
-from urllib.parse import urlsplit, urlunsplit
+from collections.abc import Mapping
+from typing import Any, cast
 
 from iapo.aio import gather_or_cancel
+from iapo.chat_client._body import Completion, parse_body
+from iapo.chat_client._nmode import N_REJECTED, NMode, NRejected
+from iapo.chat_client._retry import (
+    MAX_RETRY_AFTER,
+    TRANSIENT_4XX,
+    Retry,
+    TokenBucket,
+    retry_after_seconds,
+)
+from iapo.chat_client._url import public_url
 from iapo.errors import ConfigError, PermanentBackendError, TransientBackendError
 
-__all__ = ["RESERVED_PARAMS", "Completion", "NMode", "OpenAIChatClient", "public_url"]
+__all__ = ["RESERVED_PARAMS", "OpenAIChatClient"]
+
 
 log = logging.getLogger("iapo.backends.openai")  # the name users configure
 
-NMode = Literal["auto", "native", "fanout"]
-
-#: Statuses worth retrying besides 5xx (the SDK's own list, plus 425 Too Early).
-_TRANSIENT_4XX = frozenset({408, 409, 425, 429})
-#: The longest server-directed wait we accept; a longer Retry-After gives up at once.
-MAX_RETRY_AFTER = 120.0
 #: Keys that ``complete`` sets itself and callers may not pass in ``params``.
 RESERVED_PARAMS = frozenset({"model", "messages", "n", "stream"})
-#: How endpoints that do not support ``n > 1`` say so (llama.cpp: "Only one completion choice is
-#: allowed", HTTP 400 in older and 500 in newer builds).
-_N_REJECTED = re.compile(
-    r"only one completion choice"
-    r"|\bn\b\W{0,3}(?:must be 1|is not supported|not supported|unsupported)"
-    r"|n_choices|multiple (?:choices|completions) (?:are )?not supported",
-    re.IGNORECASE,
-)
-
-
-@dataclass(frozen=True)
-class Completion:
-    """One completion. ``None`` fields: the endpoint did not say (see the module doc on tokens)."""
-
-    text: str | None
-    finish_reason: str | None
-    prompt_tokens: int | None
-    completion_tokens: int | None
-
-
-class _Retry(Exception):
-    """An attempt failed in a way worth retrying."""
-
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
-
-
-class _NRejected(Exception):
-    """The endpoint refused ``n > 1``."""
-
-
-class _TokenBucket:
-    """Requests-per-minute cap: capacity one, so requests are spaced at least ``60/rpm`` s apart."""
-
-    def __init__(self, rpm: float) -> None:
-        if not rpm > 0:
-            raise ValueError(f"rpm must be positive, got {rpm}")
-        self.rate = rpm / 60.0
-        self._tokens = 1.0
-        self._last = time.monotonic()
-        self._lock: asyncio.Lock | None = None
-
-    def rebind(self) -> None:
-        self._lock = asyncio.Lock()
-
-    async def acquire(self) -> None:
-        assert self._lock is not None
-        async with self._lock:
-            while True:
-                now = time.monotonic()
-                self._tokens = min(1.0, self._tokens + (now - self._last) * self.rate)
-                self._last = now
-                if self._tokens >= 1.0:
-                    self._tokens -= 1.0
-                    return
-                await asyncio.sleep((1.0 - self._tokens) / self.rate)
-
-
-def _split_even(total: int, k: int) -> list[int]:
-    base, extra = divmod(total, k)
-    return [base + (1 if i < extra else 0) for i in range(k)]
-
-
-def _split_proportional(total: int, weights: Sequence[int]) -> list[int]:
-    """Whole shares of ``total`` proportional to ``weights`` (largest remainder; sum exact)."""
-    w = sum(weights)
-    if w <= 0:
-        return _split_even(total, len(weights))
-    quotas = [total * x / w for x in weights]
-    shares = [math.floor(q) for q in quotas]
-    left = total - sum(shares)
-    order = sorted(range(len(weights)), key=lambda i: (-(quotas[i] - shares[i]), i))
-    for i in order[:left]:
-        shares[i] += 1
-    return shares
-
-
-def _nonneg_int(value: object) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    return None
-
-
-def _parse_body(body: bytes) -> tuple[list[Completion], int | None, int | None]:
-    """The choices of a chat-completion body and its usage; ``ValueError`` if unusable."""
-    data = json.loads(body)
-    if not isinstance(data, dict):
-        raise ValueError("body is not a JSON object")
-    choices = data.get("choices")
-    if not isinstance(choices, list) or not choices:
-        raise ValueError("no choices in the body")
-    parsed: list[tuple[int, str | None, str | None]] = []
-    for pos, ch in enumerate(choices):
-        if not isinstance(ch, dict) or not isinstance(ch.get("message"), dict):
-            raise ValueError("a choice has no message")
-        content = ch["message"].get("content")
-        if content is not None and not isinstance(content, str):
-            raise ValueError("a choice's content is not text")
-        finish = ch.get("finish_reason")
-        index = ch.get("index")
-        parsed.append(
-            (
-                index if isinstance(index, int) else pos,
-                content,
-                finish if isinstance(finish, str) else None,
-            )
-        )
-    parsed.sort(key=lambda t: t[0])
-    usage = data.get("usage")
-    prompt = completion = None
-    if isinstance(usage, dict):
-        prompt = _nonneg_int(usage.get("prompt_tokens"))
-        completion = _nonneg_int(usage.get("completion_tokens"))
-    k = len(parsed)
-    p_shares: list[int | None] = list(_split_even(prompt, k)) if prompt is not None else [None] * k
-    if completion is None:
-        c_shares: list[int | None] = [None] * k
-    elif k == 1:
-        c_shares = [completion]
-    else:
-        c_shares = list(_split_proportional(completion, [len(t[1] or "") for t in parsed]))
-    out = [
-        Completion(text=t[1], finish_reason=t[2], prompt_tokens=p, completion_tokens=c)
-        for t, p, c in zip(parsed, p_shares, c_shares, strict=True)
-    ]
-    return out, prompt, completion
-
-
-def _retry_after(headers: Mapping[str, str] | None) -> float | None:
-    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
-    if headers is None:
-        return None
-    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) / divisor
-        except ValueError:
-            continue
-        return seconds if math.isfinite(seconds) else MAX_RETRY_AFTER + 1
-    value = headers.get("retry-after")
-    if value:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        return max(0.0, when.timestamp() - time.time())
-    return None
-
-
-def public_url(url: str) -> str:
-    """``url`` without user info, query or fragment (which may carry credentials): safe to show
-    in ids, logs and error messages."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 class OpenAIChatClient:
@@ -301,7 +111,7 @@ class OpenAIChatClient:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self._rng = random.Random()
-        self._bucket = _TokenBucket(rpm) if rpm is not None else None
+        self._bucket = TokenBucket(rpm) if rpm is not None else None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sem: asyncio.Semaphore | None = None
         self._oai: Any = None
@@ -371,7 +181,7 @@ class OpenAIChatClient:
     async def _attempt(
         self, messages: list[dict[str, str]], n: int, params: Mapping[str, Any]
     ) -> bytes:
-        """One HTTP attempt; the 200 body, or ``_Retry`` / ``_NRejected`` / a permanent error."""
+        """One HTTP attempt; the 200 body, or ``Retry`` / ``NRejected`` / a permanent error."""
         import openai
 
         oai = self._bind()
@@ -394,19 +204,19 @@ class OpenAIChatClient:
             except openai.APIStatusError as exc:
                 status = exc.status_code
                 message = self._redact(self._server_message(exc.body, exc.response.reason_phrase))
-                if n > 1 and status in (400, 422, 500) and _N_REJECTED.search(message):
-                    raise _NRejected(f"HTTP {status}: {message}") from None
-                if status >= 500 or status in _TRANSIENT_4XX:
-                    raise _Retry(
-                        f"HTTP {status}: {message}", _retry_after(exc.response.headers)
+                if n > 1 and status in (400, 422, 500) and N_REJECTED.search(message):
+                    raise NRejected(f"HTTP {status}: {message}") from None
+                if status >= 500 or status in TRANSIENT_4XX:
+                    raise Retry(
+                        f"HTTP {status}: {message}", retry_after_seconds(exc.response.headers)
                     ) from None
                 self.fatal = PermanentBackendError(f"HTTP {status} from {self._where()}: {message}")
                 raise self.fatal from None
             except openai.APITimeoutError:
-                raise _Retry(f"timed out after {self.timeout:g} s") from None
+                raise Retry(f"timed out after {self.timeout:g} s") from None
             except openai.APIConnectionError as exc:
                 cause = type(exc.__cause__).__name__ if exc.__cause__ else "connection error"
-                raise _Retry(f"connection failed ({cause})") from None
+                raise Retry(f"connection failed ({cause})") from None
 
     async def _request(
         self, messages: list[dict[str, str]], n: int, params: Mapping[str, Any]
@@ -418,10 +228,10 @@ class OpenAIChatClient:
             try:
                 body = await self._attempt(messages, n, params)
                 try:
-                    choices, prompt, completion = _parse_body(body)
+                    choices, prompt, completion = parse_body(body)
                 except ValueError as exc:
-                    raise _Retry(f"unparseable 200 response ({self._redact(str(exc))})") from None
-            except _Retry as retry:
+                    raise Retry(f"unparseable 200 response ({self._redact(str(exc))})") from None
+            except Retry as retry:
                 if retry.retry_after is not None and retry.retry_after > MAX_RETRY_AFTER:
                     raise TransientBackendError(
                         f"{self._where()} asks to wait {retry.retry_after:.0f} s "
@@ -501,7 +311,7 @@ class OpenAIChatClient:
                 break
             try:
                 got = await self._request(msgs, need, params)
-            except _NRejected as exc:
+            except NRejected as exc:
                 if self.n_mode == "native":
                     raise PermanentBackendError(
                         f"{self._where()} does not support n > 1 ({exc}); "

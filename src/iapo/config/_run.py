@@ -1,0 +1,147 @@
+"""The run configuration (:class:`RunConfig`) and its source of completions: a pool to replay
+(:class:`PoolSource`) or a live backend (:class:`LiveSource`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from iapo.config._backend import BackendConfig
+from iapo.config._sections import (
+    AlgorithmConfig,
+    ContextsConfig,
+    CostConfig,
+    PromptConfig,
+    SplitConfig,
+    StrictModel,
+)
+from iapo.types import Context
+
+__all__ = ["LiveSource", "PoolSource", "RunConfig", "RunSource"]
+
+
+class RunConfig(StrictModel):
+    name: str = Field("run", min_length=1)
+    strategy: Literal["majority_vote", "best_of_n"]
+    objectives: list[str] | None = None
+    pool: str | None = None
+    prompts: list[str] | list[PromptConfig] | None = None
+    n_max: int = Field(ge=1, le=256)
+    contexts: ContextsConfig
+    budget: int = Field(ge=1)
+    algorithm: AlgorithmConfig = Field(default_factory=lambda: AlgorithmConfig())
+    split: SplitConfig = Field(default_factory=lambda: SplitConfig.model_validate({}))
+    cost: CostConfig = Field(default_factory=lambda: CostConfig.model_validate({}))
+    seed: int = 0
+    storage: str | None = None
+    run_dir: str | None = None
+    backend: BackendConfig | None = None
+    queries: str | None = None
+    extract: str | dict[str, Any] = "number"
+    scorers: dict[str, Any] | None = None
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None:
+            if not v:
+                raise ValueError("list at least one objective")
+            if len(set(v)) != len(v):
+                raise ValueError("objective names must be unique")
+        return v
+
+    @field_validator("prompts")
+    @classmethod
+    def _prompts(cls, v: list[Any] | None) -> list[Any] | None:
+        if v is not None:
+            if not v:
+                raise ValueError("the prompt set is empty: list at least one prompt")
+            ids = [p if isinstance(p, str) else p.id for p in v]
+            dup = sorted({i for i in ids if ids.count(i) > 1})
+            if dup:
+                raise ValueError(f"duplicate prompt ids {dup}: give each prompt its own id")
+        return v
+
+    @model_validator(mode="after")
+    def _source(self) -> RunConfig:
+        if (self.pool is None) == (self.backend is None):
+            raise ValueError("pool: give either a 'pool' to replay or a 'backend' to sample from")
+        if self.backend is not None:
+            if self.queries is None:
+                raise ValueError(
+                    "queries: a live backend needs 'queries', a JSONL file of questions"
+                )
+            if not self.prompts or any(isinstance(p, str) for p in self.prompts):
+                raise ValueError(
+                    "prompts: a live backend needs prompts with text: [{id, system, template}]"
+                )
+        if self.strategy == "majority_vote" and self.objectives not in (None, ["accuracy"]):
+            raise ValueError(
+                "objectives: majority_vote has one objective, 'accuracy': drop 'objectives'"
+            )
+        if self.backend is not None and self.strategy == "best_of_n":
+            if not self.scorers:
+                raise ValueError(
+                    "scorers: a live best_of_n run needs 'scorers': one per objective "
+                    "(exact_match, judge, http, python, profanity, agreement)"
+                )
+            missing = [o for o in self.objectives or self.scorers if o not in self.scorers]
+            if missing:
+                raise ValueError(
+                    f"scorers: objectives {missing} have no scorer: add them under 'scorers'"
+                )
+        return self
+
+    # -- derived ------------------------------------------------------------------------
+    @property
+    def source(self) -> RunSource:
+        """Where completions come from: a pool to replay, or a live backend (validated: exactly
+        one of the two, with what it needs)."""
+        if self.pool is not None:
+            return PoolSource(self.pool)
+        assert self.backend is not None and self.queries is not None and self.prompts is not None
+        return LiveSource(
+            self.backend,
+            self.queries,
+            tuple(p for p in self.prompts if isinstance(p, PromptConfig)),
+            self.extract,
+            self.scorers,
+        )
+
+    @property
+    def prompt_ids(self) -> list[str] | None:
+        if self.prompts is None:
+            return None
+        return [p if isinstance(p, str) else p.id for p in self.prompts]
+
+    def build_contexts(self, objectives: tuple[str, ...]) -> list[Context]:
+        default = objectives[0] if len(objectives) == 1 else None
+        return self.contexts.build(default)
+
+
+@dataclass(frozen=True)
+class PoolSource:
+    """Replay the recorded pool at ``pool`` (a path, or ``builtin:NAME``)."""
+
+    pool: str
+
+
+@dataclass(frozen=True)
+class LiveSource:
+    """Sample ``backend`` on the questions of ``queries`` with these prompt texts."""
+
+    backend: BackendConfig
+    queries: str
+    prompts: tuple[PromptConfig, ...]
+    extract: str | dict[str, Any]
+    scorers: dict[str, Any] | None
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        return tuple(self.scorers or ())
+
+
+#: A run's source of completions, by kind.
+RunSource = PoolSource | LiveSource

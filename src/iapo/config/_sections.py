@@ -1,0 +1,111 @@
+"""The sections of a run configuration that are plain settings: contexts, algorithm, split, cost,
+price and prompts (each a strict pydantic model: unknown keys refused, frozen)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from iapo.contexts import context_grid
+from iapo.types import Context
+
+__all__ = [
+    "AlgorithmConfig",
+    "ContextSpec",
+    "ContextsConfig",
+    "CostConfig",
+    "FiniteFloat",
+    "GridSpec",
+    "PriceConfig",
+    "PromptConfig",
+    "SplitConfig",
+    "StrictModel",
+]
+
+
+class StrictModel(BaseModel):
+    """The base of every config model: unknown keys are refused, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, serialize_by_alias=True)
+
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class ContextSpec(StrictModel):
+    name: str | None = None
+    weights: dict[str, FiniteFloat] = Field(default_factory=dict)
+    cost_weight: FiniteFloat = Field(0.0, ge=0)
+
+
+class GridSpec(StrictModel):
+    weights: dict[str, list[FiniteFloat]] = Field(default_factory=dict)
+    complement: str | None = None
+    cost_weight: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
+        default_factory=lambda: [0.0], min_length=1
+    )
+
+
+class ContextsConfig(StrictModel):
+    """Either ``list`` (explicit contexts) or ``grid``."""
+
+    items: list[ContextSpec] | None = Field(None, alias="list")
+    grid: GridSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ContextsConfig:
+        if (self.items is None) == (self.grid is None):
+            raise ValueError("give exactly one of 'list' or 'grid'")
+        if self.items is not None and not self.items:
+            raise ValueError("the context list is empty: give at least one context")
+        return self
+
+    def build(self, default_objective: str | None) -> list[Context]:
+        if self.grid is not None:
+            weights = dict(self.grid.weights)
+            if not weights and self.grid.complement is None and default_objective:
+                weights = {default_objective: [1.0]}
+            return context_grid(weights, self.grid.cost_weight, self.grid.complement)
+        from iapo.contexts import context_name
+
+        out = []
+        assert self.items is not None
+        for spec in self.items:
+            w = dict(spec.weights) or ({default_objective: 1.0} if default_objective else {})
+            out.append(Context(spec.name or context_name(w, spec.cost_weight), w, spec.cost_weight))
+        return out
+
+
+class AlgorithmConfig(StrictModel):
+    name: str = "psst"
+    estimator: Literal["ustat", "blocks"] = "ustat"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class SplitConfig(StrictModel):
+    test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    seed: int = 0
+
+
+class CostConfig(StrictModel):
+    """How a sample's cost enters utilities: ``cost · scale``; ``normalize: max`` divides by the
+    pool's largest per-sample cost so costs lie in [0, 1]."""
+
+    normalize: Literal["none", "max"] = "max"
+    scale: FiniteFloat = Field(1.0, gt=0)
+    #: Never spend more than this (in the backend's cost unit: tokens, or dollars with a price).
+    cap: FiniteFloat | None = Field(None, gt=0)
+
+
+class PriceConfig(StrictModel):
+    """Dollars per million tokens; with a price, a sample's cost is in dollars."""
+
+    prompt: FiniteFloat = Field(0.0, ge=0)
+    completion: FiniteFloat = Field(0.0, ge=0)
+
+
+class PromptConfig(StrictModel):
+    id: str = Field(min_length=1)
+    system: str | None = None
+    template: str = "{question}"
