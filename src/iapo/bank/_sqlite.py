@@ -8,6 +8,7 @@ configuration re-derives its state from the bank instead of sampling again.
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
 import threading
 import time
@@ -20,6 +21,9 @@ from iapo.errors import BankError
 from iapo.types import Sample
 
 __all__ = ["SQLiteBank"]
+
+#: How long opening a bank waits for other processes that are opening it too (seconds).
+_OPEN_TIMEOUT = 60.0
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -90,10 +94,25 @@ class SQLiteBank(SampleBank):
 
     def _prepare(self) -> None:
         self._db.execute("PRAGMA busy_timeout = 60000")
-        self._refuse_foreign()  # before anything writes to the file
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = NORMAL")
-        self._check_schema()
+        # Processes opening one new bank at the same moment can get SQLITE_BUSY at once, without
+        # the busy handler (SQLite's deadlock avoidance while the file's journal mode changes):
+        # every step here is idempotent, so wait a little and try again.
+        deadline = time.monotonic() + _OPEN_TIMEOUT
+        delay = 0.005
+        while True:
+            try:
+                self._refuse_foreign()  # before anything writes to the file
+                self._db.execute("PRAGMA journal_mode = WAL")
+                self._db.execute("PRAGMA synchronous = NORMAL")
+                self._check_schema()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay * (1.0 + random.random()))
+                delay = min(delay * 2, 0.5)
 
     def _refuse_foreign(self) -> None:
         """Read-only check: a file that is not an iapo bank, or one of another schema version."""
