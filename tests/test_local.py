@@ -45,6 +45,7 @@ def needs_model(test: Any) -> Any:
     """A test that runs the real SmolLM2 model: slow (still run in CI), skipped without it."""
     return pytest.mark.slow(_model_missing(test))
 
+
 SMOL = "smollm2-135m-instruct"
 QWEN = "qwen2.5-coder-0.5b-instruct-q4_k_m"
 PROMPTS = {
