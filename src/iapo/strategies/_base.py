@@ -127,10 +127,17 @@ class Strategy(ABC):
             by_n.setdefault(len(pr.samples), []).append(i)
         for idx in by_n.values():
             group = [pulls[i] for i in idx]
-            codes = np.stack([self.encode(pr.samples, pr.gold, contexts) for pr in group])
+            codes = self.encode_pulls(group, contexts)
             costs = np.array([[s.cost for s in pr.samples] for pr in group], dtype=np.float64)
             out[idx] = self.estimate_encoded(codes, costs, contexts, k_max, method)
         return out
+
+    def encode_pulls(
+        self, pulls: Sequence[PullResult], contexts: Sequence[Context]
+    ) -> NDArray[Any]:
+        """(m, n, F): :meth:`encode` of each of m pulls of one size n (a strategy may do the
+        whole batch at once)."""
+        return np.stack([self.encode(pr.samples, pr.gold, contexts) for pr in pulls])
 
     def exact_utility(
         self, cells: Sequence[Cell], contexts: Sequence[Context], k_max: int

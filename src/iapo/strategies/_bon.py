@@ -11,7 +11,7 @@ from numpy.typing import NDArray
 from iapo.estimators import bon_blocks, bon_exact, bon_ustat
 from iapo.pools import Cell
 from iapo.strategies._base import Method, ProfileCache, Strategy
-from iapo.types import Context, Sample
+from iapo.types import Context, PullResult, Sample
 
 __all__ = ["BestOfN"]
 
@@ -40,6 +40,17 @@ class BestOfN(Strategy):
         scores = np.array(
             [[float(s.scores[o]) for o in self.objectives] for s in samples], dtype=np.float64
         ).reshape(len(samples), len(self.objectives))
+        return np.asarray(scores @ self._weight_matrix(contexts), dtype=np.float64)
+
+    def encode_pulls(
+        self, pulls: Sequence[PullResult], contexts: Sequence[Context]
+    ) -> NDArray[np.float64]:
+        """:meth:`encode` of m pulls of one size n at once: (m, n, C), one weight matrix."""
+        objectives = self.objectives
+        scores = np.array(
+            [[[float(s.scores[o]) for o in objectives] for s in pr.samples] for pr in pulls],
+            dtype=np.float64,
+        ).reshape(len(pulls), -1, len(objectives))
         return np.asarray(scores @ self._weight_matrix(contexts), dtype=np.float64)
 
     def quality_encoded(
