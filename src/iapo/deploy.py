@@ -11,7 +11,7 @@ from typing import Any
 
 from iapo.backends import Backend
 from iapo.config import parse_config
-from iapo.errors import ConfigError
+from iapo.errors import ConfigError, InputError
 from iapo.result import RunResult
 from iapo.sampling import CachedSampler
 from iapo.setups import setup
@@ -46,6 +46,14 @@ class Answer:
         }
 
 
+def _result_file(result: RunResult | str | Path) -> str:
+    """The file a result came from, for messages."""
+    if isinstance(result, RunResult):
+        return str(Path(result.run_dir) / "result.json")
+    p = Path(result)
+    return str(p / "result.json" if p.is_dir() else p)
+
+
 class Policy:
     """A learned context → (prompt, N) map bound to a live backend.
 
@@ -69,17 +77,29 @@ class Policy:
 
     @classmethod
     def load(cls, result: RunResult | str | Path, *, backend: Backend | None = None) -> Policy:
+        """The policy of a run result (or its folder or ``result.json``). A missing, truncated
+        or malformed result is an :class:`~iapo.errors.InputError` naming the file."""
         res = result if isinstance(result, RunResult) else RunResult.load(result)
-        config = parse_config(res.config, "result.json (config)")
-        contexts = {
-            c["name"]: Context(c["name"], c["weights"], c["cost_weight"]) for c in res.contexts
-        }
-        strategy = get_strategy(res.strategy, tuple(config.objectives or ("accuracy",)))
+        where = _result_file(result)
+        config = parse_config(res.config, f"{where} (config)")
+        try:
+            contexts = {
+                c["name"]: Context(c["name"], c["weights"], c["cost_weight"]) for c in res.contexts
+            }
+            strategy = get_strategy(res.strategy, tuple(config.objectives or ("accuracy",)))
+            policy = cls(res, None, strategy, contexts)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InputError(
+                f"a malformed run result ({type(exc).__name__}: {exc}): run the config again "
+                "to rewrite it",
+                source=where,
+            ) from None
         if backend is None and config.backend is not None:  # a live run: the same backend
             base = Path(res.extra.get("config_dir", "."))
             s = setup(config, config_path=base / "config.yaml")
             backend = s.make_backend()
-        return cls(res, backend, strategy, contexts)
+        policy.backend = backend
+        return policy
 
     def arm(self, context: str) -> Arm:
         try:

@@ -76,10 +76,39 @@ class RunResult:
 
     @classmethod
     def load(cls, path: str | Path) -> RunResult:
+        """The result in ``path`` (a run folder or its ``result.json``); an
+        :class:`~iapo.errors.InputError` naming the file when it is missing, unreadable,
+        truncated or not a run result."""
         p = Path(path)
         if p.is_dir():
             p = p / "result.json"
-        return cls.from_dict(json.loads(p.read_text()))
+        try:
+            text = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise InputError(
+                "no such file: give a run folder with a result.json (`iapo runs` lists the runs)",
+                source=str(p),
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise InputError(f"cannot read it ({why})", source=str(p)) from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(
+                f"not valid JSON (line {exc.lineno}; truncated?): run the config again to "
+                "rewrite it",
+                source=str(p),
+            ) from None
+        d = as_result_dict(data, source=str(p))
+        missing = [k for k in cls.__dataclass_fields__ if k not in d and k != "extra"]
+        if missing:
+            raise InputError(
+                f"not an iapo run result (missing {', '.join(missing)}): run the config again "
+                "to rewrite it",
+                source=str(p),
+            )
+        return cls.from_dict(d)
 
     def save(self, run_dir: Path) -> Path:
         """Write ``result.json`` into ``run_dir`` atomically (never a half-written result)."""

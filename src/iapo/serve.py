@@ -7,7 +7,9 @@ choice whose usage is the sum over the N samples. ``GET /v1/models`` lists the c
 
 from __future__ import annotations
 
+import errno
 import json
+import socket
 import threading
 import time
 import uuid
@@ -15,18 +17,41 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from iapo.deploy import Policy
-from iapo.errors import BackendError, InputError
+from iapo.errors import BackendError, ConfigError, InputError
 
 __all__ = ["PolicyServer"]
 
 
 class PolicyServer:
-    """Serve ``policy`` on ``host:port`` (port 0: any free port) in a background thread."""
+    """Serve ``policy`` on ``host:port`` (port 0: any free port) in a background thread.
+
+    A port in use or out of range, or a host that does not resolve to a local address, is a
+    :class:`~iapo.errors.ConfigError` naming ``--port`` or ``--host`` (nothing is served)."""
 
     def __init__(self, policy: Policy, host: str = "127.0.0.1", port: int = 8000) -> None:
         self.policy = policy
         handler = type("Handler", (_Handler,), {"policy": policy})
-        self.httpd = ThreadingHTTPServer((host, port), handler)
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"must be 0..65535 (got {port}): choose another port", field="--port")
+        try:
+            self.httpd = ThreadingHTTPServer((host, port), handler)
+        except socket.gaierror as exc:
+            raise ConfigError(
+                f"cannot resolve {host!r} ({exc.strerror}): give a local address such as "
+                "127.0.0.1 or 0.0.0.0",
+                field="--host",
+            ) from None
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"port {port} on {host} is in use: choose another --port (0: any free one)",
+                    field="--port",
+                ) from None
+            raise ConfigError(
+                f"cannot listen on {host}:{port} ({exc.strerror}): give a local address "
+                "(127.0.0.1, 0.0.0.0) and a free port",
+                field="--host",
+            ) from None
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property

@@ -7,6 +7,7 @@ query file, the prompt templates); nothing is written and nothing is started.
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -278,6 +279,21 @@ def _replay_setup(
     )
 
 
+def _require_openai(kind: str, src: str | None) -> None:
+    """Every live backend talks through the ``openai`` SDK: refuse the config at set-up, before
+    a run record exists, when the SDK cannot be imported (missing or broken install)."""
+    try:
+        importlib.import_module("openai")
+    except ImportError:
+        extra = "local" if kind == "local" else "openai"
+        raise ConfigError(
+            f"kind: {kind} needs the openai package, which is not installed: "
+            f"pip install 'iapo[{extra}]'",
+            source=src,
+            field="backend.kind",
+        ) from None
+
+
 def _live_setup(
     config: RunConfig,
     source: LiveSource,
@@ -288,6 +304,7 @@ def _live_setup(
     storage: str | None,
 ) -> LiveSetup:
     backend = source.backend
+    _require_openai(backend.kind, src)
     mv = config.strategy == "majority_vote"
     objectives = ("accuracy",) if mv else tuple(config.objectives or source.objectives)
     try:

@@ -1,0 +1,130 @@
+"""CLI paper cuts (issue #10, items 17-21): one line instead of a traceback, a true cost bound in
+``iapo estimate``, every config problem at once, readable output, and help for every argument.
+
+The commands run in-process through ``iapo.cli.main`` on real files; ``serve`` binds a real
+socket."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import MCQA, REPO
+from live_helpers import write_config
+
+from iapo.cli import build_parser, main
+from iapo.setups import setup
+
+WRITING = REPO / "examples" / "writing-bon.yaml"
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``iapo ARGS`` in-process: exit code, stdout, stderr."""
+    capsys.readouterr()
+    rc = main(list(args))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def one_line_error(rc: int, err: str) -> str:
+    """The stderr of a refused command: exactly one line, exit code 2; returns that line."""
+    assert rc == 2, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("iapo: error: ")
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def mcqa_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished (small) run of the embedded MCQA config: its run folder."""
+    run_dir = tmp_path_factory.mktemp("mcqa-run")
+    assert main(["run", str(MCQA), "--budget", "1500", "--run-dir", str(run_dir), "--quiet",
+                 "--no-report"]) == 0  # fmt: skip
+    return run_dir
+
+
+# -- item 17: one line instead of a traceback ----------------------------------------------------
+
+
+def test_openai_extra_missing_is_refused_at_setup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "openai", None)  # `import openai` fails as if not installed
+    monkeypatch.setenv("IAPO_TEST_KEY", "local")
+    cfg = write_config(tmp_path, "http://127.0.0.1:9/v1")
+    with pytest.raises(Exception) as caught:
+        setup(cfg)  # before any run record or backend exists
+    assert "pip install 'iapo[openai]'" in str(caught.value)
+    for command in ("run", "estimate"):
+        line = one_line_error(*cli(capsys, command, str(cfg))[::2])
+        assert str(cfg) in line and "backend.kind" in line and "iapo[openai]" in line
+    assert not (tmp_path / "run").exists()  # no run directory, no bank, no interrupted run
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (None, "no such file"),
+        ('{"policy": {"c": ', "not valid JSON"),  # truncated
+        ("[1, 2]", "not an iapo run result"),  # valid JSON, wrong shape
+        ('{"policy": {}}', "not an iapo run result"),  # missing keys
+    ],
+)
+@pytest.mark.parametrize("command", ["ask", "serve"])
+def test_ask_and_serve_on_a_bad_result_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, content: str | None,
+    needle: str,
+) -> None:  # fmt: skip
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    if content is not None:
+        (run_dir / "result.json").write_text(content)
+    args = ["ask", str(run_dir), "hi", "--context", "c"] if command == "ask" else ["serve",
+            str(run_dir), "--port", "0"]  # fmt: skip
+    line = one_line_error(*cli(capsys, *args)[::2])
+    assert needle in line and "result.json" in line
+
+
+def test_ask_on_a_result_with_malformed_entries(
+    mcqa_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = json.loads((mcqa_run / "result.json").read_text())
+    data["contexts"] = [{"nom": "x"}]
+    (tmp_path / "result.json").write_text(json.dumps(data))
+    line = one_line_error(*cli(capsys, "ask", str(tmp_path), "hi", "--context", "c")[::2])
+    assert "malformed run result" in line and str(tmp_path / "result.json") in line
+
+
+def test_serve_on_a_port_in_use(mcqa_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        line = one_line_error(*cli(capsys, "serve", str(mcqa_run), "--port", str(port))[::2])
+    assert "--port" in line and "in use" in line
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["--host", "no-such-host.invalid"], "--host"),
+        (["--host", "8.8.8.8"], "--host"),  # not an address of this machine
+        (["--port", "70000"], "--port"),
+    ],
+)
+def test_serve_on_a_bad_host_or_port(
+    mcqa_run: Path, capsys: pytest.CaptureFixture[str], args: list[str], field: str
+) -> None:
+    line = one_line_error(*cli(capsys, "serve", str(mcqa_run), *args)[::2])
+    assert field in line
+
+
+# The remaining items' tests follow.
+_ = (argparse, os, build_parser)
