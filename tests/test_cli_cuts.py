@@ -6,19 +6,19 @@ socket."""
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import socket
 import sys
 from pathlib import Path
 
 import pytest
 from conftest import MCQA, REPO
-from live_helpers import write_config
+from live_helpers import script, write_config
 
-from iapo.cli import build_parser, main
+import iapo
+from iapo.cli import main
 from iapo.setups import setup
+from iapo.testing.fake_openai import FakeOpenAIServer
 
 WRITING = REPO / "examples" / "writing-bon.yaml"
 
@@ -126,5 +126,37 @@ def test_serve_on_a_bad_host_or_port(
     assert field in line
 
 
-# The remaining items' tests follow.
-_ = (argparse, os, build_parser)
+# -- item 18: "at most" is a true bound, "expected" an estimate -----------------------------------
+
+
+@pytest.mark.parametrize("config", [MCQA, WRITING], ids=["mcqa", "writing-bon"])
+def test_a_run_never_spends_more_than_estimate_says_at_most(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], config: Path
+) -> None:
+    rc, out, err = cli(capsys, "estimate", str(config), "--json")
+    assert rc == 0, err
+    pf = json.loads(out)
+    rc, out, err = cli(capsys, "run", str(config), "--run-dir", str(tmp_path), "--json",
+                       "--no-report")  # fmt: skip
+    assert rc == 0, err
+    spent = json.loads(out)["account"]["cost"]
+    assert spent <= pf["max_cost"]
+    assert pf["expected_cost"] <= pf["max_cost"]
+    rc, text, err = cli(capsys, "estimate", str(config))
+    assert "expected cost: " in text and "(an estimate" in text
+    at_most = next(line for line in text.splitlines() if line.startswith("at most: "))
+    assert float(at_most.split()[2].replace(",", "")) >= spent
+
+
+def test_a_live_run_never_spends_more_than_estimate_says_at_most(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], secret: str
+) -> None:
+    with FakeOpenAIServer(script, api_key=secret) as srv:
+        cfg = write_config(tmp_path, srv.base_url)
+        rc, out, err = cli(capsys, "estimate", str(cfg), "--json")
+        assert rc == 0, err
+        pf = json.loads(out)
+        assert pf["expected_cost"] is None and pf["max_cost"] is not None
+        result = iapo.run(cfg)
+    assert 0 < result.account["cost"] <= pf["max_cost"]
+    assert pf["max_cost_per_completion"] >= 64  # max_tokens: 64 completion tokens

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
 from iapo import pools
 from iapo.evaluation import Evaluation
-from iapo.fmt import num, table
+from iapo.fmt import amount, count, num, table
 from iapo.result import RunResult
 from iapo.runner import evaluate, preflight, run
 from iapo.setups import setup
@@ -92,29 +93,43 @@ def format_evaluation(ev: Evaluation) -> str:
 
 
 def format_preflight(pf: dict[str, Any]) -> str:
+    """The ``iapo estimate`` text: the dry run's schedule, its expected cost (an estimate), and
+    the true upper bound on what the run can spend ("at most")."""
     unit = pf.get("cost_unit") or ""
 
     def cost(x: float | None) -> str:
-        return "?" if x is None else f"{x:.6g}"
+        return "?" if x is None else amount(x)
 
     rows = [
-        [str(r["round"]), str(r["pulls"]), str(r["completions"]), cost(r["expected_cost"])]
+        [str(r["round"]), amount(r["pulls"]), amount(r["completions"]), cost(r["expected_cost"])]
         for r in pf["rounds"]
     ]
+    left = pf["budget"] - pf["completions"]
     lines = [
-        f"{pf['algorithm']}: {pf['arms']} arms × {pf['contexts']} contexts, "
-        f"budget {pf['budget']} completions (smallest that works: {pf['min_budget']})",
+        f"{pf['algorithm']}: {pf['arms']} arms × {count(pf['contexts'], 'context')}, "
+        f"budget {amount(pf['budget'])} completions (smallest that works: "
+        f"{amount(pf['min_budget'])})",
         table(["round", "pulls", "completions", f"expected cost ({unit})"], rows),
-        f"total: {pf['completions']} completions "
-        f"({pf['budget'] - pf['completions']} of the budget left unspent; later rounds depend "
-        "on which arms survive)",
+        f"total (dry run): {amount(pf['completions'])} completions ({amount(left)} of the budget "
+        "left unspent; later rounds depend on which arms survive)",
     ]
     if pf.get("expected_cost") is not None:
-        lines.append(f"expected cost: {pf['expected_cost']:.6g} {unit} (the pool's mean costs)")
-    if pf.get("max_cost") is not None:
-        lines.append(f"at most: {pf['max_cost']:.6g} {unit} (every completion at its worst case)")
+        lines.append(
+            f"expected cost: {amount(pf['expected_cost'])} {unit} (an estimate: the dry run "
+            "at the pool's mean costs)"
+        )
     else:
+        lines.append("expected cost: unknown before the endpoint answers (a live backend)")
+    bound, worst, cap = pf.get("max_cost"), pf.get("max_cost_per_completion"), pf.get("cost_cap")
+    if bound is None:
         lines.append("at most: unbounded (set backend.params.max_tokens to bound the cost)")
+    elif cap is not None and (worst is None or bound < pf["budget"] * worst):
+        lines.append(f"at most: {amount(math.ceil(bound))} {unit} (cost.cap)")
+    else:
+        lines.append(
+            f"at most: {amount(math.ceil(bound))} {unit} (the budget × the costliest "
+            f"completion, {amount(worst)})"
+        )
     return "\n".join(lines)
 
 

@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["finite_or_none", "num", "table", "weight"]
+__all__ = ["amount", "count", "finite_or_none", "num", "table", "weight"]
 
 
 def num(x: Any, digits: int = 4) -> str:
@@ -18,6 +18,38 @@ def num(x: Any, digits: int = 4) -> str:
     except (TypeError, ValueError):
         return str(x)
     return "—" if not math.isfinite(v) else f"{v:.{digits}f}"
+
+
+def amount(x: Any, sig: int = 6) -> str:
+    """A cost, budget or count as a person reads it: never scientific notation; thousands
+    separators; whole above 1,000 (730,116), else ``sig`` significant digits without trailing
+    zeros (3.5, 0.000125); "—" for None and non-finite values."""
+    if x is None:
+        return "—"
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    if not math.isfinite(v):
+        return "—"
+    if v == 0:
+        return "0"
+    if abs(v) >= 1000 or v == int(v):
+        return f"{v:,.0f}"
+    decimals = max(0, sig - 1 - math.floor(math.log10(abs(v))))
+    return f"{v:,.{decimals}f}".rstrip("0").rstrip(".")
+
+
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` with its noun in the right number: "1 held-out query", "20 held-out queries"."""
+    word = noun if n == 1 else (plural or _plural(noun))
+    return f"{n:,} {word}"
+
+
+def _plural(noun: str) -> str:
+    if noun.endswith("y") and noun[-2:-1] not in tuple("aeiou"):
+        return noun[:-1] + "ies"
+    return noun + ("es" if noun.endswith(("s", "x", "ch", "sh")) else "s")
 
 
 def weight(x: float) -> str:

@@ -161,10 +161,12 @@ def preflight(config: ConfigLike, *, budget: int | None = None) -> dict[str, Any
 
     The algorithm is dry-run on uninformative samples (no bank; the backend only prices the
     requests, it samples nothing): the first round is exact; later rounds depend on which arms
-    survive, so their sizes are indicative. The budget is a hard cap. ``expected_cost`` uses the
-    pool's mean costs (unknown for a live backend); ``max_cost`` bounds the dry run's cost with
-    each completion at its worst case (a pool's costliest sample, a live backend's
-    ``max_tokens``), or is None when nothing bounds it.
+    survive, so their sizes, and ``expected_cost`` (the dry run at the pool's mean costs; None for
+    a live backend), are estimates. ``max_cost`` is a true upper bound on what the run can
+    spend: the budget × the costliest completion any training cell can yield (a pool's costliest
+    sample, a live backend's ``max_tokens`` worst case), or ``cost.cap`` when that is lower; None
+    when nothing bounds a completion's cost. (A live endpoint that reports more usage than the
+    request allows breaks any bound; the run stops at the cap all the same.)
     """
     s = _setup(config)
     algo = s.make_algorithm(budget)
@@ -173,13 +175,8 @@ def preflight(config: ConfigLike, *, budget: int | None = None) -> dict[str, Any
     rounds: list[dict[str, Any]] = []
     mean_cost = s.mean_costs()
     fake = Sample(answer=None, scores={o: 0.0 for o in s.strategy.objectives})
-    bound: float | None = 0.0
+    worst = _costliest_completion(backend, s.prompts, s.train)
     while batch := algo.ask():
-        worst = [backend.max_cost(r.prompt, r.query) for r in batch]
-        if bound is not None and all(w is not None for w in worst):
-            bound += sum(r.n * float(w or 0.0) for r, w in zip(batch, worst, strict=True))
-        else:
-            bound = None
         rounds.append(
             {
                 "round": len(rounds) + 1,
@@ -201,5 +198,31 @@ def preflight(config: ConfigLike, *, budget: int | None = None) -> dict[str, Any
         "arms": len(s.prompts) * s.config.n_max,
         "contexts": len(s.contexts),
         "min_budget": min_budget,
-        "max_cost": bound,
+        "max_cost_per_completion": worst,
+        "max_cost": _spend_bound(algo.budget, worst, s.config.cost.cap),
+        "cost_cap": s.config.cost.cap,
     }
+
+
+def _costliest_completion(
+    backend: Backend, prompts: tuple[str, ...], queries: tuple[str, ...]
+) -> float | None:
+    """The largest cost one completion of any (prompt, training query) cell can have (None: some
+    cell's cost is unbounded)."""
+    top = 0.0
+    for p in prompts:
+        for q in queries:
+            w = backend.max_cost(p, q)
+            if w is None:
+                return None
+            top = max(top, float(w))
+    return top
+
+
+def _spend_bound(budget: int, worst: float | None, cap: float | None) -> float | None:
+    """What a run can spend at most: no algorithm draws more than ``budget`` completions, none
+    costs more than ``worst``, and the cost cap reserves each pull at its worst case."""
+    bound = None if worst is None else budget * worst
+    if cap is not None:
+        bound = cap if bound is None else min(bound, cap)
+    return bound
