@@ -160,3 +160,60 @@ def test_a_live_run_never_spends_more_than_estimate_says_at_most(
         result = iapo.run(cfg)
     assert 0 < result.account["cost"] <= pf["max_cost"]
     assert pf["max_cost_per_completion"] >= 64  # max_tokens: 64 completion tokens
+
+
+# -- item 19: every problem of a config at once; near misses named --------------------------------
+
+SEVERAL = """
+name: several
+strategy: majority_vote
+pool: builtin:mcqa-gpt35-comprehensive
+n_maxx: 4
+contexts:
+  grid:
+    cost_weigth: [0.0]
+budget: -5
+algorithm: {name: psst, estimatr: ustat}
+"""
+
+
+def test_a_config_with_several_problems_shows_each_on_its_own_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "several.yaml"
+    cfg.write_text(SEVERAL)
+    rc, out, err = cli(capsys, "run", str(cfg))
+    assert rc == 2 and out == "" and "Traceback" not in err
+    first, *rest = err.strip().splitlines()
+    assert first.startswith(f"iapo: error: {cfg}: ") and "did you mean" in first
+    lines = [first.removeprefix("iapo: error: "), *(r.strip() for r in rest)]
+    assert all(line.startswith(f"{cfg}: ") for line in lines), err
+    assert f"{cfg}: n_maxx: unknown key: did you mean n_max?" in lines
+    assert f"{cfg}: contexts.grid.cost_weigth: unknown key: did you mean cost_weight?" in lines
+    assert f"{cfg}: algorithm.estimatr: unknown key: did you mean estimator?" in lines
+    assert any(line.startswith(f"{cfg}: budget: ") for line in lines)
+    assert any(line.startswith(f"{cfg}: n_max: required") for line in lines)
+    assert len(lines) == 5
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_misspelt_backend_key_is_named_and_a_far_one_is_not(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "b.yaml"
+    base = SEVERAL.replace("n_maxx", "n_max").replace("cost_weigth", "cost_weight")
+    base = base.replace("budget: -5", "budget: 500").replace("estimatr", "estimator")
+    cfg.write_text(base + "splitt: {seed: 1}\n")
+    line = one_line_error(*cli(capsys, "run", str(cfg))[::2])
+    assert line.endswith(f"{cfg}: splitt: unknown key: did you mean split?")
+    cfg.write_text(base + "zzzz: 1\n")
+    line = one_line_error(*cli(capsys, "run", str(cfg))[::2])
+    assert line.endswith("zzzz: unknown key: remove it or check its spelling")
+    live = base.replace(
+        "pool: builtin:mcqa-gpt35-comprehensive",
+        "backend: {kind: openai, base_url: 'http://127.0.0.1:9/v1', model: m, modle: m}\n"
+        "queries: q.jsonl\nprompts: [{id: a, system: s}]",
+    )
+    cfg.write_text(live)
+    line = one_line_error(*cli(capsys, "run", str(cfg))[::2])
+    assert line.endswith("backend.modle: unknown key for kind: openai: did you mean model?")

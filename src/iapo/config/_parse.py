@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from iapo.config._backend import BACKEND_KINDS
 from iapo.config._run import RunConfig
@@ -24,9 +25,45 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return "".join(parts) or "(top level)"
 
 
+def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys a config accepts at the mapping that holds ``loc``'s last part: RunConfig's
+    fields walked down ``loc`` (list indices and mapping keys keep the item's model; a backend's
+    location names its kind, as pydantic's union tag does)."""
+    models: list[type[BaseModel]] = [RunConfig]
+    for i, part in enumerate(loc[:-1]):
+        if isinstance(part, int):
+            continue
+        if i == 1 and loc[0] == "backend" and part in BACKEND_KINDS:
+            models = [BACKEND_KINDS[part]]
+            continue
+        found = [m.model_fields[part] for m in models if part in m.model_fields]
+        if found:
+            models = [m for f in found for m in _models_in(f.annotation)]
+    return sorted({k for m in models for k in m.model_fields})
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models inside a field's annotation (through Optional, unions, lists)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+def _near_miss(err: Any) -> str | None:
+    """For an unknown key, the known key it most likely misspells (``n_maxx`` → ``n_max``)."""
+    loc = tuple(err["loc"])
+    if err["type"] != "extra_forbidden" or not loc or not isinstance(loc[-1], str):
+        return None
+    close = difflib.get_close_matches(loc[-1], _known_keys(loc), n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
 def _message(err: Any) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
+        guess = _near_miss(err)
+        if guess is not None:
+            return f"unknown key: did you mean {guess}?"
         return "unknown key: remove it or check its spelling"
     if kind == "missing":
         return "required: add it"
@@ -52,28 +89,40 @@ def _describe(err: Any) -> tuple[str, str]:
         kind, loc = loc[1], (loc[0], *loc[2:])
         if err["type"] == "extra_forbidden" and len(loc) == 2:
             owners = [k for k, m in BACKEND_KINDS.items() if loc[1] in m.model_fields]
-            fix = (
-                f"it is a kind: {owners[0]} setting: remove it or set kind: {owners[0]}"
-                if owners
-                else "remove it or check its spelling"
-            )
+            guess = _near_miss(err)
+            if owners:
+                fix = f"it is a kind: {owners[0]} setting: remove it or set kind: {owners[0]}"
+            elif guess is not None:
+                fix = f"did you mean {guess}?"
+            else:
+                fix = "remove it or check its spelling"
             return _loc(loc), f"unknown key for kind: {kind}: {fix}"
     return _loc(loc), _message(err)
 
 
 def parse_config(data: Any, source: str) -> RunConfig:
+    """Validate a config mapping. Every problem is reported at once: a :class:`ConfigError`
+    whose first line names the file, the field and the fix of the first problem, then one line
+    per further problem (``  FILE: FIELD: FIX``). An unknown key that misspells a known one
+    comes first and says so (``n_maxx: unknown key: did you mean n_max?``)."""
     if not isinstance(data, dict):
         raise ConfigError("expected a mapping of settings at the top level", source=source)
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        more = f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""
-        field, message = _describe(err)
-        prefixed = re.match(r"([a-z_][\w.]*): (.*)", message)
-        if prefixed and field == "(top level)":  # a cross-field check names its field itself
-            field, message = prefixed.group(1), prefixed.group(2)
-        raise ConfigError(message + more, source=source, field=field) from None
+        errors = exc.errors()
+        # a misspelt key explains the "required" error of the key it misspells: it goes first
+        errors.sort(key=lambda e: _near_miss(e) is None)
+        problems = []
+        for err in errors:
+            field, message = _describe(err)
+            prefixed = re.match(r"([a-z_][\w.]*): (.*)", message)
+            if prefixed and field == "(top level)":  # a cross-field check names its field itself
+                field, message = prefixed.group(1), prefixed.group(2)
+            problems.append((field, message))
+        (field, message), more = problems[0], problems[1:]
+        extra = "".join(f"\n  {source}: {f}: {m}" for f, m in more)
+        raise ConfigError(message + extra, source=source, field=field) from None
 
 
 def load_config(path: str | Path) -> RunConfig:
