@@ -66,7 +66,7 @@ def test_run_prints_policy_table(in_tmp: Path, capsys: pytest.CaptureFixture[str
         assert f"{ch['prompt']} @ N={ch['n']}" in row and f"{ch['q']:.4f}" in row
     assert "runner-up" in out and "95% CI" in out
     acc = result["account"]
-    assert f"completions: {acc['completions']} of budget 6000" in out
+    assert f"completions: {acc['completions']:,} of budget 6,000" in out
     assert "report:" not in out
 
 

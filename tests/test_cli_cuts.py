@@ -7,6 +7,7 @@ socket."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import sys
 from pathlib import Path
@@ -217,3 +218,82 @@ def test_a_misspelt_backend_key_is_named_and_a_far_one_is_not(
     cfg.write_text(live)
     line = one_line_error(*cli(capsys, "run", str(cfg))[::2])
     assert line.endswith("backend.modle: unknown key for kind: openai: did you mean model?")
+
+
+# -- item 20: readable output ----------------------------------------------------------------------
+
+SCIENTIFIC = re.compile(r"\d[eE][+-]?\d")
+
+
+def test_a_run_says_when_its_report_is_skipped_for_the_missing_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # the `report` extra is not installed
+    rc, out, err = cli(capsys, "run", str(MCQA), "--budget", "1500", "--run-dir", str(tmp_path),
+                       "--quiet")  # fmt: skip
+    assert rc == 0, err
+    assert "report: skipped" in err and "pip install 'iapo[report]'" in err
+    assert f"iapo report {tmp_path}" in err
+    assert not (tmp_path / "report").exists() and "report:" not in out
+    rc, out, err = cli(capsys, "run", str(MCQA), "--budget", "1500", "--run-dir", str(tmp_path),
+                       "--quiet", "--no-report")  # fmt: skip
+    assert rc == 0 and "skipped" not in err  # asked for no report: nothing to say
+
+
+def test_the_pulls_column_is_called_pulls(
+    mcqa_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc, out, err = cli(capsys, "show", str(mcqa_run))
+    assert rc == 0, err
+    header = next(line for line in out.splitlines() if line.startswith("context"))
+    assert "pulls" in header.split() and "queries" not in header.split()
+    template = (REPO / "src/iapo/report/templates/report.html.j2").read_text()
+    assert '<th class="num">queries</th>' not in template and ">pulls</th>" in template
+
+
+def test_show_lists_the_runs_that_share_a_name_and_takes_an_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    ids = []
+    for budget in (1500, 1800):  # two configs, one name: two runs in runs/twin/bank.sqlite
+        cfg = tmp_path / f"twin-{budget}.yaml"
+        cfg.write_text(MCQA.read_text().replace("name: mcqa", "name: twin")
+                       .replace("budget: 6000", f"budget: {budget}"))  # fmt: skip
+        rc, out, err = cli(capsys, "run", str(cfg), "--json", "--no-report")
+        assert rc == 0, err
+        ids.append(json.loads(out)["run_id"])
+    assert ids[0] != ids[1]
+    for command in ("show", "report"):
+        line = one_line_error(*cli(capsys, command, "twin")[::2])
+        assert "2 runs are named 'twin'" in line and ids[0] in line and ids[1] in line
+        assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d", line) and "give its id" in line
+    for run_id, budget in zip(ids, ("1,500", "1,800"), strict=True):
+        rc, out, err = cli(capsys, "show", run_id)
+        assert rc == 0, err
+        assert f"run {run_id} (twin)" in out and f"of budget {budget} " in out
+
+
+def test_people_read_numbers_without_scientific_notation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # writing-bon spends ~3.7 M tokens: once printed as 3.70305e+06
+    rc, out, err = cli(capsys, "run", str(WRITING), "--run-dir", str(tmp_path), "--quiet",
+                       "--no-report")  # fmt: skip
+    assert rc == 0, err
+    assert not SCIENTIFIC.search(out), out
+    cost = re.search(r"cost ([\d,.]+) output_tokens", out)
+    assert cost is not None and "," in cost.group(1)
+    for args in (["show", str(tmp_path)], ["estimate", str(WRITING)], ["runs"]):
+        rc, text, err = cli(capsys, *args)
+        assert rc == 0, err
+        assert not SCIENTIFIC.search(text), text
+
+
+def test_one_held_out_query_is_singular(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "one.yaml"
+    cfg.write_text(MCQA.read_text().replace("test_fraction: 0.2", "test_fraction: 0.01"))
+    rc, out, err = cli(capsys, "run", str(cfg), "--budget", "1500", "--run-dir", str(tmp_path),
+                       "--no-report")  # fmt: skip
+    assert rc == 0, err
+    assert "exact ACR on 1 held-out query: " in out

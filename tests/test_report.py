@@ -746,7 +746,7 @@ def test_runs_lists_status_budget_and_best_arms(
     (row,) = [ln for ln in lines if ln.startswith(mcqa.result["run_id"])]
     acc = mcqa.result["account"]
     assert " mcqa " in row and " done " in row
-    assert f"{acc['completions']}/{acc['budget']}" in row
+    assert f"{acc['completions']:,}/{acc['budget']:,}" in row
     for ch in mcqa.result["policy"].values():
         assert f"{ch['prompt']}@{ch['n']}" in row
 

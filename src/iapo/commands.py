@@ -42,14 +42,14 @@ def format_result(result: RunResult) -> str:
         f"seed {result.seed}",
         table(["context", "chosen arm", "Q est.", "95% CI", "runner-up"], rows),
         "",
-        f"completions: {acc['completions']} of budget {acc['budget']} "
-        f"({acc['drawn']} drawn new, {acc['cache_hits']} from the bank); "
-        f"cost {acc['cost']:.6g} {result.extra.get('cost_unit', '')}".rstrip(),
+        f"completions: {amount(acc['completions'])} of budget {amount(acc['budget'])} "
+        f"({amount(acc['drawn'])} drawn new, {amount(acc['cache_hits'])} from the bank); "
+        f"cost {amount(acc['cost'])} {result.extra.get('cost_unit', '')}".rstrip(),
     ]
     ev = result.evaluation
     if ev:
         lines.append(
-            f"exact ACR on {result.extra.get('test_queries')} held-out queries: "
+            f"exact ACR on {count(int(result.extra.get('test_queries') or 0), 'held-out query')}: "
             f"{ev['acr_test']:.4f} (oracle {ev['oracle_acr_test']:.4f})"
         )
     if result.extra.get("stopped"):
@@ -143,7 +143,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             storage=args.storage,
         )
     from iapo.progress import make_progress
-    from iapo.report import report_available, write_report
+    from iapo.report import PIP_REPORT, report_available, write_report
 
     budget = args.budget if args.budget is not None else s.config.budget
     try:
@@ -159,6 +159,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     page = None
     if not args.no_report and report_available():
         page = write_report(result, Path(result.run_dir) / "report")
+    elif not args.no_report:
+        print(
+            f"report: skipped: the HTML report needs matplotlib and jinja2: {PIP_REPORT}, "
+            f"then `iapo report {result.run_dir}`",
+            file=sys.stderr,
+        )
     if args.json:
         print(result.to_json())
     else:
@@ -219,7 +225,7 @@ def _cmd_ask(args: argparse.Namespace) -> int:
         print(ans.text or "")
         print(
             f"\n[{ans.context}: {ans.arm.prompt} @ N={ans.arm.n}; answer {ans.answer!r}; "
-            f"cost {ans.cost:.6g}]",
+            f"cost {amount(ans.cost)}]",
             file=sys.stderr,
         )
     return 0

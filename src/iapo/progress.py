@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from iapo.fmt import amount
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -69,7 +71,7 @@ def make_progress(
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("completions"),
-        TextColumn("· cost {task.fields[cost]:.4g}" + unit.replace("[", r"\[")),
+        TextColumn("· cost {task.fields[cost]}" + unit.replace("[", r"\[")),
         TextColumn("·"),
         TimeElapsedColumn(),
         TextColumn("· ETA"),
@@ -78,14 +80,14 @@ def make_progress(
         transient=False,
     )
     with bar:
-        task = bar.add_task("run", total=max(budget, 1), round=0, cost=0.0)
+        task = bar.add_task("run", total=max(budget, 1), round=0, cost="0")
 
         def update(account: Account, round_no: int) -> None:
             bar.update(
                 task,
                 completed=min(account.completions, max(budget, 1)),
                 round=round_no,
-                cost=float(account.cost),
+                cost=amount(account.cost, sig=4),
             )
 
         yield update

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from iapo.bank._runs import DEFAULT_BANKS, find_run, finished_result, list_runs
-from iapo.fmt import num, table
+from iapo.fmt import amount, num, table
 
 __all__ = [
     "RUN_HELP",
@@ -48,7 +48,7 @@ def _used(rec: Mapping[str, Any]) -> str:
     spent, budget = rec.get("spent"), rec.get("budget")
     if spent is None or not budget:
         return "—"
-    return f"{spent}/{budget} ({spent / budget:.0%})"
+    return f"{amount(spent)}/{amount(budget)} ({spent / budget:.0%})"
 
 
 def format_runs(runs: Sequence[Mapping[str, Any]]) -> str:
@@ -79,7 +79,7 @@ def policy_table(result: Mapping[str, Any]) -> str:
     the held-out values when the result has an evaluation)."""
     ev = result.get("evaluation") or {}
     ev_ctx = ev.get("contexts") or {}
-    headers = ["context", "chosen arm", "Q est.", "95% CI", "queries", "runner-up"]
+    headers = ["context", "chosen arm", "Q est.", "95% CI", "pulls", "runner-up"]
     if ev_ctx:
         headers += ["Q held-out", "oracle arm"]
     rows = []
@@ -91,7 +91,7 @@ def policy_table(result: Mapping[str, Any]) -> str:
             f"{ch['prompt']} @ N={ch['n']}",
             num(ch.get("q")),
             f"[{num(lo)}, {num(hi)}]",
-            ch.get("observations", "—"),
+            amount(ch.get("observations")),
             f"{ru['prompt']} @ N={ru['n']} ({num(ru.get('q'))})" if ru else "—",
         ]
         if ev_ctx:
@@ -113,9 +113,9 @@ def format_show(rec: Mapping[str, Any]) -> str:
     lines = [
         f"run {rec['id']} ({rec['name']}): {rec['status']} · {res.get('algorithm', '—')} / "
         f"{res.get('strategy', '—')} · seed {res.get('seed', '—')}",
-        f"completions {acc.get('completions', '—')} of budget {acc.get('budget', '—')} "
-        f"({acc.get('drawn', '—')} drawn new, {acc.get('cache_hits', '—')} from the bank); "
-        f"cost {float(acc.get('cost', 0.0)):.6g} {unit}".rstrip(),
+        f"completions {amount(acc.get('completions'))} of budget {amount(acc.get('budget'))} "
+        f"({amount(acc.get('drawn'))} drawn new, {amount(acc.get('cache_hits'))} from the bank); "
+        f"cost {amount(acc.get('cost', 0.0))} {unit}".rstrip(),
         "",
         policy_table(res),
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -98,8 +99,9 @@ def _load_result_file(path: Path) -> dict[str, Any]:
 def find_run(ref: str, storage: str | None = None) -> dict[str, Any]:
     """A run record (``id, name, status, budget, spent, result, storage``) for ``ref``: a run
     folder or its ``result.json`` (then also ``source``, the file); else a run id, a unique id
-    prefix, or a run name (the most recently updated run of that name) in the bank(s).
-    Raises :class:`~iapo.errors.InputError` with a one-line hint when there is no such run."""
+    prefix, or a run name in the bank(s). Raises :class:`~iapo.errors.InputError` with a
+    one-line hint when there is no such run, and one listing the candidates (id, date, status,
+    and bank where they differ) when a name or prefix fits several runs: it never picks one."""
     path = Path(ref)
     folder_without_result = False
     if path.exists():
@@ -117,6 +119,7 @@ def find_run(ref: str, storage: str | None = None) -> dict[str, Any]:
             raise InputError(f"run id prefix {ref!r} matches {', '.join(ids)}: give more of the id")
     if not matches:
         matches = [r for r in runs if r["name"] == ref]
+        _refuse_ambiguous(ref, matches)
     if not matches and folder_without_result:
         raise InputError(
             "no result.json in this folder: finish the run with `iapo run CONFIG`, "
@@ -129,6 +132,28 @@ def find_run(ref: str, storage: str | None = None) -> dict[str, Any]:
             f"no run {ref!r} in {where} and no such folder: give a run folder, id or name ({hint})"
         )
     return max(matches, key=lambda r: r.get("updated") or 0.0)
+
+
+def _refuse_ambiguous(ref: str, matches: list[dict[str, Any]]) -> None:
+    """Several distinct runs share the name ``ref``: list them instead of picking one."""
+    distinct = {(str(r["id"]), r["storage"]): r for r in matches}
+    if len(distinct) < 2:
+        return
+    runs = sorted(distinct.values(), key=lambda r: r.get("created") or 0.0)
+    banks = len({r["storage"] for r in runs}) > 1
+    ids = len({str(r["id"]) for r in runs}) == len(runs)
+
+    def entry(r: Mapping[str, Any]) -> str:
+        when = r.get("created") or r.get("updated")
+        date = time.strftime("%Y-%m-%d %H:%M", time.localtime(when)) if when else "no date"
+        where = f", {r['storage']}" if banks else ""
+        return f"{r['id']} ({date}, {r['status']}{where})"
+
+    fix = "give its id" if ids else "give its id and --storage"
+    raise InputError(
+        f"{len(runs)} runs are named {ref!r}: {'; '.join(entry(r) for r in runs)}: {fix}",
+        field="RUN",
+    )
 
 
 def finished_result(rec: Mapping[str, Any]) -> dict[str, Any]:

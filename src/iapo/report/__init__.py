@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from iapo.errors import InputError
-from iapo.report._cli import register_cli, report_available
+from iapo.report._cli import PIP_REPORT, register_cli, report_available
 
-__all__ = ["register_cli", "report_available", "write_report"]
+__all__ = ["PIP_REPORT", "register_cli", "report_available", "write_report"]
 
 
 def write_report(result: Any, out_dir: str | Path) -> Path:
@@ -23,7 +23,7 @@ def write_report(result: Any, out_dir: str | Path) -> Path:
     it, raises :class:`~iapo.errors.InputError` (check :func:`report_available` first to skip).
     """
     if not report_available():
-        raise InputError("the HTML report needs matplotlib and jinja2: pip install 'iapo[report]'")
+        raise InputError(f"the HTML report needs matplotlib and jinja2: {PIP_REPORT}")
     from iapo.report._html import write_report as _write
 
     return _write(result, out_dir)

@@ -10,7 +10,10 @@ from typing import Any
 from iapo.bank import RUN_HELP, STORAGE_HELP, find_run, finished_result
 from iapo.errors import InputError
 
-__all__ = ["register_cli", "report_available"]
+__all__ = ["PIP_REPORT", "register_cli", "report_available"]
+
+#: The install line of the ``report`` extra.
+PIP_REPORT = "pip install 'iapo[report]'"
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -23,7 +26,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     else:
         out = Path(res.get("run_dir") or f"runs/{rec['name']}") / "report"
     if not report_available():
-        raise InputError("the HTML report needs matplotlib and jinja2: pip install 'iapo[report]'")
+        raise InputError(f"the HTML report needs matplotlib and jinja2: {PIP_REPORT}")
     from iapo.report._html import write_report
 
     page = write_report(res, out)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from iapo.errors import InputError
-from iapo.fmt import num
+from iapo.fmt import amount, num
 from iapo.fmt import weight as fmt_weight
 from iapo.report._data import Report
 from iapo.result import as_result_dict
@@ -112,14 +112,7 @@ def write_csvs(rep: Report, out_dir: Path) -> dict[str, Path]:
 
 # -- HTML -----------------------------------------------------------------------------------------
 def _amount(x: Any) -> str:
-    if x is None:
-        return "—"
-    v = float(x)
-    if not math.isfinite(v):
-        return "—"
-    if abs(v) >= 100:
-        return f"{v:,.0f}"
-    return f"{v:.4g}"
+    return amount(x, sig=4)
 
 
 def _pct(x: Any) -> str:
