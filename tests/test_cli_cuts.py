@@ -6,6 +6,7 @@ socket."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import socket
@@ -17,7 +18,7 @@ from conftest import MCQA, REPO
 from live_helpers import script, write_config
 
 import iapo
-from iapo.cli import main
+from iapo.cli import build_parser, main, walk_parsers
 from iapo.setups import setup
 from iapo.testing.fake_openai import FakeOpenAIServer
 
@@ -297,3 +298,33 @@ def test_one_held_out_query_is_singular(tmp_path: Path, capsys: pytest.CaptureFi
                        "--no-report")  # fmt: skip
     assert rc == 0, err
     assert "exact ACR on 1 held-out query: " in out
+
+
+# -- item 21: help for every argument, defaults shown ----------------------------------------------
+
+
+def test_every_argument_of_every_command_has_help_and_shows_its_default() -> None:
+    parser = build_parser()
+    seen = 0
+    for sub, action in walk_parsers(parser):
+        if isinstance(action, argparse._HelpAction | argparse._VersionAction):
+            continue
+        seen += 1
+        name = f"{sub.prog} {'/'.join(action.option_strings) or action.dest}"
+        assert action.help and action.help.strip() and action.help != argparse.SUPPRESS, name
+        shown = sub.formatter_class(sub.prog)._get_help_string(action) % vars(action)
+        assert " ".join(shown.split()[:2]) in " ".join(sub.format_help().split()), name
+        if action.option_strings and action.default not in (None, False):
+            assert re.search(rf"default:? {re.escape(str(action.default))}\b", shown), name
+    assert seen > 60  # the walk reached every sub-command
+
+
+def test_bench_quick_says_the_same_number_of_runs_everywhere() -> None:
+    from iapo.bench._benchmark import QUICK_RUNS
+
+    bench = next(sub for sub, a in walk_parsers(build_parser()) if sub.prog == "iapo bench")
+    helps = {a.dest: a.help or "" for a in bench._actions}
+    assert f"--quick: {QUICK_RUNS})" in helps["runs"]
+    assert helps["quick"].startswith(f"{QUICK_RUNS} runs ")
+    numbers = set(re.findall(r"(\d+) runs", " ".join(helps.values())))
+    assert numbers <= {str(QUICK_RUNS)}, numbers

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from iapo import bank, bench, commands, record, report
 from iapo.errors import InputError, PermanentBackendError, TransientBackendError
 from iapo.version import __version__
 
-__all__ = ["build_parser", "main"]
+__all__ = ["HelpFormatter", "build_parser", "main", "walk_parsers"]
 
 #: The modules whose ``register_cli(subparsers)`` add commands, in the order of ``iapo --help``.
 REGISTRARS: tuple[Callable[[Any], None], ...] = (
@@ -23,16 +23,49 @@ REGISTRARS: tuple[Callable[[Any], None], ...] = (
 )
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Appends an option's default to its help, when it has one worth saying (not None, not a
+    flag's False) and the help does not state it already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            not action.option_strings
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or "default" in text
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def walk_parsers(
+    parser: argparse.ArgumentParser,
+) -> Iterator[tuple[argparse.ArgumentParser, argparse.Action]]:
+    """Every (parser, argument) of ``parser`` and of its sub-commands, depth first."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):  # aliases name one parser twice
+                yield from walk_parsers(sub)
+        else:
+            yield parser, action
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="iapo",
         description="Inference-aware prompt optimisation: choose (prompt, N) "
         "per user preference under a budget of LLM completions (PSST).",
+        formatter_class=HelpFormatter,
     )
     ap.add_argument("--version", action="version", version=f"iapo {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
     for register in REGISTRARS:
         register(sub)
+    for parser, _ in walk_parsers(ap):
+        parser.formatter_class = HelpFormatter
     return ap
 
 

@@ -272,37 +272,57 @@ def register_cli(sub: Any) -> None:
     p.set_defaults(func=_cmd_estimate)
 
     p = sub.add_parser("evaluate", help="exact Q of every arm on the pool; deceiving prompts")
-    p.add_argument("config")
-    p.add_argument("--split", choices=["test", "train", "all"], default="test")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("config", help="run configuration (YAML) that replays a pool")
+    p.add_argument(
+        "--split",
+        choices=["test", "train", "all"],
+        default="test",
+        help="the queries to evaluate on: the held-out test split, the training split, or all",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_evaluate)
 
     pool = sub.add_parser("pool", help="pool files: validate, import").add_subparsers(
         dest="pool_command", required=True
     )
     p = pool.add_parser("validate", help="check a pool file")
-    p.add_argument("file")
-    p.add_argument("--require-gold", action="store_true")
+    p.add_argument("file", help="a pool file (JSONL: a header line, then one line per cell)")
+    p.add_argument(
+        "--require-gold",
+        action="store_true",
+        help="every query must have a gold answer (what majority voting needs)",
+    )
     p.set_defaults(func=_cmd_pool_validate)
     p = pool.add_parser("import", help="convert a shared real pool into iapo's pool format")
-    p.add_argument("source", choices=["renze", "tot-text", "tot-game24"])
+    p.add_argument(
+        "source",
+        choices=["renze", "tot-text", "tot-game24"],
+        help="the format of the shared data: the Renze MCQA studies, or the Tree-of-Thoughts "
+        "creative-writing or Game of 24 logs",
+    )
     p.add_argument("path", help="renze: the study's .jsonl; tot-*: the tot-logs folder")
-    p.add_argument("--out", required=True)
-    p.add_argument("--model", default="gpt-35-turbo")
-    p.add_argument("--exam", default="comprehensive-100")
-    p.add_argument("--temperature", type=float)
-    p.add_argument("--prompts", nargs="*")
+    p.add_argument("--out", required=True, help="the pool file to write (JSONL)")
+    p.add_argument("--model", default="gpt-35-turbo", help="renze: keep this model's rows")
+    p.add_argument("--exam", default="comprehensive-100", help="renze: keep this exam's rows")
+    p.add_argument(
+        "--temperature", type=float, help="renze: keep this temperature's rows (default: all)"
+    )
+    p.add_argument("--prompts", nargs="*", help="renze: keep these prompts (default: every prompt)")
     p.set_defaults(func=_cmd_pool_import)
 
     p = sub.add_parser("ask", help="answer a question with a learned policy")
     p.add_argument("result", help="a run directory or its result.json")
-    p.add_argument("question")
-    p.add_argument("--context", required=True, help="the context (user preference) to serve")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("question", help="the question to answer (quote it)")
+    p.add_argument(
+        "--context", required=True, help="the context (user preference) to serve, by its name"
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_ask)
 
     p = sub.add_parser("serve", help="an OpenAI-compatible proxy: model = context name")
     p.add_argument("result", help="a run directory or its result.json")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--host", default="127.0.0.1", help="local address to listen on (0.0.0.0: every one)"
+    )
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (0: any free one)")
     p.set_defaults(func=_cmd_serve)

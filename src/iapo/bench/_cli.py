@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from iapo.bench._benchmark import run_benchmark
+from iapo.bench._benchmark import QUICK_RUNS, run_benchmark
 from iapo.bench._envs import ENVIRONMENTS
 from iapo.bench._protocol import DEFAULT_ALGORITHMS
 from iapo.errors import ConfigError
@@ -85,16 +85,20 @@ def register_cli(sub: Any) -> None:
         "--algorithms", help=f"comma-separated, default all: {','.join(DEFAULT_ALGORITHMS)}"
     )
     p.add_argument("--budgets", help="comma-separated completions, default 1k,2k,5k,10k,20k,50k")
-    p.add_argument("--runs", type=int, help="independent runs (default 200; --quick: 10)")
+    p.add_argument(
+        "--runs", type=int, help=f"independent runs (default: 200; --quick: {QUICK_RUNS})"
+    )
     p.add_argument(
         "--runs-for",
         help="fewer runs for some algorithms, e.g. ucb=50,epsilon_greedy=50 (their first runs)",
     )
     p.add_argument("--seed", type=int, default=0, help="protocol seed (splits, algorithms)")
     p.add_argument("--env-seed", type=int, default=0, help="seed of the synthetic generators")
-    p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    p.add_argument("--workers", type=int, default=2, help="worker processes")
     p.add_argument(
-        "--quick", action="store_true", help="6 runs at two budgets: a smoke test, not evidence"
+        "--quick",
+        action="store_true",
+        help=f"{QUICK_RUNS} runs at two budgets: a smoke test, not evidence",
     )
     p.add_argument("--out", default="bench-results", help="folder for JSON, Markdown and PNG")
     p.add_argument("--shared", help="the shared data folder (holding data/pools)")
