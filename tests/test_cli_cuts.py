@@ -298,6 +298,9 @@ def test_one_held_out_query_is_singular(tmp_path: Path, capsys: pytest.CaptureFi
                        "--no-report")  # fmt: skip
     assert rc == 0, err
     assert "exact ACR on 1 held-out query: " in out
+    rc, out, err = cli(capsys, "evaluate", str(cfg))
+    assert rc == 0, err
+    assert out.startswith("exact Q on test (1 query);")
 
 
 # -- item 21: help for every argument, defaults shown ----------------------------------------------

@@ -13,6 +13,7 @@ from iapo.bank import open_bank
 from iapo.config import RunConfig
 from iapo.errors import ConfigError, InputError, PoolError
 from iapo.evaluation import Evaluation, exact_q_table, policy_evaluation
+from iapo.fmt import count
 from iapo.result import RunResult, versions
 from iapo.setups import ReplaySetup, Setup, setup
 from iapo.study import Progress, RunInfo, Study, StudyOutcome
@@ -153,7 +154,7 @@ def evaluate(config: ConfigLike, *, split: str = "test") -> Evaluation:
         qs, split = s.pool.queries, "all"
     scaled = s.pool.scale_costs(s.cost_scale)
     q = exact_q_table(scaled, s.strategy, s.contexts, s.config.n_max, qs, s.prompts)
-    return Evaluation(s.contexts, s.prompts, q, f"{split} ({len(qs)} queries)")
+    return Evaluation(s.contexts, s.prompts, q, f"{split} ({count(len(qs), 'query')})")
 
 
 def preflight(config: ConfigLike, *, budget: int | None = None) -> dict[str, Any]:
