@@ -496,15 +496,25 @@ class _Handler(BaseHTTPRequestHandler):
         # Book the delivery before writing it, so that the books are already right when the
         # client sees the response; take it back if the client had gone.
         served_usage = usage if "usage" in response else None
+        if fault == "drip" and plan is not None:
+
+            def book(sign: int) -> None:
+                if sign:
+                    fake._served(sign * returned, served_usage, messages, params)
+                else:
+                    fake._record(messages, params, 0)
+
+            self._drip(payload, plan.drip, book)
+            return
         fake._served(returned, served_usage, messages, params)
-        sent = (
-            self._drip(payload, plan.drip) if fault == "drip" and plan else self._send(200, payload)
-        )
-        if not sent:
+        if not self._send(200, payload):
             fake._served(-returned, served_usage, messages, params)
 
-    def _drip(self, payload: bytes, every: float) -> bool:
-        """A 200 whose body goes out one byte every ``every`` seconds; False if the client went."""
+    def _drip(self, payload: bytes, every: float, book: Callable[[int], None]) -> None:
+        """A 200 whose body goes out one byte every ``every`` seconds: booked (``book(1)``) just
+        before its last byte, taken back (``book(-1)``) if that byte could not be written, and
+        logged as undelivered (``book(0)``) if the client went before."""
+        booked = False
         try:
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -513,12 +523,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             for i in range(len(payload)):
                 time.sleep(every)
+                if i == len(payload) - 1:
+                    book(1)
+                    booked = True
                 self.wfile.write(payload[i : i + 1])
                 self.wfile.flush()
         except OSError:
             self.close_connection = True
-            return False
-        return True
+            book(-1 if booked else 0)
 
 
 @dataclass
