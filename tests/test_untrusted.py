@@ -102,6 +102,26 @@ def test_a_lying_server_stops_the_run_at_the_cap(
         assert "usage_above_max" in format_result(result)
 
 
+@pytest.mark.parametrize("fault", ["no-usage", "non-numeric-usage"])
+def test_a_server_hiding_its_usage_still_meets_the_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    """A server that never reports usage usably used to cost 0 per completion, so the cap never
+    stopped a run (234 completions, up to 15,000 tokens, under a cap of 5,000); costed at the
+    worst case (max_tokens 64), the cap holds."""
+    monkeypatch.setenv("IAPO_TEST_KEY", KEY)
+    cap = 5000
+    with FakeOpenAIServer(script, api_key=KEY, faults=FaultPlan(rate=1.0, kinds=[fault])) as srv:
+        cfg = write_config(tmp_path, srv.base_url, extra=f"cost: {{cap: {cap}}}")
+        result = iapo.run(cfg)
+        acc = result.account
+        assert srv.completions_served * 64 <= cap  # what was served, at its worst, fits
+        assert acc["cost"] == 64 * acc["drawn"] <= cap
+        assert result.extra["stopped"] and "cost cap" in result.extra["stopped"]
+        kind = "usage_missing" if fault == "no-usage" else "usage_invalid"
+        assert acc["anomalies"] == {kind: srv.requests}
+
+
 # -- item 9: more choices than n ----------------------------------------------------------------
 
 
@@ -109,10 +129,10 @@ def test_extra_choices_are_dropped_and_the_account_says_what_arrived() -> None:
     with FakeOpenAIServer(faults=FaultPlan(sequence=["extra-choices"], extra=2)) as srv:
         samples, backend = sample(srv, 3)
         assert len(samples) == 3 and srv.completions_served == 5
-        assert backend.anomalies["extra_choices"] == 2
         # the kept completions carry the whole request's reported usage: nothing billed vanishes
         assert sum(s.usage["completion_tokens"] for s in samples) == srv.completion_tokens_served
         assert sum(s.usage["prompt_tokens"] for s in samples) == srv.prompt_tokens_served
+        assert backend.anomalies["extra_choices"] == 2
 
 
 def test_a_run_against_extra_choices_stores_only_what_it_asked_for(
@@ -127,8 +147,8 @@ def test_a_run_against_extra_choices_stores_only_what_it_asked_for(
         with sqlite3.connect(tmp_path / "run" / "bank.sqlite") as db:
             stored = int(db.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
         assert stored == acc["drawn"] == acc["completions"] <= 120
-        assert acc["anomalies"]["extra_choices"] == srv.completions_served - acc["drawn"] > 0
         assert acc["completion_tokens"] == srv.completion_tokens_served
+        assert acc["anomalies"]["extra_choices"] == srv.completions_served - acc["drawn"] > 0
 
 
 # -- item 10: a total deadline per request --------------------------------------------------------
