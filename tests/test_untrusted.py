@@ -82,6 +82,13 @@ def test_unusable_usage_is_costed_at_the_worst_case(fault: str) -> None:
         assert backend.anomalies == {kind: 1}
 
 
+def test_recosting_a_stored_sample_without_completion_tokens_uses_the_worst_case() -> None:
+    with FakeOpenAIServer() as srv:
+        backend = backend_for(srv)
+        stored = Sample(answer="42", cost=MAX_TOKENS, usage={"prompt_tokens": 5})
+        assert backend.recost(stored).cost == MAX_TOKENS
+
+
 def test_a_lying_server_stops_the_run_at_the_cap(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

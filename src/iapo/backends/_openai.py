@@ -203,7 +203,8 @@ class LLMBackend(Backend):
 
     def _max_tokens(self) -> int | None:
         value = self.params.get("max_tokens", self.params.get("max_completion_tokens"))
-        return value if isinstance(value, int) and value > 0 else None
+        ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+        return value if ok else None
 
     @property
     def anomalies(self) -> Mapping[str, int]:
