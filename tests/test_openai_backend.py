@@ -22,7 +22,7 @@ from live_helpers import fast_client
 
 from iapo.answers import get_extractor
 from iapo.backends import Completion, LLMBackend, OpenAIChatClient
-from iapo.chat_client._body import parse_body, split_proportional
+from iapo.chat_client._body import Usage, parse_body, settle, split_proportional
 from iapo.errors import ConfigError, PermanentBackendError, TransientBackendError
 from iapo.testing import FAULT_KINDS, FakeOpenAIServer, FaultPlan
 from iapo.types import PromptSpec, Query, Sample
@@ -413,10 +413,13 @@ def test_parse_body_without_usage_invents_nothing() -> None:
         b'{"choices": [{"index": 1, "message": {"content": "b"}},'
         b' {"index": 0, "message": {"content": "a"}}]}'
     )
-    out, prompt, completion = parse_body(body)
-    assert [c.text for c in out] == ["a", "b"]  # ordered by index
-    assert prompt is None and completion is None
+    choices, usage = parse_body(body)
+    assert [text for text, _ in choices] == ["a", "b"]  # ordered by index
+    assert usage == Usage(None, None, "usage_missing")
+    out, anomalies = settle(choices, usage, 2, max_tokens=7, prompt_bound=None)
     assert all(c.prompt_tokens is None and c.completion_tokens is None for c in out)
+    assert [c.billed_completion_tokens for c in out] == [7, 7]  # costed at the worst case
+    assert anomalies == {"usage_missing": 1}
     with pytest.raises(ValueError):
         parse_body(b'{"choices": []}')
     with pytest.raises(ValueError):
@@ -480,7 +483,9 @@ def test_backend_custom_cost_and_missing_usage() -> None:
     with FakeOpenAIServer(faults=FaultPlan(sequence=["no-usage"])) as srv:
         backend = make_backend(fast_client(srv))
         samples = run(lambda: backend.sample("plain", "q2", [0, 1]), backend)
-        assert [s.cost for s in samples] == [0.0, 0.0]  # default cost: unknown tokens cost 0
+        # default cost: unreported tokens cost the worst case (max_tokens), never 0
+        assert [s.cost for s in samples] == [256.0, 256.0]
+        assert all(s.usage == {} for s in samples)
 
 
 def test_backend_refuses_seed_and_unknown_ids(server: FakeOpenAIServer) -> None:

@@ -54,6 +54,12 @@ def format_result(result: RunResult) -> str:
         )
     if result.extra.get("stopped"):
         lines.append(f"note: {result.extra['stopped']}")
+    if acc.get("anomalies"):
+        seen = ", ".join(f"{k} {v}" for k, v in sorted(acc["anomalies"].items()))
+        lines.append(
+            f"warning: the endpoint misbehaved ({seen}); its reported usage is counted, "
+            "unusable usage is costed at the worst case"
+        )
     lines.append(f"result: {Path(result.run_dir) / 'result.json'}")
     return "\n".join(lines)
 

@@ -30,7 +30,11 @@ __all__ = ["Account", "ArmChoice", "ArmEstimate", "Progress", "RunInfo", "Study"
 @dataclass
 class Account:
     """Where the budget went. ``completions`` counts against the exploration budget; ``drawn`` is
-    what the backend was actually asked for (the rest came from the bank)."""
+    what the backend was actually asked for (the rest came from the bank). ``cost`` and the token
+    sums are as the endpoint reported them (a count it reported unusably is costed at the
+    request's worst case: see :mod:`iapo.chat_client`). ``anomalies``: what the endpoint did
+    wrong during the run, by kind (``extra_choices`` counts the choices that arrived beyond those
+    asked for, so ``drawn + anomalies["extra_choices"]`` arrived)."""
 
     budget: int
     completions: int = 0
@@ -40,6 +44,7 @@ class Account:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     by_prompt: dict[str, dict[str, float]] = field(default_factory=dict)
+    anomalies: dict[str, int] = field(default_factory=dict)
 
     def add(self, prompt: str, samples: Sequence[Sample], fresh: int) -> None:
         self.completions += len(samples)
@@ -67,6 +72,7 @@ class Account:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "by_prompt": self.by_prompt,
+            "anomalies": dict(self.anomalies),
         }
 
 
@@ -166,6 +172,9 @@ class Study:
         self.stopped: str | None = None
         self._sampler = CachedSampler(backend, bank)
         self._used: dict[tuple[str, str], int] = {}
+        self._anomalies_before: dict[str, int] = {}
+        self._committed = 0.0  # under a cost cap: spent + in-flight pulls at their worst case
+        self._gate: asyncio.Semaphore | None = None
         self._gold: dict[str, str | None] = {}
 
     async def _pull(self, req: PullRequest) -> tuple[list[Sample], int]:
@@ -179,6 +188,12 @@ class Study:
             self._gold[query] = self.backend.gold(query)
         return self._gold[query]
 
+    def _worst(self, req: PullRequest) -> float:
+        worst = self.backend.max_cost(req.prompt, req.query)
+        if worst is None:
+            raise RuntimeError("cost cap set but the backend cannot bound a completion's cost")
+        return worst * req.n
+
     def _affordable(self, batch: Sequence[PullRequest]) -> int:
         """How many pulls of ``batch`` fit under the cost cap, counting each at its worst case
         before it is sent (so in-flight requests can never cross the cap)."""
@@ -186,28 +201,68 @@ class Study:
             return len(batch)
         reserved = self.account.cost
         for i, req in enumerate(batch):
-            worst = self.backend.max_cost(req.prompt, req.query)
-            if worst is None:
-                raise RuntimeError("cost cap set but the backend cannot bound a completion's cost")
-            if reserved + worst * req.n > self.cost_cap:
+            worst = self._worst(req)
+            if reserved + worst > self.cost_cap:
                 return i
-            reserved += worst * req.n
+            reserved += worst
         return len(batch)
+
+    async def _metered(self, req: PullRequest) -> tuple[list[Sample], int] | None:
+        """The pull, or None if it was not sent because the cap could no longer hold it.
+
+        Under a cost cap at most ``backend.concurrency`` pulls are in flight; each is reserved at
+        its worst case when it is sent and booked at its reported cost when it returns. A pull
+        whose worst case no longer fits next to what is booked and reserved is skipped: with an
+        honest endpoint that never happens (the batch was cut to fit), with one reporting usage
+        above the worst case the run stops as soon as the account reaches the cap, and only the
+        pulls already in flight then can add to it."""
+        if self.cost_cap is None or self._gate is None:
+            return await self._pull(req)
+        worst = self._worst(req)
+        async with self._gate:
+            if self._committed + worst > self.cost_cap * (1 + 1e-12):
+                return None
+            self._committed += worst
+            out = await self._pull(req)
+            self._committed += sum(s.cost for s in out[0]) - worst
+            return out
 
     async def _batch(self, batch: Sequence[PullRequest]) -> list[PullResult] | None:
         """The results of ``batch``, or None when the cost cap stops the run before its end (the
-        affordable prefix is still drawn and banked, so raising the cap later reuses it)."""
+        pulls that were drawn are still banked and absorbed, so raising the cap later reuses
+        them)."""
         fits = self._affordable(batch)
-        if fits < len(batch):
-            outs = await gather_or_cancel([self._pull(r) for r in batch[:fits]])
-            self.algorithm.absorb(self._results(batch[:fits], outs))
-            self.stopped = (
-                f"cost cap {self.cost_cap:g} reached: stopped before completing the batch "
-                f"({self.account.cost:g} spent); the policy uses the data so far"
+        self._committed = self.account.cost
+        outs = await gather_or_cancel([self._metered(r) for r in batch[:fits]])
+        done = [(r, o) for r, o in zip(batch[:fits], outs, strict=True) if o is not None]
+        results = self._results([r for r, _ in done], [o for _, o in done])
+        self._note_anomalies()
+        if len(done) == len(batch):
+            return results
+        self.algorithm.absorb(results)
+        assert self.cost_cap is not None  # only a cap leaves pulls undrawn
+        over = self.account.cost > self.cost_cap
+        self.stopped = (
+            f"cost cap {self.cost_cap:g} reached: stopped before completing the batch "
+            f"({self.account.cost:g} spent"
+            + (
+                ": the endpoint reported more usage than its requests' worst case, see the "
+                "account's anomalies"
+                if over
+                else ""
             )
-            return None
-        outs = await gather_or_cancel([self._pull(r) for r in batch])
-        return self._results(batch, outs)
+            + "); the policy uses the data so far"
+        )
+        return None
+
+    def _note_anomalies(self) -> None:
+        """The account's anomalies: what the backend counted since the run began."""
+        now = self.backend.anomalies
+        self.account.anomalies = {
+            k: v - self._anomalies_before.get(k, 0)
+            for k, v in now.items()
+            if v - self._anomalies_before.get(k, 0) > 0
+        }
 
     def _results(
         self, batch: Sequence[PullRequest], outs: Sequence[tuple[list[Sample], int]]
@@ -226,6 +281,9 @@ class Study:
 
     async def arun(self) -> StudyOutcome:
         algo = self.algorithm
+        self._anomalies_before = dict(self.backend.anomalies)
+        if self.cost_cap is not None:
+            self._gate = asyncio.Semaphore(max(1, self.backend.concurrency))
         round_no = 0
         while batch := algo.ask():
             results = await self._batch(batch)

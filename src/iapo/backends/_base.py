@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -74,6 +74,13 @@ class Backend(ABC):
     def gold(self, query: str) -> str | None:
         """The query's reference answer, if the backend knows it."""
         return None
+
+    @property
+    def anomalies(self) -> Mapping[str, int]:
+        """What the backend's endpoint did wrong so far, by kind (e.g. usage above the request's
+        worst case, more choices than asked: see :mod:`iapo.chat_client`); a study's account
+        reports what a run saw. Default: nothing."""
+        return {}
 
     @property
     def concurrency(self) -> int:

@@ -16,18 +16,19 @@ __all__ = ["build_live_backend", "cost_function"]
 
 
 def cost_function(cfg: BackendConfig) -> tuple[Callable[[Completion], float], str]:
-    """A sample's cost and its unit: dollars with a price table, else completion tokens."""
+    """A sample's cost and its unit: dollars with a price table, else completion tokens (the
+    billed counts: as reported, or the worst case where the endpoint reported none usably)."""
     price = cfg.price
     if price is None:
 
         def tokens(c: Completion) -> float:
-            return float(c.completion_tokens or 0)
+            return float(c.billed_completion_tokens)
 
         return tokens, "completion_tokens"
 
     def dollars(c: Completion) -> float:
         return (
-            (c.prompt_tokens or 0) * price.prompt + (c.completion_tokens or 0) * price.completion
+            c.billed_prompt_tokens * price.prompt + c.billed_completion_tokens * price.completion
         ) / 1e6
 
     return dollars, "usd"

@@ -46,7 +46,7 @@ def _index_seed(cache_key: str, index: int) -> int:
 
 
 def _default_cost(c: Completion) -> float:
-    return float(c.completion_tokens) if c.completion_tokens is not None else 0.0
+    return float(c.billed_completion_tokens)
 
 
 class LLMBackend(Backend):
@@ -61,7 +61,8 @@ class LLMBackend(Backend):
     :class:`iapo.scorers.Scorer` objects (scoring all completions of one ``sample`` call at once)
     or plain ``scorer(text, query) -> float`` callables;
     ``scorer_ids`` override the scorers' ids in the key. ``cost`` turns a completion into the run's
-    cost unit (default: its completion tokens, 0 if the endpoint did not report usage); it is not
+    cost unit (default: its completion tokens, ``max_tokens`` if the endpoint did not report them
+    usably: see :mod:`iapo.chat_client` on untrusted usage); it is not
     in the cache key, since each sample's ``usage`` is stored and costs can be recomputed from it.
     ``seed_per_sample`` sends each completion in its own request with a seed derived from (cache
     key, sample index): reproducible on endpoints that honour ``seed`` (vLLM, llama.cpp), still
@@ -196,8 +197,19 @@ class LLMBackend(Backend):
             None,
             sample.usage.get("prompt_tokens"),
             sample.usage.get("completion_tokens"),
+            completion_bound=self._max_tokens(),
         )
         return replace(sample, cost=float(self.cost(usage)))
+
+    def _max_tokens(self) -> int | None:
+        value = self.params.get("max_tokens", self.params.get("max_completion_tokens"))
+        ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+        return value if ok else None
+
+    @property
+    def anomalies(self) -> Mapping[str, int]:
+        """What the endpoint did wrong so far, by kind (the client's count)."""
+        return self.client.anomalies
 
     def gold(self, query: str) -> str | None:
         q = self.queries.get(query)

@@ -1,25 +1,69 @@
-"""A chat-completion response body: its completions and the token accounting of its ``usage``
-(see the package doc for how a response's tokens are shared over its choices)."""
+"""A chat-completion response body: its completions, the token accounting of its ``usage`` and
+what was wrong with it (see the package doc for the rules)."""
 
 from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Completion", "parse_body", "split_proportional"]
+__all__ = [
+    "ANOMALY_KINDS",
+    "Completion",
+    "Usage",
+    "parse_body",
+    "prompt_token_bound",
+    "settle",
+    "split_proportional",
+]
+
+#: What an endpoint can do wrong and still be used, as counted in ``OpenAIChatClient.anomalies``:
+#: a ``usage`` block or count missing; a count negative or not an integer; completion tokens
+#: above the request's worst case (``n × max_tokens``); more choices than asked (counted per
+#: surplus choice).
+ANOMALY_KINDS = ("usage_missing", "usage_invalid", "usage_above_max", "extra_choices")
 
 
 @dataclass(frozen=True)
 class Completion:
-    """One completion. ``None`` fields: the endpoint did not say (see :mod:`iapo.chat_client`
-    on tokens)."""
+    """One completion. ``prompt_tokens`` / ``completion_tokens``: its share of the usage the
+    endpoint reported, ``None`` where it reported none or an unusable value (see
+    :mod:`iapo.chat_client` on tokens). ``prompt_bound`` / ``completion_bound``: what an
+    unreported share is costed at (the request's worst case), ``None`` if unbounded."""
 
     text: str | None
     finish_reason: str | None
     prompt_tokens: int | None
     completion_tokens: int | None
+    prompt_bound: int | None = None
+    completion_bound: int | None = None
+
+    @property
+    def billed_prompt_tokens(self) -> int:
+        """The prompt tokens to cost: as reported, else the worst case, else 0."""
+        if self.prompt_tokens is not None:
+            return self.prompt_tokens
+        return self.prompt_bound or 0
+
+    @property
+    def billed_completion_tokens(self) -> int:
+        """The completion tokens to cost: as reported (even above ``max_tokens``: what the
+        endpoint bills), else the worst case (``max_tokens``), else 0."""
+        if self.completion_tokens is not None:
+            return self.completion_tokens
+        return self.completion_bound or 0
+
+
+@dataclass(frozen=True)
+class Usage:
+    """A response's ``usage``: each count as reported if it is a non-negative integer, else
+    ``None``; ``problem`` names what was wrong with it (an :data:`ANOMALY_KINDS` entry)."""
+
+    prompt: int | None
+    completion: int | None
+    problem: str | None = None
 
 
 def _split_even(total: int, k: int) -> list[int]:
@@ -41,14 +85,30 @@ def split_proportional(total: int, weights: Sequence[int]) -> list[int]:
     return shares
 
 
-def _nonneg_int(value: object) -> int | None:
+def _count(usage: dict[str, object], name: str) -> tuple[int | None, str | None]:
+    value = usage.get(name)
+    if value is None:
+        return None, "usage_missing"
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    return None
+        return value, None
+    return None, "usage_invalid"
 
 
-def parse_body(body: bytes) -> tuple[list[Completion], int | None, int | None]:
-    """The choices of a chat-completion body and its usage; ``ValueError`` if unusable."""
+def read_usage(data: dict[str, object]) -> Usage:
+    """The ``usage`` of a response body (see :class:`Usage`)."""
+    usage = data.get("usage")
+    if not isinstance(usage, dict):
+        return Usage(None, None, "usage_missing")
+    prompt, p_problem = _count(usage, "prompt_tokens")
+    completion, c_problem = _count(usage, "completion_tokens")
+    problems = {p_problem, c_problem}
+    problem = next((k for k in ("usage_invalid", "usage_missing") if k in problems), None)
+    return Usage(prompt, completion, problem)
+
+
+def parse_body(body: bytes) -> tuple[list[tuple[str | None, str | None]], Usage]:
+    """The choices of a chat-completion body as (text, finish reason) in index order, and its
+    usage; ``ValueError`` if the body is unusable."""
     data = json.loads(body)
     if not isinstance(data, dict):
         raise ValueError("body is not a JSON object")
@@ -66,27 +126,68 @@ def parse_body(body: bytes) -> tuple[list[Completion], int | None, int | None]:
         index = ch.get("index")
         parsed.append(
             (
-                index if isinstance(index, int) else pos,
+                index if isinstance(index, int) and not isinstance(index, bool) else pos,
                 content,
                 finish if isinstance(finish, str) else None,
             )
         )
     parsed.sort(key=lambda t: t[0])
-    usage = data.get("usage")
-    prompt = completion = None
-    if isinstance(usage, dict):
-        prompt = _nonneg_int(usage.get("prompt_tokens"))
-        completion = _nonneg_int(usage.get("completion_tokens"))
-    k = len(parsed)
-    p_shares: list[int | None] = list(_split_even(prompt, k)) if prompt is not None else [None] * k
-    if completion is None:
+    return [(t[1], t[2]) for t in parsed], read_usage(data)
+
+
+def prompt_token_bound(messages: Sequence[dict[str, str]]) -> int:
+    """A bound on a request's prompt tokens: one per character of the messages plus 16 per
+    message (the chat template); the same bound the cost cap reserves."""
+    return sum(len(m.get("content") or "") + 16 for m in messages)
+
+
+def settle(
+    choices: Sequence[tuple[str | None, str | None]],
+    usage: Usage,
+    n: int,
+    *,
+    max_tokens: int | None,
+    prompt_bound: int | None,
+) -> tuple[list[Completion], Counter[str]]:
+    """The completions kept from a response to a request for ``n`` choices, and the anomalies it
+    showed. The first ``n`` choices (by index) are kept; the request's whole reported usage is
+    shared over them (so nothing billed vanishes with a dropped choice); a count the endpoint did
+    not report usably is costed at the request's worst case instead (``max_tokens`` per choice,
+    ``prompt_bound`` per request)."""
+    anomalies: Counter[str] = Counter()
+    kept = list(choices[:n])
+    if len(choices) > len(kept):
+        anomalies["extra_choices"] += len(choices) - len(kept)
+    if usage.problem is not None:
+        anomalies[usage.problem] += 1
+    if (
+        max_tokens is not None
+        and usage.completion is not None
+        and usage.completion > n * max_tokens
+    ):
+        anomalies["usage_above_max"] += 1
+    k = len(kept)
+    p_shares: list[int | None] = (
+        list(_split_even(usage.prompt, k)) if usage.prompt is not None else [None] * k
+    )
+    if usage.completion is None:
         c_shares: list[int | None] = [None] * k
     elif k == 1:
-        c_shares = [completion]
+        c_shares = [usage.completion]
     else:
-        c_shares = list(split_proportional(completion, [len(t[1] or "") for t in parsed]))
+        c_shares = list(split_proportional(usage.completion, [len(t[0] or "") for t in kept]))
+    p_bounds: list[int | None] = (
+        list(_split_even(prompt_bound, k)) if prompt_bound is not None else [None] * k
+    )
     out = [
-        Completion(text=t[1], finish_reason=t[2], prompt_tokens=p, completion_tokens=c)
-        for t, p, c in zip(parsed, p_shares, c_shares, strict=True)
+        Completion(
+            text=text,
+            finish_reason=finish,
+            prompt_tokens=p,
+            completion_tokens=c,
+            prompt_bound=pb,
+            completion_bound=max_tokens,
+        )
+        for (text, finish), p, c, pb in zip(kept, p_shares, c_shares, p_bounds, strict=True)
     ]
-    return out, prompt, completion
+    return out, anomalies

@@ -8,11 +8,12 @@ import logging
 import os
 import random
 import re
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any, cast
 
 from iapo.aio import gather_or_cancel
-from iapo.chat_client._body import Completion, parse_body
+from iapo.chat_client._body import Completion, parse_body, prompt_token_bound, settle
 from iapo.chat_client._nmode import N_REJECTED, NMode, NRejected
 from iapo.chat_client._retry import (
     MAX_RETRY_AFTER,
@@ -33,23 +34,42 @@ log = logging.getLogger("iapo.backends.openai")  # the name users configure
 RESERVED_PARAMS = frozenset({"model", "messages", "n", "stream"})
 
 
+_ANOMALY_TEXT = {
+    "usage_missing": "a response without usage: costed at the request's worst case",
+    "usage_invalid": "a negative or non-numeric usage count: costed at the request's worst case",
+    "usage_above_max": "usage above the request's worst case (n × max_tokens): counted as reported",
+    "extra_choices": "more choices than n: the first n are kept, the usage of all is counted",
+}
+
+
+def _max_tokens(params: Mapping[str, Any]) -> int | None:
+    """The request's per-choice bound on completion tokens, if it sets one."""
+    value = params.get("max_tokens", params.get("max_completion_tokens"))
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return None
+
+
 class OpenAIChatClient:
     """A counted, bounded, retrying client for ``POST {base_url}/chat/completions``.
 
     ``base_url=None`` means the OpenAI API (or ``$OPENAI_BASE_URL``). The key is ``api_key``, else
     ``$<api_key_env>``; a local endpoint (``base_url`` given) without one gets the placeholder
-    ``"EMPTY"``, which servers started without a key ignore. ``timeout`` is the SDK's (httpx's)
-    per-phase timeout in seconds. ``n_mode``: ``"native"`` sends ``n`` in one request,
-    ``"fanout"`` sends ``n`` single-choice requests concurrently, ``"auto"`` starts native and
-    decides on the first answer to ``n > 1``: exactly one choice (the endpoint ignores ``n``,
-    like llama-cpp-python) or an error saying only one choice is allowed (llama.cpp) switches to
-    fan-out for the rest of the client's life (logged at INFO once); a full answer settles on
-    native. In every mode, missing choices (fewer than asked) are requested again, so exactly
-    ``n`` come back.
+    ``"EMPTY"``, which servers started without a key ignore. ``timeout`` (seconds) bounds each
+    attempt in total, from sending the request to the last byte of the answer (a server that
+    trickles its answer is cut off there), and is also the SDK's (httpx's) per-phase timeout.
+    ``n_mode``: ``"native"`` sends ``n`` in one request, ``"fanout"`` sends ``n`` single-choice
+    requests concurrently, ``"auto"`` starts native and decides on the first answer to ``n > 1``:
+    exactly one choice (the endpoint ignores ``n``, like llama-cpp-python) or an error saying only
+    one choice is allowed (llama.cpp) switches to fan-out for the rest of the client's life
+    (logged at INFO once); a full answer settles on native. In every mode, missing choices (fewer
+    than asked) are requested again, so exactly ``n`` come back.
 
     Counters: ``requests_sent`` (HTTP attempts), ``retries``, ``completions_received`` (choices in
     parsed 200 responses), ``completions_discarded`` (surplus choices beyond those asked for),
-    ``prompt_tokens`` / ``completion_tokens`` (sums of reported ``usage``).
+    ``prompt_tokens`` / ``completion_tokens`` (sums of usably reported ``usage``, as reported),
+    ``anomalies`` (what the endpoint did wrong, by kind: see :data:`ANOMALY_KINDS`; each kind is
+    logged as a WARNING the first time it is seen).
 
     One client belongs to one event loop at a time; used from a new loop (a new ``asyncio.run``),
     it opens a fresh connection pool there.
@@ -110,6 +130,7 @@ class OpenAIChatClient:
         self.fatal: PermanentBackendError | None = None
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        self._anomalies: Counter[str] = Counter()
         self._rng = random.Random()
         self._bucket = TokenBucket(rpm) if rpm is not None else None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -122,6 +143,11 @@ class OpenAIChatClient:
             f"OpenAIChatClient(model={self.model!r}, base_url={self._public_base!r}, "
             f"n_mode={self.n_mode!r}, concurrency={self.concurrency})"
         )
+
+    @property
+    def anomalies(self) -> dict[str, int]:
+        """What the endpoint did wrong so far, by kind (see :data:`ANOMALY_KINDS`)."""
+        return dict(self._anomalies)
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -194,13 +220,18 @@ class OpenAIChatClient:
             self.requests_sent += 1
             extra: dict[str, Any] = {"n": n} if n > 1 else {}
             try:
-                raw = await oai.chat.completions.with_raw_response.create(
-                    model=self.model,
-                    messages=cast(Any, messages),
-                    extra_body=dict(params),
-                    **extra,
-                )
-                return cast(bytes, raw.http_response.content)
+                # The total deadline: httpx's timeouts are per phase (a read timeout restarts
+                # with every byte), so a server dripping its answer would never time out.
+                async with asyncio.timeout(self.timeout):
+                    raw = await oai.chat.completions.with_raw_response.create(
+                        model=self.model,
+                        messages=cast(Any, messages),
+                        extra_body=dict(params),
+                        **extra,
+                    )
+                    return cast(bytes, raw.http_response.content)
+            except TimeoutError:
+                raise Retry(f"no complete answer within {self.timeout:g} s") from None
             except openai.APIStatusError as exc:
                 status = exc.status_code
                 message = self._redact(self._server_message(exc.body, exc.response.reason_phrase))
@@ -228,7 +259,7 @@ class OpenAIChatClient:
             try:
                 body = await self._attempt(messages, n, params)
                 try:
-                    choices, prompt, completion = parse_body(body)
+                    choices, usage = parse_body(body)
                 except ValueError as exc:
                     raise Retry(f"unparseable 200 response ({self._redact(str(exc))})") from None
             except Retry as retry:
@@ -258,14 +289,29 @@ class OpenAIChatClient:
                 await asyncio.sleep(max(0.0, delay))
                 continue
             self.completions_received += len(choices)
-            if prompt is not None:
-                self.prompt_tokens += prompt
-            if completion is not None:
-                self.completion_tokens += completion
-            if len(choices) > n:
-                self.completions_discarded += len(choices) - n
-                choices = choices[:n]
-            return choices
+            self.prompt_tokens += usage.prompt or 0
+            self.completion_tokens += usage.completion or 0
+            kept, anomalies = settle(
+                choices,
+                usage,
+                n,
+                max_tokens=_max_tokens(params),
+                prompt_bound=prompt_token_bound(messages),
+            )
+            self.completions_discarded += anomalies["extra_choices"]
+            self._note(anomalies)
+            return kept
+
+    def _note(self, anomalies: Counter[str]) -> None:
+        """Count ``anomalies``; warn the first time each kind is seen."""
+        for kind, count in anomalies.items():
+            if count and not self._anomalies[kind]:
+                log.warning(
+                    "%s: %s; counted in the account (see iapo.chat_client on untrusted usage)",
+                    self._where(),
+                    _ANOMALY_TEXT[kind],
+                )
+            self._anomalies[kind] += count
 
     # -- n completions ----------------------------------------------------------------------
 

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from iapo.backends import MockBackend
 from iapo.testing.algorithms import AlgorithmSuite
-from iapo.testing.fake_openai import FAULT_KINDS, FakeOpenAIServer, FaultPlan, default_script
+from iapo.testing.fake_openai import (
+    FAULT_KINDS,
+    HOSTILE_KINDS,
+    FakeOpenAIServer,
+    FaultPlan,
+    default_script,
+)
 
 if TYPE_CHECKING:
     from iapo.testing.backends import BackendSuite
@@ -24,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FAULT_KINDS",
+    "HOSTILE_KINDS",
     "AlgorithmSuite",
     "BackendSuite",
     "BankSuite",

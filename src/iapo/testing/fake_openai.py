@@ -22,6 +22,9 @@ the wire:
 * ``max_in_flight``: the largest number of chat requests the server was handling at once;
 * ``faults_injected``: how many of each fault kind were injected.
 
+Usage is booked as reported: an inflated or negative count is added as sent, a non-numeric or
+missing one is not added.
+
 Nothing here imports the OpenAI SDK: the server speaks plain HTTP/1.1 and JSON.
 """
 
@@ -44,7 +47,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Literal
 
-__all__ = ["FAULT_KINDS", "FakeOpenAIServer", "FaultPlan", "Script", "default_script"]
+__all__ = [
+    "FAULT_KINDS",
+    "HOSTILE_KINDS",
+    "FakeOpenAIServer",
+    "FaultPlan",
+    "Script",
+    "default_script",
+]
 
 #: ``script(messages, params, draw) -> text``: ``draw`` is a per-choice integer seed derived from
 #: the request's seed (``params["seed"]`` if the client sent one, else the server's seed and the
@@ -63,6 +73,16 @@ FAULT_KINDS: tuple[str, ...] = (
     "malformed",
     "no-usage",
     "fewer-choices",
+)
+#: Faults of a server that misbehaves rather than fails (not in the default ``kinds``): it lies
+#: about usage, answers more than was asked, or trickles its answer.
+HOSTILE_KINDS: tuple[str, ...] = (
+    "inflated-usage",
+    "negative-usage",
+    "non-numeric-usage",
+    "partial-usage",
+    "extra-choices",
+    "drip",
 )
 _PERMANENT = ("400", "401", "403", "404", "422")
 
@@ -86,6 +106,16 @@ class FaultPlan:
     * ``"no-usage"``: a valid 200 without a ``usage`` block;
     * ``"fewer-choices"``: a valid 200 with fewer choices than ``n`` asked (between ⌈n/2⌉ and
       n − 1, so at least 2 when n ≥ 3; a request for one choice gets its one choice).
+
+    Hostile kinds (:data:`HOSTILE_KINDS`, never drawn unless listed in ``kinds``/``sequence``):
+
+    * ``"inflated-usage"``: ``usage.completion_tokens`` is ``inflate`` (default 100,000), whatever
+      ``max_tokens`` was;
+    * ``"negative-usage"``: ``usage.completion_tokens`` is ``-5``;
+    * ``"non-numeric-usage"``: ``usage.completion_tokens`` is the string ``"many"``;
+    * ``"partial-usage"``: ``usage`` has ``prompt_tokens`` only;
+    * ``"extra-choices"``: ``extra`` more choices than ``n`` asked (default 2), all billed;
+    * ``"drip"``: a valid 200 whose body is written one byte every ``drip`` seconds.
     """
 
     rate: float = 0.0
@@ -94,15 +124,21 @@ class FaultPlan:
     hang: float = 2.0
     retry_after: float = 0.05
     sequence: Sequence[str | None] = ()
+    inflate: int = 100_000
+    extra: int = 2
+    drip: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kinds", tuple(self.kinds))
         object.__setattr__(self, "sequence", tuple(self.sequence))
         unknown = [
-            k for k in (*self.kinds, *self.sequence) if k is not None and k not in FAULT_KINDS
+            k
+            for k in (*self.kinds, *self.sequence)
+            if k is not None and k not in FAULT_KINDS + HOSTILE_KINDS
         ]
         if unknown:
-            raise ValueError(f"unknown fault kind(s) {unknown}; valid: {', '.join(FAULT_KINDS)}")
+            valid = ", ".join(FAULT_KINDS + HOSTILE_KINDS)
+            raise ValueError(f"unknown fault kind(s) {unknown}; valid: {valid}")
         if not 0.0 <= self.rate <= 1.0:
             raise ValueError(f"fault rate must be in [0, 1], got {self.rate}")
         if self.rate > 0 and not self.kinds:
@@ -150,6 +186,15 @@ def _error_body(
     return json.dumps(
         {"error": {"message": message, "type": type_, "param": param, "code": code}}
     ).encode()
+
+
+#: How each usage fault rewrites an honest ``usage`` block.
+_USAGE_LIES: dict[str, Callable[[dict[str, Any], FaultPlan], dict[str, Any]]] = {
+    "inflated-usage": lambda usage, plan: {**usage, "completion_tokens": plan.inflate},
+    "negative-usage": lambda usage, plan: {**usage, "completion_tokens": -5},
+    "non-numeric-usage": lambda usage, plan: {**usage, "completion_tokens": "many"},
+    "partial-usage": lambda usage, plan: {"prompt_tokens": usage["prompt_tokens"]},
+}
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -390,6 +435,8 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "fewer-choices" and returned >= 2:
             rng = random.Random(_blake("fewer", fake.seed, number))
             returned = rng.randint((returned + 1) // 2, returned - 1)
+        if fault == "extra-choices" and plan is not None:
+            returned += plan.extra
         request_seed = (
             body["seed"] if isinstance(body.get("seed"), int) else _blake("req", fake.seed, number)
         )
@@ -412,11 +459,13 @@ class _Handler(BaseHTTPRequestHandler):
                 }
             )
         prompt_tokens = sum(_words(m["content"]) for m in messages)
-        usage = {
+        usage: dict[str, Any] = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
         }
+        if fault in _USAGE_LIES and plan is not None:
+            usage = _USAGE_LIES[fault](usage, plan)
         response: dict[str, Any] = {
             "id": f"chatcmpl-fake-{number}",
             "object": "chat.completion",
@@ -447,9 +496,41 @@ class _Handler(BaseHTTPRequestHandler):
         # Book the delivery before writing it, so that the books are already right when the
         # client sees the response; take it back if the client had gone.
         served_usage = usage if "usage" in response else None
+        if fault == "drip" and plan is not None:
+
+            def book(sign: int) -> None:
+                if sign:
+                    fake._served(sign * returned, served_usage, messages, params)
+                else:
+                    fake._record(messages, params, 0)
+
+            self._drip(payload, plan.drip, book)
+            return
         fake._served(returned, served_usage, messages, params)
         if not self._send(200, payload):
             fake._served(-returned, served_usage, messages, params)
+
+    def _drip(self, payload: bytes, every: float, book: Callable[[int], None]) -> None:
+        """A 200 whose body goes out one byte every ``every`` seconds: booked (``book(1)``) just
+        before its last byte, taken back (``book(-1)``) if that byte could not be written, and
+        logged as undelivered (``book(0)``) if the client went before."""
+        booked = False
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.flush()
+            for i in range(len(payload)):
+                time.sleep(every)
+                if i == len(payload) - 1:
+                    book(1)
+                    booked = True
+                self.wfile.write(payload[i : i + 1])
+                self.wfile.flush()
+        except OSError:
+            self.close_connection = True
+            book(-1 if booked else 0)
 
 
 @dataclass
@@ -594,17 +675,24 @@ class FakeOpenAIServer:
     def _served(
         self,
         k: int,
-        usage: Mapping[str, int] | None,
+        usage: Mapping[str, Any] | None,
         messages: list[dict[str, Any]],
         params: dict[str, Any],
     ) -> None:
-        """Book ``k`` delivered choices (``k < 0``: take back a delivery that failed)."""
+        """Book ``k`` delivered choices (``k < 0``: take back a delivery that failed) and the
+        usage reported with them (integer counts as sent; anything else is not booked)."""
         sign = 1 if k >= 0 else -1
+        usage = usage or {}
         with self._lock:
             self._books.completions_served += k
-            if usage is not None:
-                self._books.prompt_tokens_served += sign * usage["prompt_tokens"]
-                self._books.completion_tokens_served += sign * usage["completion_tokens"]
+            for name in ("prompt_tokens", "completion_tokens"):
+                value = usage.get(name)
+                if isinstance(value, int) and not isinstance(value, bool):
+                    setattr(
+                        self._books,
+                        f"{name}_served",
+                        getattr(self._books, f"{name}_served") + sign * value,
+                    )
             if k >= 0:
                 self._books.log.append((messages, params, k))
                 return
