@@ -77,6 +77,10 @@ class SQLiteBank(SampleBank):
                 self._db.close()  # a refused file keeps no connection (nor WAL files) open
                 raise
         except sqlite3.DatabaseError as exc:
+            if _busy(exc):
+                raise StorageError(
+                    f"{self.path}: sample bank: {_cause(exc, self.busy_limit)}"
+                ) from None
             raise BankError(
                 f"cannot open the sample bank ({exc}): check the path and permissions",
                 source=str(self.path),
@@ -100,14 +104,16 @@ class SQLiteBank(SampleBank):
         # Processes opening one new bank at the same moment can get SQLITE_BUSY at once, without
         # the busy handler (SQLite's deadlock avoidance while the file's journal mode changes):
         # every step here is idempotent, so wait a little and try again.
-        deadline = time.monotonic() + _OPEN_TIMEOUT
+        deadline = time.monotonic() + min(_OPEN_TIMEOUT, self.busy_limit)
         delay = 0.005
         while True:
             try:
-                self._refuse_foreign()  # before anything writes to the file
-                self._db.execute("PRAGMA journal_mode = WAL")
+                kind = self._refuse_foreign()  # before anything writes to the file
+                if kind != "current":
+                    self._db.execute("PRAGMA journal_mode = WAL")
                 self._db.execute("PRAGMA synchronous = NORMAL")
-                self._mark()
+                if kind != "current":
+                    self._mark()
                 return
             except sqlite3.OperationalError as exc:
                 if not _busy(exc) or time.monotonic() + delay > deadline:
