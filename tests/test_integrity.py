@@ -312,25 +312,24 @@ def test_a_busy_bank_never_blocks_the_event_loop(tmp_path: Path) -> None:
     """While another connection holds the bank's lock, the sampler's write waits in a worker
     thread: a task on the same loop keeps running, and it is what releases the lock."""
     path = tmp_path / "bank.sqlite"
-    SQLiteBank(path).close()
     holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    holder.execute("BEGIN EXCLUSIVE")
 
-    async def main() -> list[Sample]:
+    async def main(bank: SQLiteBank) -> list[Sample]:
         async def release_later() -> None:
             for _ in range(5):
                 await asyncio.sleep(0.05)
             holder.execute("COMMIT")
 
+        releaser = asyncio.ensure_future(release_later())
         backend = ReplayBackend(text_pool(0.5), 0)
-        with SQLiteBank(path) as bank:  # the default limit: 60 s
-            releaser = asyncio.ensure_future(release_later())
-            samples, _ = await CachedSampler(backend, bank).draw("p0", "q0", range(3))
-            await releaser
-            return samples
+        samples, _ = await CachedSampler(backend, bank).draw("p0", "q0", range(3))
+        await releaser
+        return samples
 
     try:
-        samples = asyncio.run(asyncio.wait_for(main(), 20))
+        with SQLiteBank(path) as bank:  # the default busy limit: 60 s
+            holder.execute("BEGIN EXCLUSIVE")
+            samples = asyncio.run(asyncio.wait_for(main(bank), 20))
     finally:
         if holder.in_transaction:
             holder.execute("ROLLBACK")
