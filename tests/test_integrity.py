@@ -216,6 +216,25 @@ def test_a_dead_claimants_lease_expires_and_another_run_draws_the_sample(
         assert fresh == 4 and len(samples) == 4 and srv.completions_served == 4
 
 
+def test_a_claim_of_a_dead_process_on_this_host_is_freed_at_once(tmp_path: Path) -> None:
+    """A run killed and resumed at once does not wait for its old leases to lapse."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # reaped: its pid names no process now
+    path = tmp_path / "bank.sqlite"
+    with FakeOpenAIServer() as srv, SQLiteBank(path) as bank:
+        backend = live_backend(srv)
+        dist = backend.cache_key("p", "q")
+        sampler = CachedSampler(backend, bank)
+        host = sampler.owner.split("/")[0]
+        assert bank.claim(dist, [0, 1], f"{host}/{gone.pid}/old", 3600.0) == [0, 1]
+        assert bank.holders(dist, [0, 1, 2]) == {0: f"{host}/{gone.pid}/old"} | {
+            1: f"{host}/{gone.pid}/old"
+        }
+        draw = sampler.draw("p", "q", range(2))
+        _, fresh = asyncio.run(asyncio.wait_for(draw, 30))  # not the lease's hour
+        assert fresh == 2 and srv.completions_served == 2
+
+
 # -- 4. completions stored as they arrive ----------------------------------------------------
 CHILD = """
 import asyncio, sys

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
@@ -22,6 +24,20 @@ __all__ = ["CachedSampler"]
 
 #: How often a sampler waiting for another run's claimed samples looks in the bank (seconds).
 WAIT_POLL = 0.05
+
+
+def _dead_here(owner: str, host: str) -> bool:
+    """Whether ``owner`` names a sampler on ``host`` whose process no longer exists."""
+    parts = owner.split("/")
+    if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
+        return False
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by someone else
+        return False
+    return False
 
 
 class _Slots:
@@ -57,7 +73,9 @@ class CachedSampler:
     (:meth:`~iapo.backends.Backend.sample_each`), and a backend that is not ``reproducible``
     has each missing index claimed first (:meth:`~iapo.bank.SampleBank.claim`, renewed every
     ``claim_ttl / 3`` seconds while it is drawn): concurrent samplers on one bank, in any
-    process, never request the same index twice; they wait for each other's instead. A
+    process, never request the same index twice; they wait for each other's instead. A claim
+    of a process that died is released at once if it ran on this host (a resumed run does not
+    wait), else when its lease lapses (``claim_ttl``). A
     ``reproducible`` backend's samples are stored without their text (``backend.restore``
     re-derives it on read).
     """
@@ -73,7 +91,9 @@ class CachedSampler:
         self.backend = backend
         self.bank = bank
         self.claim_ttl = claim_ttl
-        self.owner = uuid.uuid4().hex
+        #: This sampler's name in the bank's claims: host, process id, and a random part.
+        self.owner = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex}"
+        self._dead: set[str] = set()
         self._slots = _Slots(max_in_flight) if max_in_flight is not None else None
 
     async def draw(
@@ -106,11 +126,24 @@ class CachedSampler:
                 stored.update(await self._draw(prompt, query, dist, mine))
                 fresh += len(mine)
             elif bank is not None:  # all claimed by other runs: wait for them to store them
+                await asyncio.to_thread(self._free_dead_claims, bank, dist, missing)
                 stored.update(await bank.wait(dist, missing, WAIT_POLL))
         out = [stored[i] for i in indices]
         if bank is not None:
             out = [backend.restore(prompt, query, i, s) for i, s in zip(indices, out, strict=True)]
         return [backend.recost(s) for s in out], fresh
+
+    def _free_dead_claims(self, bank: SampleBank, dist: str, indices: list[int]) -> None:
+        """Release the claims of samplers in processes of this host that have died (a killed
+        run resumed at once need not wait for its old leases to lapse); others lapse."""
+        host = socket.gethostname()
+        dead: dict[str, list[int]] = {}
+        for i, owner in bank.holders(dist, indices).items():
+            if owner in self._dead or _dead_here(owner, host):
+                self._dead.add(owner)
+                dead.setdefault(owner, []).append(i)
+        for owner, idx in dead.items():
+            bank.release(dist, idx, owner)
 
     async def _draw(self, prompt: str, query: str, dist: str, mine: list[int]) -> dict[int, Sample]:
         """Draw ``mine`` (claimed, if claims apply), storing each completion as it lands."""

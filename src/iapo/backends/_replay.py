@@ -33,6 +33,9 @@ class ReplayBackend(Backend):
         self.seed = int(seed)
         self.name = f"replay({pool.meta.get('name', 'pool')}, seed={self.seed})"
         self._fingerprint = fingerprint or stable_key({"seed": self.seed})
+        self._texts = {
+            key for key, cell in pool.cells.items() if any(o.text for o in cell.outcomes)
+        }
         self._cdf = {
             key: np.cumsum(cell.weights) / cell.weights.sum() for key, cell in pool.cells.items()
         }
@@ -45,7 +48,7 @@ class ReplayBackend(Backend):
     def restore(self, prompt: str, query: str, index: int, sample: Sample) -> Sample:
         """A banked replay sample with its text re-drawn from the pool (same cell, same index:
         the same outcome, since the key covers the cell's content)."""
-        if sample.text is not None or (prompt, query) not in self.pool.cells:
+        if sample.text is not None or (prompt, query) not in self._texts:
             return sample
         text = self.draw(prompt, query, [index])[0].text
         return sample if text is None else replace(sample, text=text)

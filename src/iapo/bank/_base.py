@@ -50,8 +50,9 @@ class SampleBank(ABC):
     * **Claims.** Before drawing sample ``i`` of a distribution, a sampler :meth:`claim` s it:
       a lease of ``ttl`` seconds that no other owner gets while it lasts, so concurrent runs
       never pay twice for one index; they :meth:`wait` for it instead. Storing an index ends
-      its lease; :meth:`release` ends it without storing; a lease not renewed expires (its
-      claimant died).
+      its lease; :meth:`release` ends it without storing (anyone naming the owner may, e.g.
+      for a claimant known to be dead: :meth:`holders` says who holds what); a lease not
+      renewed expires (its claimant died).
     * **Runs.** :meth:`start_run`, :meth:`update_run` and :meth:`runs` keep each run's status
       (``running``, ``done``, ``stopped``, ``interrupted``, ...), completions spent, result and
       config, and ``data``: the identity of the data the run used (e.g. a pool's content hash), so a
@@ -84,6 +85,10 @@ class SampleBank(ABC):
     @abstractmethod
     def release(self, dist: str, indices: Sequence[int], owner: str) -> None:
         """End ``owner``'s leases on ``indices`` of ``dist`` (others' leases are kept)."""
+
+    @abstractmethod
+    def holders(self, dist: str, indices: Sequence[int]) -> dict[int, str]:
+        """The owners of the live (unexpired) leases among ``indices`` of ``dist``."""
 
     async def wait(self, dist: str, indices: Sequence[int], poll: float) -> dict[int, Sample]:
         """Wait for other claimants: after about ``poll`` seconds, the stored samples of

@@ -73,6 +73,13 @@ class MemoryBank(SampleBank):
                 mine.append(i)
             return mine
 
+    def holders(self, dist: str, indices: Sequence[int]) -> dict[int, str]:
+        """The owners of the live leases among ``indices``."""
+        now = time.time()
+        with self._lock:
+            held = {i: self._claims.get((dist, i)) for i in indices}
+        return {i: h[0] for i, h in held.items() if h is not None and h[1] > now}
+
     def release(self, dist: str, indices: Sequence[int], owner: str) -> None:
         """End ``owner``'s leases on ``indices``."""
         with self._lock:

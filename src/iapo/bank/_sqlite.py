@@ -274,6 +274,21 @@ class SQLiteBank(SampleBank):
 
         return self._retry(work, write=True)
 
+    def holders(self, dist: str, indices: Sequence[int]) -> dict[int, str]:
+        """The owners of the live leases among ``indices``."""
+        if not indices:
+            return {}
+        rows = self._retry(
+            lambda: self._db.execute(
+                "SELECT idx, owner FROM claims WHERE dist = ? AND idx BETWEEN ? AND ? "
+                "AND expires > ?",
+                (dist, min(indices), max(indices), time.time()),
+            ).fetchall(),
+            write=False,
+        )
+        wanted = set(indices)
+        return {r[0]: r[1] for r in rows if r[0] in wanted}
+
     def release(self, dist: str, indices: Sequence[int], owner: str) -> None:
         """End ``owner``'s leases on ``indices``."""
         self._retry(

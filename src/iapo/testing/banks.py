@@ -201,6 +201,14 @@ class BankSuite:
         assert bank.claim(DIST, [1], "b", 60.0) == []
         assert bank.claim(DIST + "2", [0], "c", 60.0) == [0]  # per distribution
 
+    def test_holders_name_the_owners_of_live_claims(self, bank: SampleBank) -> None:
+        bank.claim(DIST, [0, 1], "a", 60.0)
+        bank.claim(DIST, [2], "b", -1.0)  # lapsed
+        bank.put(DIST, "p", "q", [(1, _sample("stored"))])
+        assert bank.holders(DIST, [0, 1, 2, 3]) == {0: "a"}
+        bank.release(DIST, [0], "a")
+        assert bank.holders(DIST, [0]) == {}
+
     def test_a_lapsed_claim_is_free_for_others(self, bank: SampleBank) -> None:
         assert bank.claim(DIST, [5, 6], "dead", -1.0) == [5, 6]  # lapsed at once
         assert bank.claim(DIST, [5, 6], "alive", 60.0) == [5, 6]
