@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from live_helpers import fast_client
+from live_helpers import fast_client, script, write_config
 
 import iapo
 from iapo.answers import get_extractor
@@ -31,6 +31,7 @@ from iapo.testing.fake_openai import FakeOpenAIServer
 from iapo.types import PromptSpec, Query, Sample
 
 REPO = Path(__file__).resolve().parents[1]
+SEEDED = "  seed_per_sample: true\n  backoff: 0.01\n  max_backoff: 0.05"
 PROMPTS = {"p": PromptSpec("p", system="Answer.", template="{question}")}
 QUERIES = {"q": Query("q", "What is 6 times 7?", gold="42")}
 
@@ -199,6 +200,34 @@ def test_concurrent_samplers_on_one_bank_never_pay_twice(tmp_path: Path) -> None
         assert srv.completions_served == count(path) == 24
     assert got[0] == got[1] == got[2]
     assert count(path, "claims") == 0
+
+
+def test_three_cli_runs_of_one_live_config_pay_once_and_agree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The issue's case: 3 `iapo run` processes of one live config on one bank at once."""
+    key = "sk-integrity-0123456789abcdef"
+    with FakeOpenAIServer(script, api_key=key, latency=0.005) as srv:
+        cfg = write_config(tmp_path, srv.base_url, backend_extra=SEEDED)
+        env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "IAPO_TEST_KEY": key}
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "iapo.cli", "run", str(cfg), "--json", "--no-report"],
+                cwd=tmp_path,
+                env=env,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            for _ in range(3)
+        ]
+        outs = [p.communicate(timeout=300) for p in procs]
+        assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
+        results = [json.loads(out) for out, _ in outs]
+        assert srv.completions_served == count(tmp_path / "run" / "bank.sqlite")
+        assert srv.completions_served == results[0]["account"]["completions"]
+    assert sum(r["account"]["drawn"] for r in results) == srv.completions_served
+    assert results[0]["policy"] == results[1]["policy"] == results[2]["policy"]
 
 
 def test_a_dead_claimants_lease_expires_and_another_run_draws_the_sample(

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -133,9 +135,9 @@ def _check_writable(run_dir: Path) -> None:
     """Fail before anything is spent if the run directory cannot take the result."""
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".iapo-write-check"
-        probe.write_text("")
-        probe.unlink()
+        fd, probe = tempfile.mkstemp(prefix=".iapo-write-check.", dir=run_dir)  # unique: runs
+        os.close(fd)  # of one config may start at once
+        os.unlink(probe)
     except OSError as exc:
         raise InputError(
             f"the run directory is not writable ({exc.strerror}): choose another run_dir",
