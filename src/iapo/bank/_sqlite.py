@@ -1,8 +1,10 @@
 """The SQLite sample bank: every completion drawn, stored by (distribution key, sample index).
 
 The bank is a run's source of truth. Completions are written as soon as they arrive (WAL mode,
-one transaction per pull), so a crash loses nothing already paid for, and a re-run with the same
-configuration re-derives its state from the bank instead of sampling again.
+one transaction per :meth:`SQLiteBank.put`), so a crash loses nothing already paid for, and a
+re-run with the same configuration re-derives its state from the bank instead of sampling
+again. Claims (a ``claims`` table of leases) keep concurrent runs from paying twice. The file's
+marks and layout are in :mod:`iapo.bank._sqlite_schema`.
 """
 
 from __future__ import annotations
