@@ -115,6 +115,21 @@ def test_an_edited_pool_is_never_served_from_the_bank_and_the_run_says_so(
     assert "other data" in edited.extra["data_changed"]
 
 
+def test_the_cli_says_in_one_note_that_the_pool_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from iapo.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(write_run(tmp_path, text_pool(0.3))), "--no-report"]) == 0
+    assert "other data" not in capsys.readouterr().out
+    assert main(["run", str(write_run(tmp_path, text_pool(0.8))), "--no-report"]) == 0
+    out, err = capsys.readouterr()
+    notes = [line for line in out.splitlines() if "other data" in line]
+    assert len(notes) == 1 and notes[0].startswith("note: run 'integrity'")
+    assert "Warning" not in err
+
+
 # -- 2. foreign SQLite files -----------------------------------------------------------------
 def test_a_sqlite_file_with_a_meta_table_is_refused_and_left_untouched(tmp_path: Path) -> None:
     path = tmp_path / "app.sqlite"

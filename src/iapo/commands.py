@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from iapo.fmt import num, table
 from iapo.result import RunResult
 from iapo.runner import evaluate, preflight, run
 from iapo.setups import setup
+from iapo.study import DataChangedWarning
 
 __all__ = ["format_evaluation", "format_preflight", "format_result", "register_cli"]
 
@@ -51,8 +53,9 @@ def format_result(result: RunResult) -> str:
             f"exact ACR on {result.extra.get('test_queries')} held-out queries: "
             f"{ev['acr_test']:.4f} (oracle {ev['oracle_acr_test']:.4f})"
         )
-    if result.extra.get("stopped"):
-        lines.append(f"note: {result.extra['stopped']}")
+    for note in ("stopped", "data_changed"):
+        if result.extra.get(note):
+            lines.append(f"note: {result.extra[note]}")
     lines.append(f"result: {Path(result.run_dir) / 'result.json'}")
     return "\n".join(lines)
 
@@ -132,7 +135,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     budget = args.budget if args.budget is not None else s.config.budget
     try:
-        with make_progress(budget, quiet=args.quiet or args.json, cost_unit=s.cost_unit) as bar:
+        with (
+            make_progress(budget, quiet=args.quiet or args.json, cost_unit=s.cost_unit) as bar,
+            warnings.catch_warnings(),
+        ):
+            warnings.simplefilter("ignore", DataChangedWarning)  # said as a note with the result
             result = run(s, budget=args.budget, progress=bar)
     except KeyboardInterrupt:
         print(
