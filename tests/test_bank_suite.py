@@ -35,7 +35,17 @@ class TestSQLiteBank(BankSuite):
         with sqlite3.connect(newer) as db:
             db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(BANK_SCHEMA + 1),))
         db.close()
-        return [f"sqlite:///{other}", str(newer)]
+        meta = tmp_path / "meta.sqlite"  # another application's file with a `meta` table
+        with sqlite3.connect(meta) as db:
+            db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            db.execute("INSERT INTO meta VALUES ('version', '3')")
+        db.close()
+        marked = tmp_path / "marked.sqlite"  # another application's application_id
+        with sqlite3.connect(marked) as db:
+            db.execute("PRAGMA application_id = 1234")
+            db.execute("CREATE TABLE t (x)")
+        db.close()
+        return [f"sqlite:///{other}", str(newer), str(meta), str(marked)]
 
 
 class TestMemoryBank(BankSuite):

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from iapo import bank, bench, commands, record, report
-from iapo.errors import InputError, PermanentBackendError, TransientBackendError
+from iapo.errors import InputError, PermanentBackendError, StorageError, TransientBackendError
 from iapo.version import __version__
 
 __all__ = ["HelpFormatter", "build_parser", "main", "walk_parsers"]
@@ -86,6 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "in the bank: run the same command again to resume",
             file=sys.stderr,
         )
+        return 1
+    except StorageError as exc:  # disk full, I/O error, a lock held too long: not the input
+        print(f"iapo: error: {exc}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()

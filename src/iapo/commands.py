@@ -9,6 +9,7 @@ import argparse
 import json
 import math
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from iapo.fmt import amount, count, num, table
 from iapo.result import RunResult
 from iapo.runner import evaluate, preflight, run
 from iapo.setups import setup
+from iapo.study import DataChangedWarning
 
 __all__ = ["format_evaluation", "format_preflight", "format_result", "register_cli"]
 
@@ -52,8 +54,9 @@ def format_result(result: RunResult) -> str:
             f"exact ACR on {count(int(result.extra.get('test_queries') or 0), 'held-out query')}: "
             f"{ev['acr_test']:.4f} (oracle {ev['oracle_acr_test']:.4f})"
         )
-    if result.extra.get("stopped"):
-        lines.append(f"note: {result.extra['stopped']}")
+    for note in ("stopped", "data_changed"):
+        if result.extra.get(note):
+            lines.append(f"note: {result.extra[note]}")
     if acc.get("anomalies"):
         seen = ", ".join(f"{k} {v}" for k, v in sorted(acc["anomalies"].items()))
         lines.append(
@@ -153,7 +156,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     budget = args.budget if args.budget is not None else s.config.budget
     try:
-        with make_progress(budget, quiet=args.quiet or args.json, cost_unit=s.cost_unit) as bar:
+        with (
+            make_progress(budget, quiet=args.quiet or args.json, cost_unit=s.cost_unit) as bar,
+            warnings.catch_warnings(),
+        ):
+            warnings.simplefilter("ignore", DataChangedWarning)  # said as a note with the result
             result = run(s, budget=args.budget, progress=bar)
     except KeyboardInterrupt:
         print(

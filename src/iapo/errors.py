@@ -10,6 +10,9 @@
     │   ├── PoolError             a pool file is malformed or does not fit the configuration
     │   ├── BudgetError           the budget cannot fund the algorithm (said before any spend)
     │   └── BankError             the sample bank cannot be opened, or has another schema
+    ├── StorageError              the sample bank failed mid-run (disk full, I/O error, a lock
+    │                             held too long): the CLI exits 1; what was stored is intact and
+    │                             the same command resumes
     └── BackendError              talking to an LLM endpoint failed
         ├── TransientBackendError worth retrying (rate limit, 5xx, timeout, dropped connection);
         │                         the CLI exits 1 and says the run resumes from the bank
@@ -30,6 +33,7 @@ __all__ = [
     "InputError",
     "PermanentBackendError",
     "PoolError",
+    "StorageError",
     "TransientBackendError",
 ]
 
@@ -71,6 +75,15 @@ class BudgetError(InputError):
 
 class BankError(InputError):
     """The sample bank cannot be opened or belongs to another schema version."""
+
+
+class StorageError(IapoError):
+    """The sample bank failed while in use (disk full, I/O error, locked for too long).
+
+    ``str(err)`` is one line naming the bank and the cause. Not an input error: the
+    configuration is fine, and running the same command again (once the cause is gone) resumes
+    from what the bank holds, which a failed write leaves intact.
+    """
 
 
 class BackendError(IapoError):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,16 +113,37 @@ class RunResult:
         return cls.from_dict(d)
 
     def save(self, run_dir: Path) -> Path:
-        """Write ``result.json`` into ``run_dir`` atomically (never a half-written result)."""
+        """Write ``result.json`` into ``run_dir`` atomically and durably: a uniquely named
+        temporary file, flushed and fsynced, renamed over the result, then the folder fsynced.
+        Never a half-written result, and once this returns the result survives a power cut."""
+        out = run_dir / "result.json"
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
-            tmp = run_dir / "result.json.tmp"
-            tmp.write_text(self.to_json())
-            tmp.replace(run_dir / "result.json")
+            _durable_write(out, self.to_json())
         except OSError as exc:
             raise InputError(
                 f"cannot write the result ({exc.strerror}): choose a writable run_dir",
                 source=str(run_dir),
                 field="run_dir",
             ) from None
-        return run_dir / "result.json"
+        return out
+
+
+def _durable_write(path: Path, text: str) -> None:
+    """Replace ``path`` by ``text`` atomically (unique temp file, fsync, rename, fsync dir)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

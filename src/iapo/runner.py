@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -66,17 +68,25 @@ def run(
     except InputError as exc:
         raise exc.within(s.source) from None
     t0 = time.perf_counter()
+    data = s.pool.digest if isinstance(s, ReplaySetup) else None
+    results: list[RunResult] = []
     with bank:
-        info = RunInfo(s.run_id, s.config.name, s.config.model_dump(mode="json"))
+        info = RunInfo(s.run_id, s.config.name, s.config.model_dump(mode="json"), data)
         study = Study(
             algo, backend, bank, cost_scale=s.cost_scale, progress=progress, cost_cap=cap, run=info
         )
-        outcome = study.run(close_backend=owns_backend)
-        result = _result(s, outcome, backend.name, time.perf_counter() - t0)
-        study.save_result(result.to_dict())
-    if write:
-        result.save(s.run_dir)
-    return result
+
+        def finish(outcome: StudyOutcome) -> dict[str, Any]:
+            # result.json is written (and synced) before the bank marks the run done
+            result = _result(s, outcome, backend.name, time.perf_counter() - t0)
+            result.extra.update(data=data, data_changed=study.data_changed)
+            if write:
+                result.save(s.run_dir)
+            results.append(result)
+            return result.to_dict()
+
+        study.run(close_backend=owns_backend, finish=finish)
+    return results[0]
 
 
 def _result(s: Setup, outcome: StudyOutcome, backend: str, elapsed: float) -> RunResult:
@@ -126,9 +136,9 @@ def _check_writable(run_dir: Path) -> None:
     """Fail before anything is spent if the run directory cannot take the result."""
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".iapo-write-check"
-        probe.write_text("")
-        probe.unlink()
+        fd, probe = tempfile.mkstemp(prefix=".iapo-write-check.", dir=run_dir)  # unique: runs
+        os.close(fd)  # of one config may start at once
+        os.unlink(probe)
     except OSError as exc:
         raise InputError(
             f"the run directory is not writable ({exc.strerror}): choose another run_dir",

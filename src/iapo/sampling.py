@@ -9,13 +9,35 @@ arrives, and read back by every later request for the same index.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
 
 from iapo.backends import Backend
-from iapo.bank import SampleBank
+from iapo.bank import CLAIM_TTL, SampleBank
 from iapo.types import Sample
 
 __all__ = ["CachedSampler"]
+
+#: How often a sampler waiting for another run's claimed samples looks in the bank (seconds).
+WAIT_POLL = 0.05
+
+
+def _dead_here(owner: str, host: str) -> bool:
+    """Whether ``owner`` names a sampler on ``host`` whose process no longer exists."""
+    parts = owner.split("/")
+    if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
+        return False
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by someone else
+        return False
+    return False
 
 
 class _Slots:
@@ -45,13 +67,33 @@ class CachedSampler:
     ``max_in_flight`` bounds the samples requested from the backend at once (None: unbounded;
     the backend's own client still enforces its concurrency). Bounding it keeps what an
     interruption loses (drawn but not yet banked) small.
+
+    With a bank, every bank call runs in a worker thread (a busy bank never blocks the event
+    loop), each completion is stored as soon as the backend reports it
+    (:meth:`~iapo.backends.Backend.sample_each`), and a backend that is not ``reproducible``
+    has each missing index claimed first (:meth:`~iapo.bank.SampleBank.claim`, renewed every
+    ``claim_ttl / 3`` seconds while it is drawn): concurrent samplers on one bank, in any
+    process, never request the same index twice; they wait for each other's instead. A claim
+    of a process that died is released at once if it ran on this host (a resumed run does not
+    wait), else when its lease lapses (``claim_ttl``). A
+    ``reproducible`` backend's samples are stored without their text (``backend.restore``
+    re-derives it on read).
     """
 
     def __init__(
-        self, backend: Backend, bank: SampleBank | None, *, max_in_flight: int | None = None
+        self,
+        backend: Backend,
+        bank: SampleBank | None,
+        *,
+        max_in_flight: int | None = None,
+        claim_ttl: float = CLAIM_TTL,
     ) -> None:
         self.backend = backend
         self.bank = bank
+        self.claim_ttl = claim_ttl
+        #: This sampler's name in the bank's claims: host, process id, and a random part.
+        self.owner = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex}"
+        self._dead: set[str] = set()
         self._slots = _Slots(max_in_flight) if max_in_flight is not None else None
 
     async def draw(
@@ -63,32 +105,95 @@ class CachedSampler:
         on_stored: Callable[[int], None] | None = None,
     ) -> tuple[list[Sample], int]:
         """Completions number ``indices`` of (prompt, query), in that order and re-costed under
-        the backend's current cost settings, and how many of them were drawn fresh.
+        the backend's current cost settings, and how many of them this sampler drew fresh.
 
         ``on_stored(k)`` is told how many were already in the bank before anything is drawn.
         """
-        dist = self.backend.cache_key(prompt, query)
-        stored = self.bank.get(dist, indices) if self.bank is not None else {}
+        bank, backend = self.bank, self.backend
+        dist = backend.cache_key(prompt, query)
+        stored = await asyncio.to_thread(bank.get, dist, indices) if bank is not None else {}
         if on_stored is not None:
             on_stored(len(stored))
-        missing = [i for i in indices if i not in stored]
-        if missing:
-            fresh = await self._sample(prompt, query, missing)
-            if len(fresh) != len(missing):
-                raise RuntimeError(
-                    f"backend returned {len(fresh)} completions for {len(missing)} requested"
+        fresh = 0
+        while missing := [i for i in indices if i not in stored]:
+            if bank is None or backend.reproducible:
+                mine = missing
+            else:
+                mine = await asyncio.to_thread(
+                    bank.claim, dist, missing, self.owner, self.claim_ttl
                 )
-            new = list(zip(missing, fresh, strict=True))
-            if self.bank is not None:
-                self.bank.put(dist, prompt, query, new)
-            stored.update(new)
-        return [self.backend.recost(stored[i]) for i in indices], len(missing)
+            if mine:
+                stored.update(await self._draw(prompt, query, dist, mine))
+                fresh += len(mine)
+            elif bank is not None:  # all claimed by other runs: wait for them to store them
+                await asyncio.to_thread(self._free_dead_claims, bank, dist, missing)
+                stored.update(await bank.wait(dist, missing, WAIT_POLL))
+        out = [stored[i] for i in indices]
+        if bank is not None:
+            out = [backend.restore(prompt, query, i, s) for i, s in zip(indices, out, strict=True)]
+        return [backend.recost(s) for s in out], fresh
 
-    async def _sample(self, prompt: str, query: str, indices: list[int]) -> list[Sample]:
+    def _free_dead_claims(self, bank: SampleBank, dist: str, indices: list[int]) -> None:
+        """Release the claims of samplers in processes of this host that have died (a killed
+        run resumed at once need not wait for its old leases to lapse); others lapse."""
+        host = socket.gethostname()
+        dead: dict[str, list[int]] = {}
+        for i, owner in bank.holders(dist, indices).items():
+            if owner in self._dead or _dead_here(owner, host):
+                self._dead.add(owner)
+                dead.setdefault(owner, []).append(i)
+        for owner, idx in dead.items():
+            bank.release(dist, idx, owner)
+
+    async def _draw(self, prompt: str, query: str, dist: str, mine: list[int]) -> dict[int, Sample]:
+        """Draw ``mine`` (claimed, if claims apply), storing each completion as it lands."""
+        bank, backend = self.bank, self.backend
+        strip = backend.reproducible
+
+        async def keep(items: Sequence[tuple[int, Sample]]) -> None:
+            if bank is not None:
+                banked = [(i, replace(s, text=None) if strip else s) for i, s in items]
+                await asyncio.to_thread(bank.put, dist, prompt, query, banked)
+
+        async with self._slot(len(mine)), self._lease(dist, mine):
+            fresh = await backend.sample_each(prompt, query, mine, keep)
+        if len(fresh) != len(mine):
+            raise RuntimeError(
+                f"backend returned {len(fresh)} completions for {len(mine)} requested"
+            )
+        return dict(zip(mine, fresh, strict=True))
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, n: int) -> AsyncIterator[None]:
         if self._slots is None:
-            return await self.backend.sample(prompt, query, indices)
-        units = await self._slots.acquire(len(indices))
+            yield
+            return
+        units = await self._slots.acquire(n)
         try:
-            return await self.backend.sample(prompt, query, indices)
+            yield
         finally:
             await self._slots.release(units)
+
+    @contextlib.asynccontextmanager
+    async def _lease(self, dist: str, mine: list[int]) -> AsyncIterator[None]:
+        """Hold the claims on ``mine`` while drawing (renewed in the background), then release
+        what was not stored (a failed or cancelled draw frees its indices at once)."""
+        bank = self.bank
+        if bank is None or self.backend.reproducible:
+            yield
+            return
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self.claim_ttl / 3)
+                await asyncio.to_thread(bank.claim, dist, mine, self.owner, self.claim_ttl)
+
+        renewer = asyncio.ensure_future(renew())
+        try:
+            yield
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            with contextlib.suppress(Exception):
+                await asyncio.shield(asyncio.to_thread(bank.release, dist, mine, self.owner))

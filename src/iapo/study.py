@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,124 +21,42 @@ from iapo.algorithms import Algorithm
 from iapo.backends import Backend
 from iapo.bank import SampleBank
 from iapo.errors import BudgetError
-from iapo.fmt import finite_or_none
+from iapo.outcome import Account, ArmChoice, ArmEstimate, StudyOutcome
 from iapo.sampling import CachedSampler
 from iapo.types import Arm, PullRequest, PullResult, Sample
 
-__all__ = ["Account", "ArmChoice", "ArmEstimate", "Progress", "RunInfo", "Study", "StudyOutcome"]
-
-
-@dataclass
-class Account:
-    """Where the budget went. ``completions`` counts against the exploration budget; ``drawn`` is
-    what the backend was actually asked for (the rest came from the bank). ``cost`` and the token
-    sums are as the endpoint reported them (a count it reported unusably is costed at the
-    request's worst case: see :mod:`iapo.chat_client`). ``anomalies``: what the endpoint did
-    wrong during the run, by kind (``extra_choices`` counts the choices that arrived beyond those
-    asked for, so ``drawn + anomalies["extra_choices"]`` arrived)."""
-
-    budget: int
-    completions: int = 0
-    drawn: int = 0
-    cache_hits: int = 0
-    cost: float = 0.0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    by_prompt: dict[str, dict[str, float]] = field(default_factory=dict)
-    anomalies: dict[str, int] = field(default_factory=dict)
-
-    def add(self, prompt: str, samples: Sequence[Sample], fresh: int) -> None:
-        self.completions += len(samples)
-        self.drawn += fresh
-        self.cache_hits += len(samples) - fresh
-        row = self.by_prompt.setdefault(
-            prompt, {"completions": 0, "drawn": 0, "cost": 0.0, "pulls": 0}
-        )
-        row["completions"] += len(samples)
-        row["drawn"] += fresh
-        row["pulls"] += 1
-        for s in samples:
-            self.cost += s.cost
-            row["cost"] += s.cost
-            self.prompt_tokens += int(s.usage.get("prompt_tokens", 0))
-            self.completion_tokens += int(s.usage.get("completion_tokens", 0))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "budget": self.budget,
-            "completions": self.completions,
-            "drawn": self.drawn,
-            "cache_hits": self.cache_hits,
-            "cost": self.cost,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "by_prompt": self.by_prompt,
-            "anomalies": dict(self.anomalies),
-        }
-
-
-@dataclass(frozen=True)
-class ArmChoice:
-    """An arm with its estimated utility and 95 % interval."""
-
-    arm: Arm
-    q: float
-    low: float
-    high: float
-    pulls: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "prompt": self.arm.prompt,
-            "n": self.arm.n,
-            "q": finite_or_none(self.q),
-            "ci95": [finite_or_none(self.low), finite_or_none(self.high)],
-            "observations": self.pulls,
-        }
-
-
-@dataclass(frozen=True)
-class ArmEstimate:
-    """The estimated utility of one arm in one context: mean, standard error, observations."""
-
-    arm: Arm
-    q: float
-    sem: float
-    observations: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "prompt": self.arm.prompt,
-            "n": self.arm.n,
-            "q": finite_or_none(self.q),
-            "sem": finite_or_none(self.sem),
-            "observations": self.observations,
-        }
-
-
-@dataclass(frozen=True)
-class StudyOutcome:
-    """What a finished study learned: per context the chosen arm, the runner-up and the
-    estimate of every arm it observed; where the budget went; why it stopped early, if it did."""
-
-    policy: Mapping[str, ArmChoice]
-    runner_up: Mapping[str, ArmChoice | None]
-    estimates: Mapping[str, tuple[ArmEstimate, ...]]
-    account: Account
-    algorithm: Algorithm
-    stopped: str | None = None
+__all__ = [
+    "Account",
+    "ArmChoice",
+    "ArmEstimate",
+    "DataChangedWarning",
+    "Finish",
+    "Progress",
+    "RunInfo",
+    "Study",
+    "StudyOutcome",
+]
 
 
 @dataclass(frozen=True)
 class RunInfo:
-    """The run a study records in its bank: id, name, and the configuration as JSON."""
+    """The run a study records in its bank: id, name, the configuration as JSON, and the
+    identity of the data it samples (a replayed pool's :attr:`~iapo.pools.Pool.digest`; None
+    for a live backend)."""
 
     run_id: str
     name: str
     config: Mapping[str, Any]
+    data: str | None = None
+
+
+class DataChangedWarning(UserWarning):
+    """A run found the bank's earlier record of it (same id or name) built from other data."""
 
 
 Progress = Callable[[Account, int], None]
+#: ``finish(outcome)``: build (and write) the run's result; it is recorded with the final status.
+Finish = Callable[["StudyOutcome"], Mapping[str, Any]]
 
 
 class Study:
@@ -170,6 +89,8 @@ class Study:
         self.cost_cap = cost_cap
         self.run_info = run
         self.stopped: str | None = None
+        #: Set when the bank held this run (same id or name) built from other data (a warning).
+        self.data_changed: str | None = None
         self._sampler = CachedSampler(backend, bank)
         self._used: dict[tuple[str, str], int] = {}
         self._anomalies_before: dict[str, int] = {}
@@ -301,9 +222,15 @@ class Study:
             )
         return self.outcome()
 
-    def run(self, *, close_backend: bool = False) -> StudyOutcome:
+    def run(self, *, close_backend: bool = False, finish: Finish | None = None) -> StudyOutcome:
         """Run to the end in a fresh event loop (closing the backend there, if asked), keeping
-        the run record up to date."""
+        the run record up to date.
+
+        ``finish(outcome)``, if given, builds the result (and writes its files) before the run
+        is marked ``done``; the record's status, spend and result are then set in one write. A
+        failure or kill before that leaves the run ``interrupted`` (or ``running``), never
+        ``done`` next to a missing or older result.
+        """
 
         async def main() -> StudyOutcome:
             try:
@@ -315,13 +242,14 @@ class Study:
         self._record(status="running")
         try:
             outcome = asyncio.run(main())
+            result = dict(finish(outcome)) if finish is not None else None
         except BudgetError:
             self._record(status="stopped")
             raise
         except BaseException:
             self._record(status="interrupted")
             raise
-        self._record(status="stopped" if self.stopped else "done")
+        self._record(status="stopped" if self.stopped else "done", result=result)
         return outcome
 
     def save_result(self, result: Mapping[str, Any]) -> None:
@@ -329,14 +257,40 @@ class Study:
         if self.run_info is not None and self.bank is not None:
             self.bank.update_run(self.run_info.run_id, result=dict(result))
 
-    def _record(self, *, status: str) -> None:
+    def _record(self, *, status: str, result: dict[str, Any] | None = None) -> None:
         info, bank = self.run_info, self.bank
         if info is None or bank is None:
             return
         if status == "running":
-            bank.start_run(info.run_id, info.name, self.algorithm.budget, dict(info.config))
+            self._check_data(info, bank)
+            bank.start_run(
+                info.run_id, info.name, self.algorithm.budget, dict(info.config), info.data
+            )
         else:
-            bank.update_run(info.run_id, status=status, spent=self.account.completions)
+            bank.update_run(
+                info.run_id, status=status, spent=self.account.completions, result=result
+            )
+
+    def _check_data(self, info: RunInfo, bank: SampleBank) -> None:
+        """Say (a :class:`DataChangedWarning`, and :attr:`data_changed`) when the bank recorded
+        this run, by id or else by name, with another data identity. Its samples are keyed by
+        the data's content, so none of them is reused; the warning explains a changed result."""
+        if info.data is None:
+            return
+        recs = bank.runs()
+        same = [r for r in recs if r["id"] == info.run_id] or [
+            r for r in recs if r["name"] == info.name
+        ]
+        old = [r for r in same if r.get("data") not in (None, info.data)]
+        if not old:
+            return
+        prev = max(old, key=lambda r: r["updated"])
+        self.data_changed = (
+            f"run {info.name!r} was recorded in {bank.url} from other data (content "
+            f"{prev['data'][:12]}, now {info.data[:12]}): the pool changed, so none of its "
+            "samples is reused and results may differ from that run's"
+        )
+        warnings.warn(self.data_changed, DataChangedWarning, stacklevel=4)
 
     def outcome(self) -> StudyOutcome:
         algo = self.algorithm

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from iapo.backends._base import KEY_SCHEMA, Backend, stable_key
+from iapo.backends._base import KEY_SCHEMA, Backend, OnSamples, stable_key
 from iapo.backends._factory import build_live_backend, cost_function
 from iapo.backends._mock import MockBackend
 from iapo.backends._openai import LLMBackend
@@ -15,6 +15,7 @@ __all__ = [
     "Completion",
     "LLMBackend",
     "MockBackend",
+    "OnSamples",
     "OpenAIChatClient",
     "ReplayBackend",
     "build_live_backend",

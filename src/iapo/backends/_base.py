@@ -5,20 +5,23 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
 from iapo.errors import ConfigError
 from iapo.types import Query, Sample
 
-__all__ = ["DEFAULT_CONCURRENCY", "KEY_SCHEMA", "Backend", "stable_key"]
+__all__ = ["DEFAULT_CONCURRENCY", "KEY_SCHEMA", "Backend", "OnSamples", "stable_key"]
 
 #: Version of the cache-key layout. Bump it when what a key covers changes, so that old bank
 #: entries are never mistaken for new ones.
 KEY_SCHEMA = 1
 #: Samples worth having in flight at once when a backend does not say otherwise.
 DEFAULT_CONCURRENCY = 8
+
+#: ``await on_samples([(index, sample), ...])``: told of completions as soon as they arrived.
+OnSamples = Callable[[Sequence[tuple[int, Sample]]], Awaitable[None]]
 
 
 def stable_key(payload: Any) -> str:
@@ -42,6 +45,12 @@ class Backend(ABC):
     * ``sample(prompt, query, indices)`` returns one sample per index, in order. Indices are
       i.i.d. draws; a backend that can reproduce a draw (replay, a seeded endpoint) returns the
       same sample for an index however the indices are batched.
+    * ``sample_each(prompt, query, indices, on_samples)`` returns what ``sample`` returns and,
+      before returning, awaits ``on_samples([(i, sample), ...])`` for every index exactly once,
+      as soon as its completion has arrived (the sampler stores them then, so a kill loses
+      none already paid for).
+    * A ``reproducible`` backend draws sample ``i`` again at no cost and identically (a replayed
+      pool): the bank stores it without its text and ``restore`` re-derives what was left out.
     * ``max_cost``, when not ``None``, bounds the cost of every sample ``sample`` returns for
       (prompt, query).
     * A backend is an async context manager: ``async with backend:`` closes it on exit.
@@ -50,6 +59,9 @@ class Backend(ABC):
 
     #: A short human-readable description for logs and results (never a secret).
     name: str = "backend"
+    #: Whether sample ``i`` can be drawn again for free, identically (see the class doc): the
+    #: bank then keeps no text for it, and concurrent runs need not claim it.
+    reproducible: bool = False
 
     @abstractmethod
     def cache_key(self, prompt: str, query: str) -> str:
@@ -61,6 +73,22 @@ class Backend(ABC):
 
         Raise :class:`iapo.errors.PermanentBackendError` for failures retrying cannot fix.
         """
+
+    async def sample_each(
+        self, prompt: str, query: str, indices: Sequence[int], on_samples: OnSamples
+    ) -> list[Sample]:
+        """:meth:`sample`, telling ``on_samples`` of the completions once they arrived.
+        Default: :meth:`sample`, then all at once; a backend whose completions land one by one
+        (fan-out) overrides it to report each as it lands."""
+        out = await self.sample(prompt, query, indices)
+        if len(out) == len(indices):
+            await on_samples(list(zip(indices, out, strict=True)))
+        return out
+
+    def restore(self, prompt: str, query: str, index: int, sample: Sample) -> Sample:
+        """Sample ``index`` of (prompt, query) as read from the bank, completed with what a
+        ``reproducible`` backend left out when it was stored (its text). Default: unchanged."""
+        return sample
 
     def max_cost(self, prompt: str, query: str) -> float | None:
         """An upper bound on one completion's cost (None: unbounded, so no cost cap can hold)."""

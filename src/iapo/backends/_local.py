@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from iapo.backends._base import KEY_SCHEMA, stable_key
+from iapo.backends._base import KEY_SCHEMA, OnSamples, stable_key
 from iapo.backends._local_models import ModelFile, package_dir, resolve_model
 from iapo.backends._local_server import PIP_LOCAL, LocalServer
 from iapo.backends._openai import LLMBackend
@@ -129,12 +129,14 @@ class LocalBackend(LLMBackend):
         self._client.attach(url)
         return url
 
-    async def sample(self, prompt: str, query: str, indices: Sequence[int]) -> list[Sample]:
+    async def sample_each(
+        self, prompt: str, query: str, indices: Sequence[int], on_samples: OnSamples | None
+    ) -> list[Sample]:
         self._lookup(prompt, query)
         if not indices:
             return []
         await self.ensure_started()
-        return await super().sample(prompt, query, indices)
+        return await super().sample_each(prompt, query, indices, on_samples)
 
     def describe(self) -> dict[str, Any]:
         """Provenance for pool files: model, hash, runtime, threads, slots, server defaults."""

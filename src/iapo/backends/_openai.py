@@ -7,7 +7,6 @@ sampling distribution with a cache key.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import json
@@ -15,7 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from iapo.backends._base import KEY_SCHEMA, Backend, stable_key
+from iapo.aio import gather_or_cancel
+from iapo.backends._base import KEY_SCHEMA, Backend, OnSamples, stable_key
 from iapo.chat_client import RESERVED_PARAMS, Completion, OpenAIChatClient
 from iapo.errors import PermanentBackendError
 from iapo.scorers import Scorer, as_scorer, score_texts
@@ -142,21 +142,39 @@ class LLMBackend(Backend):
         )
 
     async def sample(self, prompt: str, query: str, indices: Sequence[int]) -> list[Sample]:
+        return await self.sample_each(prompt, query, indices, None)
+
+    async def sample_each(
+        self, prompt: str, query: str, indices: Sequence[int], on_samples: OnSamples | None
+    ) -> list[Sample]:
+        """:meth:`sample`, telling ``on_samples`` of each completion as it lands: with one request
+        per completion (``seed_per_sample``, or a client that fans out) each is scored and
+        reported when its request returns, so a kill loses none that already arrived."""
         spec, q = self._lookup(prompt, query)
         if not indices:
             return []
         messages = spec.render(q)
-        if self.seed_per_sample:
-            key = self.cache_key(prompt, query)
-            parts = await asyncio.gather(
-                *(
-                    self.client.complete(messages, 1, {**self.params, "seed": _index_seed(key, i)})
-                    for i in indices
-                )
-            )
-            completions = [c for part in parts for c in part]
-        else:
+        one_by_one = self.seed_per_sample or (
+            len(indices) > 1 and (self.client.n_mode == "fanout" or self.client.native_n is False)
+        )
+        if not one_by_one:
             completions = await self.client.complete(messages, len(indices), self.params)
+            out = await self._score(completions, q)
+            if on_samples is not None and len(out) == len(indices):
+                await on_samples(list(zip(indices, out, strict=True)))
+            return out
+        key = self.cache_key(prompt, query) if self.seed_per_sample else ""
+
+        async def one(i: int) -> Sample:
+            params = {**self.params, "seed": _index_seed(key, i)} if key else self.params
+            (s,) = await self._score(await self.client.complete(messages, 1, params), q)
+            if on_samples is not None:
+                await on_samples([(i, s)])
+            return s
+
+        return list(await gather_or_cancel([one(i) for i in indices]))
+
+    async def _score(self, completions: Sequence[Completion], q: Query) -> list[Sample]:
         scores = await score_texts(self._scorers, [c.text or "" for c in completions], q)
         out = []
         for i, c in enumerate(completions):

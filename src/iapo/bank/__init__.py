@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from iapo.bank._base import BANK_SCHEMA, RUN_FIELDS, RunRecord, SampleBank
+from iapo.bank._base import BANK_SCHEMA, CLAIM_TTL, RUN_FIELDS, RunRecord, SampleBank
 from iapo.bank._cli import RUN_HELP, STORAGE_HELP, register_cli
 from iapo.bank._memory import MEMORY_URL, MemoryBank
 from iapo.bank._open import open_bank, sqlite_path
@@ -18,10 +18,14 @@ from iapo.bank._runs import (
     finished_result,
     list_runs,
 )
-from iapo.bank._sqlite import SQLiteBank
+from iapo.bank._sqlite import BUSY_LIMIT, SQLiteBank
+from iapo.bank._sqlite_schema import APPLICATION_ID
 
 __all__ = [
+    "APPLICATION_ID",
     "BANK_SCHEMA",
+    "BUSY_LIMIT",
+    "CLAIM_TTL",
     "DEFAULT_BANKS",
     "MEMORY_URL",
     "RUN_FIELDS",

@@ -2,22 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import Any, Self
 
 from iapo.types import Sample
 
-__all__ = ["BANK_SCHEMA", "RUN_FIELDS", "RunRecord", "SampleBank"]
+__all__ = ["BANK_SCHEMA", "CLAIM_TTL", "RUN_FIELDS", "RunRecord", "SampleBank"]
 
 #: Version of the stored layout; a bank written with another version is refused (``BankError``).
-BANK_SCHEMA = 1
+#: Version 2 added claims and each run's data identity (a version-1 SQLite bank is migrated).
+BANK_SCHEMA = 2
+
+#: How long a claim on a sample lasts unless renewed (seconds): a claimant that died frees its
+#: indices for others after at most this long.
+CLAIM_TTL = 60.0
 
 #: A run record: a plain dict with exactly the keys of :data:`RUN_FIELDS`.
 RunRecord = dict[str, Any]
 
 #: The keys of every :data:`RunRecord` that :meth:`SampleBank.runs` returns.
-RUN_FIELDS = ("id", "name", "status", "created", "updated", "budget", "spent", "config", "result")
+RUN_FIELDS = (
+    "id",
+    "name",
+    "status",
+    "created",
+    "updated",
+    "budget",
+    "spent",
+    "config",
+    "result",
+    "data",
+)
 
 
 class SampleBank(ABC):
@@ -30,9 +47,17 @@ class SampleBank(ABC):
       its first value, whoever writes it again (other threads, other bank objects on the same
       storage). :meth:`get` returns only stored samples, every :class:`~iapo.types.Sample` field
       round-tripped (``answer`` may be None; ``cost`` comes back as a float).
+    * **Claims.** Before drawing sample ``i`` of a distribution, a sampler :meth:`claim` s it:
+      a lease of ``ttl`` seconds that no other owner gets while it lasts, so concurrent runs
+      never pay twice for one index; they :meth:`wait` for it instead. Storing an index ends
+      its lease; :meth:`release` ends it without storing (anyone naming the owner may, e.g.
+      for a claimant known to be dead: :meth:`holders` says who holds what); a lease not
+      renewed expires (its claimant died).
     * **Runs.** :meth:`start_run`, :meth:`update_run` and :meth:`runs` keep each run's status
       (``running``, ``done``, ``stopped``, ``interrupted``, ...), completions spent, result and
-      config. ``config`` and ``result`` are JSON objects and come back as fresh copies decoded
+      config, and ``data``: the identity of the data the run used (e.g. a pool's content hash), so a
+      later run can tell it was built from different data. ``config`` and ``result`` are JSON
+      objects and come back as fresh copies decoded
       from JSON.
     * **Lifetime.** Methods are thread-safe. :meth:`close` is idempotent; nothing else may be
       called after it. A bank is a context manager that closes on exit. ``url`` names the storage:
@@ -51,10 +76,40 @@ class SampleBank(ABC):
         index already stored keeps its first value. Written before this returns."""
 
     @abstractmethod
-    def start_run(self, run_id: str, name: str, budget: int, config: dict[str, Any]) -> None:
+    def claim(self, dist: str, indices: Sequence[int], owner: str, ttl: float) -> list[int]:
+        """Lease the indices of ``dist`` among ``indices`` that are neither stored nor leased by
+        another owner (a lapsed lease counts as free) to ``owner`` for ``ttl`` seconds, and
+        return them in the order given. Indices ``owner`` already holds are renewed and
+        returned. Atomic across every bank object on the same storage."""
+
+    @abstractmethod
+    def release(self, dist: str, indices: Sequence[int], owner: str) -> None:
+        """End ``owner``'s leases on ``indices`` of ``dist`` (others' leases are kept)."""
+
+    @abstractmethod
+    def holders(self, dist: str, indices: Sequence[int]) -> dict[int, str]:
+        """The owners of the live (unexpired) leases among ``indices`` of ``dist``."""
+
+    async def wait(self, dist: str, indices: Sequence[int], poll: float) -> dict[int, Sample]:
+        """Wait for other claimants: after about ``poll`` seconds, the stored samples of
+        ``dist`` among ``indices`` (possibly none yet). The event loop is never blocked.
+        Default: sleep, then :meth:`get` in a worker thread."""
+        await asyncio.sleep(poll)
+        return await asyncio.to_thread(self.get, dist, indices)
+
+    @abstractmethod
+    def start_run(
+        self,
+        run_id: str,
+        name: str,
+        budget: int,
+        config: dict[str, Any],
+        data: str | None = None,
+    ) -> None:
         """Record a run as ``running`` with nothing spent and no result. For an id already
-        recorded (a resumed run) only ``status`` (back to ``running``) and ``updated`` change:
-        name, budget, config, spent, result and ``created`` are kept."""
+        recorded (a resumed run) only ``status`` (back to ``running``), ``updated`` and, when
+        given, ``data`` change: name, budget, config, spent, result and ``created`` are
+        kept."""
 
     @abstractmethod
     def update_run(
@@ -72,7 +127,7 @@ class SampleBank(ABC):
     def runs(self) -> list[RunRecord]:
         """Every recorded run, oldest ``created`` first, as dicts with the keys of
         :data:`RUN_FIELDS` (``created``/``updated`` in seconds since the epoch, ``result`` None
-        until one is set)."""
+        until one is set, ``data`` None if never given)."""
 
     @abstractmethod
     def close(self) -> None:

@@ -30,6 +30,7 @@ class MemoryBank(SampleBank):
         self._lock = threading.Lock()
         self._samples: dict[str, dict[int, Sample]] = {}
         self._runs: dict[str, dict[str, Any]] = {}
+        self._claims: dict[tuple[str, int], tuple[str, float]] = {}  # -> (owner, expires)
 
     def get(self, dist: str, indices: Sequence[int]) -> dict[int, Sample]:
         """The stored samples of ``dist`` among ``indices``."""
@@ -56,15 +57,54 @@ class MemoryBank(SampleBank):
             stored = self._samples.setdefault(dist, {})
             for i, s in copies:
                 stored.setdefault(i, s)
+                self._claims.pop((dist, i), None)
 
-    def start_run(self, run_id: str, name: str, budget: int, config: dict[str, Any]) -> None:
-        """Record a run as running (a known id: only status and ``updated`` change)."""
+    def claim(self, dist: str, indices: Sequence[int], owner: str, ttl: float) -> list[int]:
+        """Lease the free indices (neither stored nor leased by another live owner)."""
+        now = time.time()
+        with self._lock:
+            stored = self._samples.get(dist, {})
+            mine = []
+            for i in indices:
+                held = self._claims.get((dist, i))
+                if i in stored or (held is not None and held[0] != owner and held[1] > now):
+                    continue
+                self._claims[(dist, i)] = (owner, now + ttl)
+                mine.append(i)
+            return mine
+
+    def holders(self, dist: str, indices: Sequence[int]) -> dict[int, str]:
+        """The owners of the live leases among ``indices``."""
+        now = time.time()
+        with self._lock:
+            held = {i: self._claims.get((dist, i)) for i in indices}
+        return {i: h[0] for i, h in held.items() if h is not None and h[1] > now}
+
+    def release(self, dist: str, indices: Sequence[int], owner: str) -> None:
+        """End ``owner``'s leases on ``indices``."""
+        with self._lock:
+            for i in indices:
+                held = self._claims.get((dist, i))
+                if held is not None and held[0] == owner:
+                    del self._claims[(dist, i)]
+
+    def start_run(
+        self,
+        run_id: str,
+        name: str,
+        budget: int,
+        config: dict[str, Any],
+        data: str | None = None,
+    ) -> None:
+        """Record a run as running (a known id: only status, ``updated`` and ``data`` change)."""
         text = json.dumps(config)
         now = time.time()
         with self._lock:
             rec = self._runs.get(run_id)
             if rec is not None:
                 rec.update(status="running", updated=now)
+                if data is not None:
+                    rec["data"] = data
                 return
             self._runs[run_id] = {
                 "id": run_id,
@@ -76,6 +116,7 @@ class MemoryBank(SampleBank):
                 "spent": 0,
                 "config": text,
                 "result": None,
+                "data": data,
             }
 
     def update_run(

@@ -1,68 +1,73 @@
 """The SQLite sample bank: every completion drawn, stored by (distribution key, sample index).
 
 The bank is a run's source of truth. Completions are written as soon as they arrive (WAL mode,
-one transaction per pull), so a crash loses nothing already paid for, and a re-run with the same
-configuration re-derives its state from the bank instead of sampling again.
+one transaction per :meth:`SQLiteBank.put`), so a crash loses nothing already paid for, and a
+re-run with the same configuration re-derives its state from the bank instead of sampling
+again. Claims (a ``claims`` table of leases) keep concurrent runs from paying twice. The file's
+marks and layout are in :mod:`iapo.bank._sqlite_schema`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from iapo.bank._base import BANK_SCHEMA, RunRecord, SampleBank
-from iapo.errors import BankError
+from iapo.bank._base import RunRecord, SampleBank
+from iapo.bank._sqlite_schema import inspect, mark
+from iapo.errors import BankError, StorageError
 from iapo.types import Sample
+
+T = TypeVar("T")
 
 __all__ = ["SQLiteBank"]
 
 #: How long opening a bank waits for other processes that are opening it too (seconds).
 _OPEN_TIMEOUT = 60.0
+#: How long a read or write waits for a bank locked by another connection, by default (seconds).
+BUSY_LIMIT = 60.0
 
-_DDL = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS samples (
-    dist TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    prompt TEXT NOT NULL,
-    query TEXT NOT NULL,
-    answer TEXT,
-    scores TEXT NOT NULL,
-    cost REAL NOT NULL,
-    text TEXT,
-    usage TEXT,
-    created REAL NOT NULL,
-    PRIMARY KEY (dist, idx)
-);
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    status TEXT NOT NULL,
-    created REAL NOT NULL,
-    updated REAL NOT NULL,
-    budget INTEGER NOT NULL,
-    spent INTEGER NOT NULL DEFAULT 0,
-    config TEXT NOT NULL,
-    result TEXT
-);
-"""
+
+def _busy(exc: sqlite3.Error) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _cause(exc: sqlite3.Error, busy_limit: float) -> str:
+    """The one-line cause and fix of a failed bank operation."""
+    text = str(exc)
+    if _busy(exc):
+        return (
+            f"the bank stayed locked by another process for over {busy_limit:g} s ({text}): "
+            "let that process finish, then run the same command again to resume"
+        )
+    if "full" in text:
+        return f"the disk is full ({text}): free space, then run the same command again to resume"
+    return f"{text}: check the disk and the file, then run the same command again to resume"
 
 
 class SQLiteBank(SampleBank):
     """A :class:`SampleBank` in one SQLite file (created with its folder if missing), shared
     safely by threads and by several processes. A file that is not an iapo bank, or a bank of
     another :data:`BANK_SCHEMA`, is refused with a :class:`~iapo.errors.BankError` and left
-    untouched."""
+    untouched (a bank is marked with ``PRAGMA application_id`` and its schema row; a version-1
+    bank, from before the marks, is recognised by its exact tables and migrated in place).
 
-    def __init__(self, path: str | Path) -> None:
+    A read or write that finds the bank locked by another connection retries with backoff for
+    up to ``busy_limit`` seconds; then, and on any I/O failure (disk full, a read-only or
+    vanished file), it raises a one-line :class:`~iapo.errors.StorageError` naming the bank and
+    the cause. A failed write leaves the bank as it was before it.
+    """
+
+    def __init__(self, path: str | Path, *, busy_limit: float = BUSY_LIMIT) -> None:
         self.path = Path(path)
         self.url = f"sqlite:///{self.path}"
+        self.busy_limit = float(busy_limit)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
@@ -74,6 +79,10 @@ class SQLiteBank(SampleBank):
                 self._db.close()  # a refused file keeps no connection (nor WAL files) open
                 raise
         except sqlite3.DatabaseError as exc:
+            if _busy(exc):
+                raise StorageError(
+                    f"{self.path}: sample bank: {_cause(exc, self.busy_limit)}"
+                ) from None
             raise BankError(
                 f"cannot open the sample bank ({exc}): check the path and permissions",
                 source=str(self.path),
@@ -93,62 +102,88 @@ class SQLiteBank(SampleBank):
         self._lock = threading.Lock()
 
     def _prepare(self) -> None:
-        self._db.execute("PRAGMA busy_timeout = 60000")
+        self._db.execute(f"PRAGMA busy_timeout = {int(min(self.busy_limit, 1.0) * 1000)}")
         # Processes opening one new bank at the same moment can get SQLITE_BUSY at once, without
         # the busy handler (SQLite's deadlock avoidance while the file's journal mode changes):
         # every step here is idempotent, so wait a little and try again.
-        deadline = time.monotonic() + _OPEN_TIMEOUT
+        deadline = time.monotonic() + min(_OPEN_TIMEOUT, self.busy_limit)
         delay = 0.005
         while True:
             try:
-                self._refuse_foreign()  # before anything writes to the file
-                self._db.execute("PRAGMA journal_mode = WAL")
+                kind = self._refuse_foreign()  # before anything writes to the file
+                if kind != "current":
+                    self._db.execute("PRAGMA journal_mode = WAL")
                 self._db.execute("PRAGMA synchronous = NORMAL")
-                self._check_schema()
+                if kind != "current":
+                    self._mark()
                 return
             except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-                if time.monotonic() + delay > deadline:
+                if not _busy(exc) or time.monotonic() + delay > deadline:
                     raise
                 time.sleep(delay * (1.0 + random.random()))
                 delay = min(delay * 2, 0.5)
 
-    def _refuse_foreign(self) -> None:
-        """Read-only check: a file that is not an iapo bank, or one of another schema version."""
-        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
-        if not tables:
-            return
-        if "meta" not in tables:
-            raise BankError(
-                "this SQLite file is not an iapo sample bank: point 'storage' elsewhere",
-                source=str(self.path),
-                field="storage",
-            )
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-        if row is not None and row[0] != str(BANK_SCHEMA):
-            raise BankError(
-                f"bank schema version {row[0]}, this iapo reads version {BANK_SCHEMA}: "
-                "use a new storage path or the iapo version that wrote it",
-                source=str(self.path),
-                field="storage",
-            )
+    def _refuse_foreign(self) -> str:
+        """Read-only: what the file is (see :func:`inspect`), or a ``BankError`` refusing it."""
+        if self._db.in_transaction:
+            kind = inspect(self._db)
+        else:  # one snapshot: the header and the tables as one writer left them
+            self._db.execute("BEGIN")
+            try:
+                kind = inspect(self._db)
+            finally:
+                self._db.execute("COMMIT")
+        if kind not in ("empty", "current", "v1"):
+            raise BankError(kind, source=str(self.path), field="storage")
+        return kind
 
-    def _check_schema(self) -> None:
+    def _mark(self) -> None:
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            for stmt in _DDL.split(";"):
-                if stmt.strip():
-                    self._db.execute(stmt)
-            row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-            if row is None:
-                self._db.execute(
-                    "INSERT INTO meta (key, value) VALUES ('schema', ?)", (str(BANK_SCHEMA),)
-                )
+            kind = self._refuse_foreign()  # again, now that no one else can write
+            if kind == "current":
+                self._db.execute("COMMIT")
+                return
+            mark(self._db, kind)  # type: ignore[arg-type]
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._rollback()
             raise
         self._db.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        """Roll back the open transaction, if SQLite has not already (after SQLITE_FULL it has:
+        a second ROLLBACK would hide the real error behind "no transaction is active")."""
+        if self._db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):  # unusable: the original error says why
+                self._db.execute("ROLLBACK")
+
+    def _retry(self, work: Callable[[], T], *, write: bool) -> T:
+        """``work()`` under the lock (in one write transaction if ``write``), retried with
+        backoff while the bank is locked elsewhere, up to ``busy_limit`` seconds; any SQLite
+        failure becomes a :class:`StorageError` naming the bank and the cause."""
+        deadline = time.monotonic() + self.busy_limit
+        delay = 0.01
+        with self._lock:
+            while True:
+                try:
+                    if not write:
+                        return work()
+                    self._db.execute("BEGIN IMMEDIATE")
+                    try:
+                        out = work()
+                        self._db.execute("COMMIT")
+                    except BaseException:
+                        self._rollback()
+                        raise
+                    return out
+                except sqlite3.Error as exc:
+                    if _busy(exc) and time.monotonic() + delay < deadline:
+                        time.sleep(delay * (1.0 + random.random()))
+                        delay = min(delay * 2, 1.0)
+                        continue
+                    raise StorageError(
+                        f"{self.path}: sample bank: {_cause(exc, self.busy_limit)}"
+                    ) from None
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
@@ -159,12 +194,14 @@ class SQLiteBank(SampleBank):
         """The stored samples of ``dist`` among ``indices``."""
         if not indices:
             return {}
-        with self._lock:
-            rows = self._db.execute(
+        rows = self._retry(
+            lambda: self._db.execute(
                 "SELECT idx, answer, scores, cost, text, usage FROM samples "
                 "WHERE dist = ? AND idx BETWEEN ? AND ?",
                 (dist, min(indices), max(indices)),
-            ).fetchall()
+            ).fetchall(),
+            write=False,
+        )
         wanted = set(indices)
         return {
             r[0]: Sample(
@@ -179,7 +216,8 @@ class SQLiteBank(SampleBank):
         }
 
     def put(self, dist: str, prompt: str, query: str, items: Iterable[tuple[int, Sample]]) -> None:
-        """Store samples in one transaction (an index already stored keeps its first value)."""
+        """Store samples in one transaction (an index already stored keeps its first value) and
+        end their claims."""
         now = time.time()
         rows = [
             (
@@ -196,27 +234,92 @@ class SQLiteBank(SampleBank):
             )
             for i, s in items
         ]
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(
-                    "INSERT OR IGNORE INTO samples VALUES (?,?,?,?,?,?,?,?,?,?)", rows
+        if not rows:
+            return
+
+        def work() -> None:
+            self._db.executemany("INSERT OR IGNORE INTO samples VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+            self._db.executemany(
+                "DELETE FROM claims WHERE dist = ? AND idx = ?", [(r[0], r[1]) for r in rows]
+            )
+
+        self._retry(work, write=True)
+
+    def claim(self, dist: str, indices: Sequence[int], owner: str, ttl: float) -> list[int]:
+        """Lease the free indices (neither stored nor leased by another live owner)."""
+        if not indices:
+            return []
+        lo, hi = min(indices), max(indices)
+
+        def work() -> list[int]:
+            now = time.time()
+            stored = {
+                r[0]
+                for r in self._db.execute(
+                    "SELECT idx FROM samples WHERE dist = ? AND idx BETWEEN ? AND ?", (dist, lo, hi)
                 )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            }
+            held = {
+                r[0]
+                for r in self._db.execute(
+                    "SELECT idx FROM claims WHERE dist = ? AND idx BETWEEN ? AND ? "
+                    "AND owner != ? AND expires > ?",
+                    (dist, lo, hi, owner, now),
+                )
+            }
+            mine = [i for i in indices if i not in stored and i not in held]
+            self._db.executemany(
+                "INSERT OR REPLACE INTO claims VALUES (?,?,?,?)",
+                [(dist, i, owner, now + ttl) for i in mine],
+            )
+            return mine
+
+        return self._retry(work, write=True)
+
+    def holders(self, dist: str, indices: Sequence[int]) -> dict[int, str]:
+        """The owners of the live leases among ``indices``."""
+        if not indices:
+            return {}
+        rows = self._retry(
+            lambda: self._db.execute(
+                "SELECT idx, owner FROM claims WHERE dist = ? AND idx BETWEEN ? AND ? "
+                "AND expires > ?",
+                (dist, min(indices), max(indices), time.time()),
+            ).fetchall(),
+            write=False,
+        )
+        wanted = set(indices)
+        return {r[0]: r[1] for r in rows if r[0] in wanted}
+
+    def release(self, dist: str, indices: Sequence[int], owner: str) -> None:
+        """End ``owner``'s leases on ``indices``."""
+        self._retry(
+            lambda: self._db.executemany(
+                "DELETE FROM claims WHERE dist = ? AND idx = ? AND owner = ?",
+                [(dist, i, owner) for i in indices],
+            ),
+            write=True,
+        )
 
     # -- runs ---------------------------------------------------------------------------
-    def start_run(self, run_id: str, name: str, budget: int, config: dict[str, Any]) -> None:
+    def start_run(
+        self,
+        run_id: str,
+        name: str,
+        budget: int,
+        config: dict[str, Any],
+        data: str | None = None,
+    ) -> None:
         now = time.time()
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO runs (id, name, status, created, updated, budget, config) "
-                "VALUES (?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET status='running', "
-                "updated=excluded.updated",
-                (run_id, name, "running", now, now, budget, json.dumps(config)),
-            )
+        self._retry(
+            lambda: self._db.execute(
+                "INSERT INTO runs (id, name, status, created, updated, budget, config, data) "
+                "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET status='running', "
+                "updated=excluded.updated, data=coalesce(excluded.data, data)",
+                (run_id, name, "running", now, now, budget, json.dumps(config), data),
+            ),
+            write=True,
+        )
 
     def update_run(
         self,
@@ -237,17 +340,18 @@ class SQLiteBank(SampleBank):
         if result is not None:
             sets.append("result = ?")
             args.append(json.dumps(result))
-        with self._lock:
-            self._db.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", (*args, run_id))
+        sql = f"UPDATE runs SET {', '.join(sets)} WHERE id = ?"
+        self._retry(lambda: self._db.execute(sql, (*args, run_id)), write=True)
 
     def runs(self) -> list[RunRecord]:
-        with self._lock:
+        def work() -> tuple[list[str], list[Any]]:
             cur = self._db.execute(
-                "SELECT id, name, status, created, updated, budget, spent, config, result "
+                "SELECT id, name, status, created, updated, budget, spent, config, result, data "
                 "FROM runs ORDER BY created"
             )
-            cols = [d[0] for d in cur.description]
-            rows = cur.fetchall()
+            return [d[0] for d in cur.description], cur.fetchall()
+
+        cols, rows = self._retry(work, write=False)
         out = []
         for row in rows:
             rec = dict(zip(cols, row, strict=True))

@@ -3,8 +3,11 @@ and the builders of cells and pools that the file reader and the importers share
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
@@ -45,6 +48,20 @@ class Cell:
 
     def mean_cost(self) -> float:
         return float(np.dot(self.probs, [o.cost for o in self.outcomes]))
+
+    @cached_property
+    def digest(self) -> str:
+        """The content identity of the cell's distribution: a hash of its ids, gold, every
+        outcome (answer, scores, cost, text, usage) and weight, in order. Computed once per
+        cell; equal cells (whatever file or import they came from) have equal digests, and any
+        change to what replay could draw changes it."""
+        h = hashlib.sha256()
+        head = [self.prompt, self.query, self.gold, [float(w) for w in self.weights]]
+        h.update(json.dumps(head, ensure_ascii=False).encode())
+        for o in self.outcomes:
+            blob = [o.answer, sorted(o.scores.items()), o.cost, o.text, sorted(o.usage.items())]
+            h.update(b"\x00" + json.dumps(blob, ensure_ascii=False).encode())
+        return h.hexdigest()[:32]
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,6 +122,16 @@ class Pool:
 
     def max_cost(self) -> float:
         return max((o.cost for c in self.cells.values() for o in c.outcomes), default=0.0)
+
+    @cached_property
+    def digest(self) -> str:
+        """The content identity of the pool: a hash of its objectives, cost unit and every
+        cell's :attr:`Cell.digest` in grid order (``meta`` is provenance, not content)."""
+        h = hashlib.sha256(json.dumps([self.objectives, self.cost_unit]).encode())
+        for p in self.prompts:
+            for q in self.queries:
+                h.update(self.cells[(p, q)].digest.encode())
+        return h.hexdigest()[:32]
 
 
 # --------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Coroutine, Iterator, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import pytest
@@ -134,6 +135,34 @@ class BackendSuite:
         for work in (one_by_one, reversed_order, split_concurrently):
             got = [_fields(s) for s in _using(backend_factory, work)]
             assert got == expected, f"{work.__name__} drew other samples than one batch"
+
+    def test_sample_each_reports_every_index_once_as_returned(
+        self, backend_factory: Callable[[], Backend], cell: Cell
+    ) -> None:
+        reported: list[tuple[int, Sample]] = []
+
+        async def keep(items: Sequence[tuple[int, Sample]]) -> None:
+            reported.extend(items)
+
+        async def work(b: Backend) -> list[Sample]:
+            return await b.sample_each(*cell, INDICES, keep)
+
+        drawn = _using(backend_factory, work)
+        assert len(drawn) == len(INDICES)
+        assert sorted(i for i, _ in reported) == list(INDICES), "each index reported once"
+        by_index = dict(reported)
+        assert [_fields(by_index[i]) for i in INDICES] == [_fields(s) for s in drawn]
+
+    def test_a_reproducible_backend_restores_what_the_bank_leaves_out(
+        self, backend_factory: Callable[[], Backend], cell: Cell
+    ) -> None:
+        async def work(b: Backend) -> tuple[list[Sample], list[Sample]]:
+            drawn = await b.sample(*cell, INDICES)
+            banked = [replace(s, text=None) for s in drawn] if b.reproducible else drawn
+            return drawn, [b.restore(*cell, i, s) for i, s in zip(INDICES, banked, strict=True)]
+
+        drawn, restored = _using(backend_factory, work)
+        assert [_fields(s) for s in restored] == [_fields(s) for s in drawn]
 
     def test_cache_key_is_stable(self, backend_factory: Callable[[], Backend], cell: Cell) -> None:
         async def key(b: Backend) -> tuple[str, str]:

@@ -22,6 +22,7 @@ Importing this module needs pytest.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -172,6 +173,73 @@ class BankSuite:
         assert {r["id"] for r in recs} == {"run0", "run1", "run2"}
         created = [r["created"] for r in recs]
         assert created == sorted(created)
+
+    def test_run_records_keep_their_data_identity(self, bank: SampleBank) -> None:
+        bank.start_run("run1", "first", 10, {}, "pool-a")
+        assert bank.runs()[0]["data"] == "pool-a"
+        bank.start_run("run1", "first", 10, {})  # resumed without saying: kept
+        assert bank.runs()[0]["data"] == "pool-a"
+        bank.start_run("run1", "first", 10, {}, "pool-b")  # resumed on other data: updated
+        assert bank.runs()[0]["data"] == "pool-b"
+        bank.start_run("run2", "second", 10, {})
+        assert bank.runs()[1]["data"] is None
+
+    # -- claims -------------------------------------------------------------------------------
+    def test_claims_are_exclusive_renewable_released_and_end_when_stored(
+        self, bank: SampleBank
+    ) -> None:
+        assert bank.claim(DIST, [0, 1, 2], "a", 60.0) == [0, 1, 2]
+        assert bank.claim(DIST, [3, 1, 2], "b", 60.0) == [3]  # in the order given
+        assert bank.claim(DIST, [1, 0], "a", 60.0) == [1, 0]  # an owner renews its own
+        assert bank.claim(DIST, [], "a", 60.0) == []
+        bank.release(DIST, [3], "a")  # not a's: kept
+        assert bank.claim(DIST, [3], "a", 60.0) == []
+        bank.release(DIST, [0], "a")
+        assert bank.claim(DIST, [0, 1], "b", 60.0) == [0]
+        bank.put(DIST, "p", "q", [(1, _sample("stored"))])
+        assert bank.claim(DIST, [1], "a", 60.0) == []  # stored: nothing left to claim
+        assert bank.claim(DIST, [1], "b", 60.0) == []
+        assert bank.claim(DIST + "2", [0], "c", 60.0) == [0]  # per distribution
+
+    def test_holders_name_the_owners_of_live_claims(self, bank: SampleBank) -> None:
+        bank.claim(DIST, [0, 1], "a", 60.0)
+        bank.claim(DIST, [2], "b", -1.0)  # lapsed
+        bank.put(DIST, "p", "q", [(1, _sample("stored"))])
+        assert bank.holders(DIST, [0, 1, 2, 3]) == {0: "a"}
+        bank.release(DIST, [0], "a")
+        assert bank.holders(DIST, [0]) == {}
+
+    def test_a_lapsed_claim_is_free_for_others(self, bank: SampleBank) -> None:
+        assert bank.claim(DIST, [5, 6], "dead", -1.0) == [5, 6]  # lapsed at once
+        assert bank.claim(DIST, [5, 6], "alive", 60.0) == [5, 6]
+        assert bank.claim(DIST, [5, 6], "dead", 60.0) == []
+
+    def test_concurrent_claims_never_give_one_index_twice(self, storage: str) -> None:
+        banks = [self.open(storage) for _ in range(4)] if self.persistent else []
+        if not banks:
+            shared = self.open(storage)
+            banks = [shared] * 4
+        start = threading.Barrier(len(banks))
+        got: list[list[int]] = [[] for _ in banks]
+
+        def claim(t: int) -> None:
+            start.wait()
+            for lo in range(0, 40, 5):
+                got[t] += banks[t].claim(DIST, range(lo, lo + 8), f"owner{t}", 60.0)
+
+        threads = [threading.Thread(target=claim, args=(t,)) for t in range(len(banks))]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        for b in set(banks):
+            b.close()
+        owned = [set(ids) for ids in got]  # an owner re-claiming its own indices renews them
+        assert sorted(i for ids in owned for i in ids) == list(range(43))  # one owner each
+
+    def test_wait_returns_what_other_claimants_stored(self, bank: SampleBank) -> None:
+        bank.put(DIST, "p", "q", [(2, _sample("x"))])
+        assert asyncio.run(bank.wait(DIST, [1, 2], 0.0)) == {2: _sample("x")}
 
     # -- lifetime -----------------------------------------------------------------------------
     def test_close_is_idempotent_and_the_bank_is_a_context_manager(self, storage: str) -> None:
