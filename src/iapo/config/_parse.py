@@ -12,7 +12,9 @@ from pydantic import ValidationError
 
 from iapo.config._backend import BACKEND_KINDS
 from iapo.config._run import RunConfig
+from iapo.config._yaml import YAMLLimitError, load_yaml
 from iapo.errors import ConfigError
+from iapo.inputs import read_input_text
 
 __all__ = ["load_config", "parse_config"]
 
@@ -77,16 +79,15 @@ def parse_config(data: Any, source: str) -> RunConfig:
 
 
 def load_config(path: str | Path) -> RunConfig:
-    """Read and validate a YAML run configuration."""
+    """Read and validate a YAML run configuration (a regular UTF-8 file; duplicate keys, deep
+    nesting and alias bombs refused: see :func:`~iapo.config._yaml.load_yaml`)."""
     p = Path(path)
+    text = read_input_text(p, error=ConfigError, what="a YAML config file")
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("no such file: check the path", source=str(p)) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", source=str(p)) from None
-    try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
+    except YAMLLimitError as exc:
+        where = f"line {exc.line}: " if exc.line else ""
+        raise ConfigError(f"{where}{exc}", source=str(p), field=exc.field) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"

@@ -51,10 +51,16 @@ POOL_SCHEMA = 1
 # --------------------------------------------------------------------------------------------
 
 _Name = Annotated[str, Field(min_length=1)]
-_Cost = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-_Score = Annotated[float, Field(allow_inf_nan=False)]
-_Count = Annotated[int, Field(gt=0)]
-_NonNegInt = Annotated[int, Field(ge=0)]
+#: Bounds on every number of a pool, far beyond real recordings, so that no sum, product or
+#: square the engine forms can overflow to infinity and every count is exact as a float.
+MAX_COST = 1e9
+MAX_ABS_SCORE = 1e9
+MAX_COUNT = 10**12
+
+_Cost = Annotated[float, Field(ge=0, le=MAX_COST, allow_inf_nan=False)]
+_Score = Annotated[float, Field(ge=-MAX_ABS_SCORE, le=MAX_ABS_SCORE, allow_inf_nan=False)]
+_Count = Annotated[int, Field(gt=0, le=MAX_COUNT)]
+_NonNegInt = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 
 
 class _Strict(BaseModel):
@@ -101,14 +107,16 @@ _RULES: dict[str, str] = {
     "samples[]": 'a sample object like {"answer": "C", "scores": {"x": 0.7}, "cost": 153}',
     "answer": "a string or null (null = no answer, an abstention)",
     "scores": "an object mapping objective names to finite numbers",
-    "scores[]": "a finite number",
-    "cost": "a number ≥ 0",
+    "scores[]": f"a finite number between -{MAX_ABS_SCORE:g} and {MAX_ABS_SCORE:g}",
+    "cost": f"a number ≥ 0 and ≤ {MAX_COST:g}",
     "text": "a string or null",
     "usage": "an object mapping token kinds to integers ≥ 0",
-    "usage[]": "an integer ≥ 0",
+    "usage[]": f"an integer ≥ 0 and ≤ {MAX_COUNT:.0e}",
     "answer_counts": 'an object mapping answers to counts, e.g. {"2": 97, "3": 31}',
-    "answer_counts[]": "an integer count ≥ 1 (leave out answers that never occur)",
-    "abstain": "an integer ≥ 0 (the number of samples without an answer)",
+    "answer_counts[]": (
+        f"an integer count ≥ 1 and ≤ {MAX_COUNT:.0e} (leave out answers that never occur)"
+    ),
+    "abstain": f"an integer ≥ 0 and ≤ {MAX_COUNT:.0e} (the number of samples without an answer)",
     "iapo_pool": f"the integer schema version {POOL_SCHEMA}",
     "objectives": 'a non-empty list of objective names, e.g. ["helpful"]',
     "objectives[]": "a non-empty string",
@@ -159,6 +167,8 @@ def _error_message(err: ErrorDetails, *, header: bool) -> tuple[str | None, str]
     kind = err["type"]
     loc = err["loc"]
     ctx = err.get("ctx") or {}
+    if kind == "json_invalid" and "recursion limit" in str(ctx.get("error", "")):
+        return None, "JSON nested too deeply (the limit is about 200 levels); flatten the line"
     if kind == "json_invalid":
         return (
             None,
