@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from iapo import pools
+from iapo.config import parse_config
 from iapo.evaluation import Evaluation
 from iapo.fmt import num, table
 from iapo.result import RunResult
@@ -121,8 +122,9 @@ def format_preflight(pf: dict[str, Any]) -> str:
 def _cmd_run(args: argparse.Namespace) -> int:
     s = setup(Path(args.config), run_dir=args.run_dir, storage=args.storage)
     if args.seed is not None:
+        seeded = parse_config({**s.config.model_dump(), "seed": args.seed}, "--seed")
         s = setup(
-            s.config.model_copy(update={"seed": args.seed}),
+            seeded,
             config_path=s.config_path,
             run_dir=args.run_dir,
             storage=args.storage,

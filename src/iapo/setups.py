@@ -7,6 +7,7 @@ query file, the prompt templates); nothing is written and nothing is started.
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,7 +20,15 @@ import numpy as np
 from iapo.algorithms import Algorithm, create
 from iapo.answers import Extractor, get_extractor
 from iapo.backends import Backend, ReplayBackend, build_live_backend, stable_key
-from iapo.config import BackendConfig, LiveSource, PoolSource, RunConfig, load_config
+from iapo.bank import sqlite_path
+from iapo.config import (
+    MAX_BUDGET,
+    BackendConfig,
+    LiveSource,
+    PoolSource,
+    RunConfig,
+    load_config,
+)
 from iapo.errors import ConfigError, InputError
 from iapo.pools import Pool, load_pool
 from iapo.problem import Problem, split_queries
@@ -33,8 +42,10 @@ __all__ = [
     "ReplaySetup",
     "Setup",
     "builtin_pool_path",
+    "default_run_dir",
     "resolve_data_path",
     "setup",
+    "slug",
 ]
 
 BUILTIN_PREFIX = "builtin:"
@@ -57,6 +68,32 @@ def resolve_data_path(ref: str, base: Path) -> Path:
         return builtin_pool_path(ref[len(BUILTIN_PREFIX) :])
     p = Path(ref).expanduser()
     return p if p.is_absolute() else (base / p)
+
+
+def slug(name: str) -> str:
+    """``name`` as one safe path component: runs of anything but letters, digits, ``.``, ``_``
+    and ``-`` become ``-``, leading dots and dashes go (no ``..``, no hidden files, no
+    separators, no drive letters); "run" if nothing is left. ``"../../x"`` → ``"x"``."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", name).lstrip(".-").rstrip("-")[:100]
+    return safe or "run"
+
+
+def default_run_dir(name: str) -> Path:
+    """Where a run called ``name`` lives unless told otherwise: always inside ``runs/``."""
+    return Path("runs") / slug(name)
+
+
+def _check_storage(url: str, source: str | None) -> None:
+    """Refuse a storage URL that could never be resumed from: an in-memory SQLite database."""
+    path = sqlite_path(url)
+    if path is not None and str(path) in (":memory:", "", "."):
+        raise ConfigError(
+            f"{url!r} is an SQLite database in memory, gone when the run ends, so a run could "
+            "never resume: use 'memory:' if that is what you want, or a file "
+            "(sqlite:///bank.sqlite)",
+            source=source,
+            field="storage",
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,6 +140,12 @@ class Setup(ABC):
     def make_algorithm(self, budget: int | None = None) -> Algorithm:
         """The configured algorithm (a ``BudgetError`` naming the config if it cannot run)."""
         cfg = self.config
+        if budget is not None and not 1 <= budget <= MAX_BUDGET:
+            raise ConfigError(
+                f"must be from 1 to {MAX_BUDGET:,} completions (got {budget:,}): lower it",
+                source="--budget",
+                field="budget",
+            )
         try:
             return create(
                 cfg.algorithm.name,
@@ -112,7 +155,11 @@ class Setup(ABC):
                 **cfg.algorithm.params,
             )
         except (ValueError, TypeError) as exc:
-            raise ConfigError(str(exc), source=self.source, field="algorithm") from None
+            field, message = "algorithm", str(exc)
+            param = re.match(r"(params\.\w+): (.*)", message)
+            if param:
+                field, message = f"algorithm.{param.group(1)}", param.group(2)
+            raise ConfigError(message, source=self.source, field=field) from None
         except InputError as exc:
             raise type(exc)(
                 str(exc).split(": ", 1)[-1], source=self.source, field="budget"
@@ -209,7 +256,9 @@ def _common(
             source=src,
             field="split.test_fraction",
         )
-    rdir = Path(run_dir) if run_dir else Path(config.run_dir or f"runs/{config.name}")
+    rdir = Path(run_dir) if run_dir else Path(config.run_dir or default_run_dir(config.name))
+    store = storage or config.storage or f"sqlite:///{rdir / 'bank.sqlite'}"
+    _check_storage(store, "--storage" if storage else src)
     ident = {"config": config.model_dump(exclude={"run_dir", "storage"}), **identity}
     return {
         "config": config,
@@ -219,7 +268,7 @@ def _common(
         "train": train,
         "test": test,
         "run_dir": rdir,
-        "storage": storage or config.storage or f"sqlite:///{rdir / 'bank.sqlite'}",
+        "storage": store,
         "run_id": stable_key(ident)[:12],
     }
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import copy
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
 
+from iapo.algorithms._params import AlgorithmParams, validate_against
 from iapo.errors import BudgetError
 from iapo.problem import Problem
 from iapo.types import Arm, PullRequest, PullResult
@@ -119,6 +120,17 @@ class Algorithm(ABC):
     name: ClassVar[str]
     one_pull_per_step: ClassVar[bool] = False
     policy_params: ClassVar[frozenset[str]] = frozenset()
+    #: The parameters a config may set, with their ranges (an :class:`AlgorithmParams` model);
+    #: None: not declared, anything the constructor takes is passed through unchecked.
+    Params: ClassVar[type[AlgorithmParams] | None] = None
+
+    @classmethod
+    def validate_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``params`` checked against :attr:`Params` (unchanged when none is declared);
+        ``ValueError("params.NAME: …")`` names the first one out of range or unknown."""
+        if cls.Params is None:
+            return dict(params)
+        return validate_against(cls.Params, params, getattr(cls, "name", cls.__name__))
 
     def __init__(
         self,

@@ -72,9 +72,12 @@ def parse_config(data: Any, source: str) -> RunConfig:
         err = exc.errors()[0]
         more = f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""
         field, message = _describe(err)
-        prefixed = re.match(r"([a-z_][\w.]*): (.*)", message)
+        prefixed = re.match(r"([a-z_][\w.\[\]]*): (.*)", message)
         if prefixed and field == "(top level)":  # a cross-field check names its field itself
             field, message = prefixed.group(1), prefixed.group(2)
+        sub = re.match(r"\.(\w+): (.*)", message)
+        if sub:  # a check of a mapping's entries names the entry: backend.params.max_tokens
+            field, message = f"{field}.{sub.group(1)}", sub.group(2)
         raise ConfigError(message + more, source=source, field=field) from None
 
 

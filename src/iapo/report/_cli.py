@@ -9,6 +9,7 @@ from typing import Any
 
 from iapo.bank import RUN_HELP, STORAGE_HELP, find_run, finished_result
 from iapo.errors import InputError
+from iapo.setups import default_run_dir
 
 __all__ = ["register_cli", "report_available"]
 
@@ -21,7 +22,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     elif rec.get("source"):
         out = Path(rec["source"]).parent / "report"
     else:
-        out = Path(res.get("run_dir") or f"runs/{rec['name']}") / "report"
+        out = Path(res.get("run_dir") or default_run_dir(rec["name"])) / "report"
     if not report_available():
         raise InputError("the HTML report needs matplotlib and jinja2: pip install 'iapo[report]'")
     from iapo.report._html import write_report
