@@ -6,7 +6,6 @@ They only parse arguments and format what the library returns.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 from iapo import pools
 from iapo.config import parse_config
 from iapo.evaluation import Evaluation
-from iapo.fmt import num, table
+from iapo.fmt import num, strict_json, table
 from iapo.result import RunResult
 from iapo.runner import evaluate, preflight, run
 from iapo.setups import setup
@@ -157,13 +156,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_estimate(args: argparse.Namespace) -> int:
     pf = preflight(Path(args.config), budget=args.budget)
-    print(json.dumps(pf, indent=2) if args.json else format_preflight(pf))
+    print(strict_json(pf, indent=2) if args.json else format_preflight(pf))
     return 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     ev = evaluate(Path(args.config), split=args.split)
-    print(json.dumps(ev.to_dict(), indent=2) if args.json else format_evaluation(ev))
+    print(strict_json(ev.to_dict(), indent=2) if args.json else format_evaluation(ev))
     return 0
 
 
@@ -201,7 +200,7 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     policy = Policy.load(args.result)
     ans = policy.ask(args.question, args.context)
     if args.json:
-        print(json.dumps(ans.to_dict(), indent=2))
+        print(strict_json(ans.to_dict(), indent=2))
     else:
         print(ans.text or "")
         print(

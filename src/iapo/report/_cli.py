@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from iapo.bank import RUN_HELP, STORAGE_HELP, find_run, finished_result
 from iapo.errors import InputError
+from iapo.fmt import strict_json
 from iapo.setups import default_run_dir
 
 __all__ = ["register_cli", "report_available"]
@@ -30,7 +30,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     page = write_report(res, out)
     if args.json:
         files = sorted(p.name for p in page.parent.iterdir() if p.suffix in (".png", ".csv"))
-        print(json.dumps({"run_id": rec["id"], "html": str(page), "files": files}, indent=2))
+        print(strict_json({"run_id": rec["id"], "html": str(page), "files": files}, indent=2))
     else:
         print(f"wrote {page}")
     return 0
