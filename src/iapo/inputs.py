@@ -16,7 +16,7 @@ from pathlib import Path
 
 from iapo.errors import InputError
 
-__all__ = ["decode_utf8", "read_input_bytes", "read_input_text"]
+__all__ = ["decode_utf8", "not_a_file", "read_input_bytes", "read_input_text"]
 
 _KINDS = (
     (stat.S_ISDIR, "a directory"),
@@ -25,6 +25,21 @@ _KINDS = (
     (stat.S_ISBLK, "a block device"),
     (stat.S_ISSOCK, "a socket"),
 )
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def not_a_file(path: str | Path) -> str | None:
+    """What ``path`` is when it exists but is no regular file ("a directory", "a named pipe
+    (FIFO)", …), else None. A quick check for naming the config that points there; the read
+    itself checks again, on what it opened."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    return None if stat.S_ISREG(mode) else _kind(mode)
 
 
 def read_input_bytes(
@@ -45,8 +60,7 @@ def read_input_bytes(
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
-            raise error(f"is {kind}, not a file: give {what}", source=source, field=field)
+            raise error(f"is {_kind(mode)}, not a file: give {what}", source=source, field=field)
         with os.fdopen(fd, "rb", closefd=False) as fh:
             return fh.read()
     except OSError as exc:

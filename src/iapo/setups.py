@@ -30,6 +30,7 @@ from iapo.config import (
     load_config,
 )
 from iapo.errors import ConfigError, InputError
+from iapo.inputs import not_a_file
 from iapo.pools import Pool, load_pool
 from iapo.problem import Problem, split_queries
 from iapo.queries import load_queries
@@ -61,13 +62,18 @@ def builtin_pool_path(name: str) -> Path:
     return path
 
 
-def resolve_data_path(ref: str, base: Path) -> Path:
+def resolve_data_path(ref: str, base: Path, *, field: str | None = None) -> Path:
     """A data file: ``builtin:NAME`` (a pool or query file shipped with iapo) or a path relative
-    to ``base``."""
+    to ``base``. With ``field``, a path that exists but is no regular file (a directory, a FIFO,
+    a device) is refused as that config field (``ConfigError``)."""
     if ref.startswith(BUILTIN_PREFIX):
         return builtin_pool_path(ref[len(BUILTIN_PREFIX) :])
     p = Path(ref).expanduser()
-    return p if p.is_absolute() else (base / p)
+    p = p if p.is_absolute() else (base / p)
+    kind = not_a_file(p) if field else None
+    if kind:
+        raise ConfigError(f"{p} is {kind}, not a file: give the path of a file", field=field)
+    return p
 
 
 def slug(name: str) -> str:
@@ -282,7 +288,7 @@ def _replay_setup(
     run_dir: str | Path | None,
     storage: str | None,
 ) -> ReplaySetup:
-    pool_path = resolve_data_path(source.pool, base)
+    pool_path = resolve_data_path(source.pool, base, field="pool")
     if not pool_path.exists():
         raise ConfigError(f"no pool file at {pool_path}: check the path", source=src, field="pool")
     mv = config.strategy == "majority_vote"
@@ -349,7 +355,7 @@ def _live_setup(
             scorers = build_scorers(source.scorers, extract=extract)
         except ValueError as exc:
             raise ConfigError(str(exc), source=src, field="scorers") from None
-    qpath = resolve_data_path(source.queries, base)
+    qpath = resolve_data_path(source.queries, base, field="queries")
     queries = load_queries(qpath)
     missing = [q.id for q in queries if q.gold is None]
     if missing and mv:
