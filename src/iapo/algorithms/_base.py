@@ -120,17 +120,20 @@ class Algorithm(ABC):
     name: ClassVar[str]
     one_pull_per_step: ClassVar[bool] = False
     policy_params: ClassVar[frozenset[str]] = frozenset()
-    #: The parameters a config may set, with their ranges (an :class:`AlgorithmParams` model);
-    #: None: not declared, anything the constructor takes is passed through unchecked.
+    #: The parameters a config may set, with their ranges (an :class:`AlgorithmParams` model),
+    #: declared by the class itself: a subclass that declares none (it may take other keyword
+    #: arguments) is not checked against its parent's, and None means not declared.
     Params: ClassVar[type[AlgorithmParams] | None] = None
 
     @classmethod
     def validate_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
-        """``params`` checked against :attr:`Params` (unchanged when none is declared);
-        ``ValueError("params.NAME: …")`` names the first one out of range or unknown."""
-        if cls.Params is None:
+        """``params`` checked against the ``Params`` this class declares (unchanged when it
+        declares none); ``ValueError("params.NAME: …")`` names the first one out of range or
+        unknown."""
+        model = cls.__dict__.get("Params")
+        if model is None:
             return dict(params)
-        return validate_against(cls.Params, params, getattr(cls, "name", cls.__name__))
+        return validate_against(model, params, getattr(cls, "name", cls.__name__))
 
     def __init__(
         self,
