@@ -36,9 +36,20 @@ def _message(err: Any) -> str:
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     inp = err.get("input")
-    if kind not in ("model_type",) and isinstance(inp, str | int | float) and len(repr(inp)) < 40:
-        msg += f" (got {inp!r})"
-    return msg
+    if kind not in ("model_type",) and isinstance(inp, str | int | float):
+        shown = repr(inp) if len(repr(inp)) < 40 else repr(inp)[:36] + "…"
+        msg += f" (got {shown})"
+    return msg + _FIXES.get(kind, "")
+
+
+#: The fix for the kinds of validation error whose message names none.
+_FIXES = {
+    "less_than_equal": ": lower it",
+    "less_than": ": lower it",
+    "greater_than_equal": ": raise it",
+    "greater_than": ": raise it",
+    "finite_number": ": give a finite number",
+}
 
 
 def _describe(err: Any) -> tuple[str, str]:
