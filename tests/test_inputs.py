@@ -24,10 +24,10 @@ from iapo import algorithms
 from iapo.cli import main
 from iapo.config import MAX_BUDGET, load_config, parse_config
 from iapo.errors import ConfigError, PoolError
+from iapo.locations import default_run_dir, slug
 from iapo.pools import load_pool
 from iapo.queries import load_queries
 from iapo.result import RunResult
-from iapo.setups import default_run_dir, slug
 
 REPO = Path(__file__).resolve().parents[1]
 POOL_CONFIG = """name: {name}

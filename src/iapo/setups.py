@@ -20,7 +20,6 @@ import numpy as np
 from iapo.algorithms import Algorithm, create
 from iapo.answers import Extractor, get_extractor
 from iapo.backends import Backend, ReplayBackend, build_live_backend, stable_key
-from iapo.bank import sqlite_path
 from iapo.config import (
     MAX_BUDGET,
     BackendConfig,
@@ -31,6 +30,7 @@ from iapo.config import (
 )
 from iapo.errors import ConfigError, InputError
 from iapo.inputs import not_a_file
+from iapo.locations import check_storage, default_run_dir
 from iapo.pools import Pool, load_pool
 from iapo.problem import Problem, split_queries
 from iapo.queries import load_queries
@@ -43,10 +43,8 @@ __all__ = [
     "ReplaySetup",
     "Setup",
     "builtin_pool_path",
-    "default_run_dir",
     "resolve_data_path",
     "setup",
-    "slug",
 ]
 
 BUILTIN_PREFIX = "builtin:"
@@ -74,32 +72,6 @@ def resolve_data_path(ref: str, base: Path, *, field: str | None = None) -> Path
     if kind:
         raise ConfigError(f"{p} is {kind}, not a file: give the path of a file", field=field)
     return p
-
-
-def slug(name: str) -> str:
-    """``name`` as one safe path component: runs of anything but letters, digits, ``.``, ``_``
-    and ``-`` become ``-``, leading dots and dashes go (no ``..``, no hidden files, no
-    separators, no drive letters); "run" if nothing is left. ``"../../x"`` → ``"x"``."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", name).lstrip(".-").rstrip("-")[:100]
-    return safe or "run"
-
-
-def default_run_dir(name: str) -> Path:
-    """Where a run called ``name`` lives unless told otherwise: always inside ``runs/``."""
-    return Path("runs") / slug(name)
-
-
-def _check_storage(url: str, source: str | None) -> None:
-    """Refuse a storage URL that could never be resumed from: an in-memory SQLite database."""
-    path = sqlite_path(url)
-    if path is not None and str(path) in (":memory:", "", "."):
-        raise ConfigError(
-            f"{url!r} is an SQLite database in memory, gone when the run ends, so a run could "
-            "never resume: use 'memory:' if that is what you want, or a file "
-            "(sqlite:///bank.sqlite)",
-            source=source,
-            field="storage",
-        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -264,7 +236,7 @@ def _common(
         )
     rdir = Path(run_dir) if run_dir else Path(config.run_dir or default_run_dir(config.name))
     store = storage or config.storage or f"sqlite:///{rdir / 'bank.sqlite'}"
-    _check_storage(store, "--storage" if storage else src)
+    check_storage(store, "--storage" if storage else src)
     ident = {"config": config.model_dump(exclude={"run_dir", "storage"}), **identity}
     return {
         "config": config,

@@ -9,7 +9,7 @@ from typing import Any
 from iapo.bank import RUN_HELP, STORAGE_HELP, find_run, finished_result
 from iapo.errors import InputError
 from iapo.fmt import strict_json
-from iapo.setups import default_run_dir
+from iapo.locations import default_run_dir
 
 __all__ = ["register_cli", "report_available"]
 
