@@ -27,7 +27,7 @@ CASES = [
 
 
 def test_corpus_is_large_and_complete() -> None:
-    assert len(CASES) >= 30
+    assert len(CASES) >= 100
     for case in CASES:
         assert (CORPUS / case[0]).exists(), case
 
@@ -60,7 +60,7 @@ def test_bad_input(
     before = bank.read_bytes()
     if command == "run":
         args = ["run", name, "--no-report"]
-        if "storage" not in (workdir / name).read_text():
+        if b"storage" not in (workdir / name).read_bytes():
             args += ["--storage", "sqlite:///existing.sqlite"]
     else:
         args = ["pool", "validate", name] + (

@@ -243,10 +243,20 @@ def mc_letter(letters: str = "ABCDE") -> Extractor:
 
 
 def regex(pattern: str, group: int | str = 1, *, flags: int = 0) -> Extractor:
-    """The given group of the *last* match of ``pattern`` (stripped), or ``None``."""
-    compiled = re.compile(pattern, flags)
-    if isinstance(group, int) and group > compiled.groups:
+    """The given group of the *last* match of ``pattern`` (stripped), or ``None``.
+
+    ``ValueError`` (never ``re.error``) for a pattern that does not compile or a group it lacks.
+    """
+    try:
+        compiled = re.compile(pattern, flags)
+    except (re.error, TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f"regex {pattern!r} is not a valid regular expression ({exc})") from None
+    if isinstance(group, bool) or not isinstance(group, int | str):
+        raise ValueError(f"regex group must be a group number or name, got {group!r}")
+    if isinstance(group, int) and not 0 <= group <= compiled.groups:
         raise ValueError(f"regex {pattern!r} has {compiled.groups} group(s), asked for {group}")
+    if isinstance(group, str) and group not in compiled.groupindex:
+        raise ValueError(f"regex {pattern!r} has no group named {group!r}")
 
     def fn(text: str) -> str | None:
         last = None

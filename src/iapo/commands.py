@@ -6,7 +6,6 @@ They only parse arguments and format what the library returns.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import warnings
@@ -14,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from iapo import pools
+from iapo.config import parse_config
 from iapo.evaluation import Evaluation
-from iapo.fmt import amount, count, num, table
+from iapo.fmt import amount, count, num, strict_json, table
 from iapo.result import RunResult
 from iapo.runner import evaluate, preflight, run
 from iapo.setups import setup
@@ -145,8 +145,9 @@ def format_preflight(pf: dict[str, Any]) -> str:
 def _cmd_run(args: argparse.Namespace) -> int:
     s = setup(Path(args.config), run_dir=args.run_dir, storage=args.storage)
     if args.seed is not None:
+        seeded = parse_config({**s.config.model_dump(), "seed": args.seed}, "--seed")
         s = setup(
-            s.config.model_copy(update={"seed": args.seed}),
+            seeded,
             config_path=s.config_path,
             run_dir=args.run_dir,
             storage=args.storage,
@@ -189,13 +190,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_estimate(args: argparse.Namespace) -> int:
     pf = preflight(Path(args.config), budget=args.budget)
-    print(json.dumps(pf, indent=2) if args.json else format_preflight(pf))
+    print(strict_json(pf, indent=2) if args.json else format_preflight(pf))
     return 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     ev = evaluate(Path(args.config), split=args.split)
-    print(json.dumps(ev.to_dict(), indent=2) if args.json else format_evaluation(ev))
+    print(strict_json(ev.to_dict(), indent=2) if args.json else format_evaluation(ev))
     return 0
 
 
@@ -233,7 +234,7 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     policy = Policy.load(args.result)
     ans = policy.ask(args.question, args.context)
     if args.json:
-        print(json.dumps(ans.to_dict(), indent=2))
+        print(strict_json(ans.to_dict(), indent=2))
     else:
         print(ans.text or "")
         print(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["amount", "count", "finite_or_none", "num", "table", "weight"]
+__all__ = ["amount", "count", "finite_or_none", "num", "strict_json", "table", "weight"]
 
 
 def num(x: Any, digits: int = 4) -> str:
@@ -60,6 +61,30 @@ def weight(x: float) -> str:
 def finite_or_none(x: float) -> float | None:
     """``x`` as a float, or None when it is NaN or infinite (JSON has neither)."""
     return float(x) if math.isfinite(x) else None
+
+
+def _strict(x: Any) -> Any:
+    if isinstance(x, float | int) and not isinstance(x, bool):
+        if isinstance(x, float):
+            return x if math.isfinite(x) else None
+        return x
+    if isinstance(x, str | bool) or x is None:
+        return x
+    if isinstance(x, Mapping):
+        return {k: _strict(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_strict(v) for v in x]
+    tolist = getattr(x, "tolist", None)  # numpy scalars and arrays
+    if callable(tolist):
+        return _strict(tolist())
+    return x
+
+
+def strict_json(obj: Any, **kwargs: Any) -> str:
+    """``obj`` as standard JSON that every parser reads: NaN and infinities (which JSON does not
+    have) become ``null``, numpy numbers and arrays plain ones; ``allow_nan=False`` so nothing
+    non-standard slips through. ``kwargs`` go to :func:`json.dumps` (``indent``, …)."""
+    return json.dumps(_strict(obj), allow_nan=False, **kwargs)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

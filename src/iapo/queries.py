@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from pydantic_core import from_json
+
 from iapo.errors import ConfigError
+from iapo.inputs import read_input_text
 from iapo.types import Query
 
 __all__ = ["load_queries"]
 
 
 def load_queries(path: str | Path) -> list[Query]:
-    """Read a query file. Extra string fields become template variables (``{choices}``, …)."""
+    """Read a query file (a regular UTF-8 file; JSON nested too deeply is refused by the parser).
+    Extra string fields become template variables (``{choices}``, …)."""
     p = Path(path)
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read ({exc.strerror}): check the path", source=str(p), field="queries"
-        ) from None
+    text = read_input_text(p, error=ConfigError, what="a JSONL query file", field="queries")
+    lines = text.split("\n")
     out: list[Query] = []
     seen: set[str] = set()
     for no, line in enumerate(lines, 1):
@@ -27,9 +26,9 @@ def load_queries(path: str | Path) -> list[Query]:
             continue
         where = f"{p}:{no}"
         try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"invalid JSON ({exc.msg}): fix the line", source=where) from None
+            rec = from_json(line)
+        except ValueError as exc:
+            raise ConfigError(f"invalid JSON ({exc}): fix the line", source=where) from None
         if not isinstance(rec, dict):
             raise ConfigError("expected a JSON object per line", source=where)
         for key in ("id", "question"):

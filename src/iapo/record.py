@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as _dt
-import json
 import os
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from iapo.aio import gather_or_cancel
 from iapo.backends import Backend
 from iapo.bank import open_bank
 from iapo.errors import ConfigError
+from iapo.fmt import strict_json
 from iapo.pools import Pool, dump_pool, full_cell, pool_from_cells
 from iapo.sampling import CachedSampler
 from iapo.setups import LiveSetup, Setup, setup
@@ -245,7 +245,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
         return 130
     if args.json:
         print(
-            json.dumps(
+            strict_json(
                 {"out": str(out), "prompts": list(pool.prompts), "queries": len(pool.queries)}
             )
         )

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from iapo.errors import InputError
+from iapo.fmt import strict_json
 from iapo.version import __version__
 
 __all__ = ["REQUIRED_KEYS", "RunResult", "as_result_dict", "versions"]
@@ -70,7 +71,7 @@ class RunResult:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
+        return strict_json(self.to_dict(), indent=2)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RunResult:

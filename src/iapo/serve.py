@@ -18,6 +18,7 @@ from typing import Any
 
 from iapo.deploy import Policy
 from iapo.errors import BackendError, ConfigError, InputError
+from iapo.fmt import strict_json
 
 __all__ = ["PolicyServer"]
 
@@ -85,7 +86,7 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
     def _send(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
+        data = strict_json(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))

@@ -8,6 +8,7 @@ query file, the prompt templates); nothing is written and nothing is started.
 from __future__ import annotations
 
 import importlib
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,8 +21,17 @@ import numpy as np
 from iapo.algorithms import Algorithm, create
 from iapo.answers import Extractor, get_extractor
 from iapo.backends import Backend, ReplayBackend, build_live_backend, stable_key
-from iapo.config import BackendConfig, LiveSource, PoolSource, RunConfig, load_config
+from iapo.config import (
+    MAX_BUDGET,
+    BackendConfig,
+    LiveSource,
+    PoolSource,
+    RunConfig,
+    load_config,
+)
 from iapo.errors import ConfigError, InputError
+from iapo.inputs import not_a_file
+from iapo.locations import check_storage, default_run_dir
 from iapo.pools import Pool, load_pool
 from iapo.problem import Problem, split_queries
 from iapo.queries import load_queries
@@ -51,13 +61,18 @@ def builtin_pool_path(name: str) -> Path:
     return path
 
 
-def resolve_data_path(ref: str, base: Path) -> Path:
+def resolve_data_path(ref: str, base: Path, *, field: str | None = None) -> Path:
     """A data file: ``builtin:NAME`` (a pool or query file shipped with iapo) or a path relative
-    to ``base``."""
+    to ``base``. With ``field``, a path that exists but is no regular file (a directory, a FIFO,
+    a device) is refused as that config field (``ConfigError``)."""
     if ref.startswith(BUILTIN_PREFIX):
         return builtin_pool_path(ref[len(BUILTIN_PREFIX) :])
     p = Path(ref).expanduser()
-    return p if p.is_absolute() else (base / p)
+    p = p if p.is_absolute() else (base / p)
+    kind = not_a_file(p) if field else None
+    if kind:
+        raise ConfigError(f"{p} is {kind}, not a file: give the path of a file", field=field)
+    return p
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,6 +119,12 @@ class Setup(ABC):
     def make_algorithm(self, budget: int | None = None) -> Algorithm:
         """The configured algorithm (a ``BudgetError`` naming the config if it cannot run)."""
         cfg = self.config
+        if budget is not None and not 1 <= budget <= MAX_BUDGET:
+            raise ConfigError(
+                f"must be from 1 to {MAX_BUDGET:,} completions (got {budget:,}): lower it",
+                source="--budget",
+                field="budget",
+            )
         try:
             return create(
                 cfg.algorithm.name,
@@ -113,7 +134,11 @@ class Setup(ABC):
                 **cfg.algorithm.params,
             )
         except (ValueError, TypeError) as exc:
-            raise ConfigError(str(exc), source=self.source, field="algorithm") from None
+            field, message = "algorithm", str(exc)
+            param = re.match(r"(params\.\w+): (.*)", message)
+            if param:
+                field, message = f"algorithm.{param.group(1)}", param.group(2)
+            raise ConfigError(message, source=self.source, field=field) from None
         except InputError as exc:
             raise type(exc)(
                 str(exc).split(": ", 1)[-1], source=self.source, field="budget"
@@ -210,7 +235,9 @@ def _common(
             source=src,
             field="split.test_fraction",
         )
-    rdir = Path(run_dir) if run_dir else Path(config.run_dir or f"runs/{config.name}")
+    rdir = Path(run_dir) if run_dir else Path(config.run_dir or default_run_dir(config.name))
+    store = storage or config.storage or f"sqlite:///{rdir / 'bank.sqlite'}"
+    check_storage(store, "--storage" if storage else src)
     ident = {"config": config.model_dump(exclude={"run_dir", "storage"}), **identity}
     return {
         "config": config,
@@ -220,7 +247,7 @@ def _common(
         "train": train,
         "test": test,
         "run_dir": rdir,
-        "storage": storage or config.storage or f"sqlite:///{rdir / 'bank.sqlite'}",
+        "storage": store,
         "run_id": stable_key(ident)[:12],
     }
 
@@ -234,7 +261,7 @@ def _replay_setup(
     run_dir: str | Path | None,
     storage: str | None,
 ) -> ReplaySetup:
-    pool_path = resolve_data_path(source.pool, base)
+    pool_path = resolve_data_path(source.pool, base, field="pool")
     if not pool_path.exists():
         raise ConfigError(f"no pool file at {pool_path}: check the path", source=src, field="pool")
     mv = config.strategy == "majority_vote"
@@ -317,7 +344,7 @@ def _live_setup(
             scorers = build_scorers(source.scorers, extract=extract)
         except ValueError as exc:
             raise ConfigError(str(exc), source=src, field="scorers") from None
-    qpath = resolve_data_path(source.queries, base)
+    qpath = resolve_data_path(source.queries, base, field="queries")
     queries = load_queries(qpath)
     missing = [q.id for q in queries if q.gold is None]
     if missing and mv:

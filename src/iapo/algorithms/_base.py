@@ -5,13 +5,14 @@ from __future__ import annotations
 import copy
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
 
+from iapo.algorithms._params import AlgorithmParams, validate_against
 from iapo.errors import BudgetError
 from iapo.problem import Problem
 from iapo.types import Arm, PullRequest, PullResult
@@ -119,6 +120,20 @@ class Algorithm(ABC):
     name: ClassVar[str]
     one_pull_per_step: ClassVar[bool] = False
     policy_params: ClassVar[frozenset[str]] = frozenset()
+    #: The parameters a config may set, with their ranges (an :class:`AlgorithmParams` model),
+    #: declared by the class itself: a subclass that declares none (it may take other keyword
+    #: arguments) is not checked against its parent's, and None means not declared.
+    Params: ClassVar[type[AlgorithmParams] | None] = None
+
+    @classmethod
+    def validate_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``params`` checked against the ``Params`` this class declares (unchanged when it
+        declares none); ``ValueError("params.NAME: …")`` names the first one out of range or
+        unknown."""
+        model = cls.__dict__.get("Params")
+        if model is None:
+            return dict(params)
+        return validate_against(model, params, getattr(cls, "name", cls.__name__))
 
     def __init__(
         self,

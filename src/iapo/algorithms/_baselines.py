@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from numpy.typing import NDArray
+from pydantic import Field
 
 from iapo.algorithms._base import Algorithm, RoundTrace, ceil_log2
+from iapo.algorithms._params import AlgorithmParams, Finite
 from iapo.algorithms._psst import PSST, halve
 from iapo.problem import Problem
 from iapo.types import Arm, PullRequest, PullResult
@@ -21,6 +23,7 @@ class Uniform(Algorithm):
     """One batch: every prompt pulled equally at N_max; each context takes its best estimate."""
 
     name: ClassVar[str] = "uniform"
+    Params: ClassVar[type[AlgorithmParams] | None] = AlgorithmParams  # no parameters
 
     def __init__(self, problem: Problem, budget: int, seed: int = 0) -> None:
         super().__init__(problem, budget, seed)
@@ -59,6 +62,7 @@ class SequentialHalving(Algorithm):
     """
 
     name: ClassVar[str] = "sequential_halving"
+    Params: ClassVar[type[AlgorithmParams] | None] = AlgorithmParams  # no parameters
 
     def __init__(self, problem: Problem, budget: int, seed: int = 0) -> None:
         super().__init__(problem, budget, seed)
@@ -115,6 +119,10 @@ class Triple(Algorithm):
     """
 
     name: ClassVar[str] = "triple"
+
+    class Params(AlgorithmParams):
+        n: Literal["one", "random"] = "one"
+
     policy_params: ClassVar[frozenset[str]] = frozenset({"n"})
 
     def __init__(self, problem: Problem, budget: int, seed: int = 0, *, n: str = "one") -> None:
@@ -214,6 +222,9 @@ class UCB(_Sequential):
 
     name: ClassVar[str] = "ucb"
 
+    class Params(AlgorithmParams):
+        c: Finite = Field(0.1, ge=0.0, le=1e6)
+
     def __init__(self, problem: Problem, budget: int, seed: int = 0, *, c: float = 0.1) -> None:
         super().__init__(problem, budget, seed)
         self.c = c
@@ -233,6 +244,9 @@ class EpsilonGreedy(_Sequential):
     """ε-greedy (the paper: ε = 0.15): a random affordable arm with probability ε, else the best."""
 
     name: ClassVar[str] = "epsilon_greedy"
+
+    class Params(AlgorithmParams):
+        epsilon: Finite = Field(0.15, ge=0.0, le=1.0)
 
     def __init__(
         self, problem: Problem, budget: int, seed: int = 0, *, epsilon: float = 0.15

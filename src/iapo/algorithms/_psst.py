@@ -8,8 +8,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
+from pydantic import Field
 
 from iapo.algorithms._base import Algorithm, ArmStats, RoundTrace, ceil_log2
+from iapo.algorithms._params import AlgorithmParams, Finite
 from iapo.problem import Problem
 from iapo.types import Arm, PullRequest
 
@@ -44,6 +46,9 @@ class PSST(Algorithm):
     """
 
     name: ClassVar[str] = "psst"
+
+    class Params(AlgorithmParams):
+        paired: bool = True
 
     def __init__(
         self,
@@ -150,6 +155,10 @@ class PSSTTopK(Algorithm):
     """
 
     name: ClassVar[str] = "psst_topk"
+
+    class Params(AlgorithmParams):
+        k: int = Field(1, ge=1, le=1_000_000)
+        rho: Finite = Field(0.2, gt=0.0, lt=1.0)
 
     def __init__(
         self, problem: Problem, budget: int, seed: int = 0, *, k: int = 1, rho: float = 0.2

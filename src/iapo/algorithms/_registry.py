@@ -110,13 +110,15 @@ def get(name: str) -> AlgorithmEntry:
 def create(name: str, problem: Problem, budget: int, seed: int = 0, **params: Any) -> Algorithm:
     """Instantiate algorithm ``name`` with its fixed parameters and ``params`` on top.
 
-    The entry's estimator, if any, replaces the problem's. The budget is checked here
-    (:class:`~iapo.errors.BudgetError`), before anything is spent.
+    The entry's estimator, if any, replaces the problem's. The parameters are checked against
+    the class's declared ``Params`` (``ValueError("params.NAME: …")``) and the budget
+    (:class:`~iapo.errors.BudgetError`) here, before anything is spent.
     """
     entry = get(name)
     if entry.estimator is not None and entry.estimator != problem.method:
         problem = replace(problem, method=entry.estimator)
-    algo = entry.cls(problem, budget, seed, **{**entry.all_params, **params})
+    checked = entry.cls.validate_params({**entry.all_params, **params})
+    algo = entry.cls(problem, budget, seed, **checked)
     algo.check_budget()
     return algo
 

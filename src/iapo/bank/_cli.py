@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from iapo.bank._runs import DEFAULT_BANKS, find_run, finished_result, list_runs
-from iapo.fmt import amount, num, table
+from iapo.fmt import amount, num, strict_json, table
 
 __all__ = [
     "RUN_HELP",
@@ -132,7 +131,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     runs = list_runs(args.storage)
     if args.json:
         print(
-            json.dumps(
+            strict_json(
                 [
                     {
                         "id": r["id"],
@@ -166,7 +165,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     res = finished_result(rec)
     if args.json:
         print(
-            json.dumps(
+            strict_json(
                 {
                     "id": rec["id"],
                     "name": rec["name"],

@@ -9,6 +9,7 @@ from typing import Any
 
 from iapo.bench._report import markdown_tables, plot
 from iapo.errors import InputError
+from iapo.fmt import strict_json
 
 __all__ = ["BenchResult"]
 
@@ -59,7 +60,7 @@ class BenchResult:
                 for r in data["runs"]
             ]
             data = {**data, "runs": runs}
-        return json.dumps(data, separators=(",", ":"), allow_nan=False)
+        return strict_json(data, separators=(",", ":"))
 
     def save(self, out: str | Path, *, with_plot: bool = True) -> dict[str, Path]:
         """Write ``<env>.json``, ``<env>.md`` and (matplotlib) ``<env>.png`` into ``out``."""

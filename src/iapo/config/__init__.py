@@ -10,13 +10,21 @@ from __future__ import annotations
 
 from iapo.config._backend import (
     BACKEND_KINDS,
+    MAX_TIMEOUT,
+    MAX_TOKENS,
     BackendConfig,
     LocalBackendConfig,
     OpenAIBackendConfig,
+    check_params,
 )
 from iapo.config._parse import load_config, parse_config
 from iapo.config._run import LiveSource, PoolSource, RunConfig, RunSource
 from iapo.config._sections import (
+    MAX_BUDGET,
+    MAX_CAP,
+    MAX_PRICE,
+    MAX_SEED,
+    MAX_WEIGHT,
     AlgorithmConfig,
     ContextsConfig,
     ContextSpec,
@@ -29,6 +37,13 @@ from iapo.config._sections import (
 
 __all__ = [
     "BACKEND_KINDS",
+    "MAX_BUDGET",
+    "MAX_CAP",
+    "MAX_PRICE",
+    "MAX_SEED",
+    "MAX_TIMEOUT",
+    "MAX_TOKENS",
+    "MAX_WEIGHT",
     "AlgorithmConfig",
     "BackendConfig",
     "ContextSpec",
@@ -44,6 +59,7 @@ __all__ = [
     "RunConfig",
     "RunSource",
     "SplitConfig",
+    "check_params",
     "load_config",
     "parse_config",
 ]

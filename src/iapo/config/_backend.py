@@ -2,13 +2,71 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from iapo.config._sections import PriceConfig, StrictModel
 
-__all__ = ["BACKEND_KINDS", "BackendConfig", "LocalBackendConfig", "OpenAIBackendConfig"]
+__all__ = [
+    "BACKEND_KINDS",
+    "MAX_TIMEOUT",
+    "MAX_TOKENS",
+    "BackendConfig",
+    "LocalBackendConfig",
+    "OpenAIBackendConfig",
+    "check_params",
+]
+
+
+#: The longest a request may take (a day) and the most tokens a completion may be capped at.
+MAX_TIMEOUT = 86_400.0
+MAX_TOKENS = 1_000_000
+#: Request fields that iapo sets per request (``seed`` would make the N samples identical).
+RESERVED_PARAMS = frozenset({"model", "messages", "n", "stream", "seed"})
+#: Known sampling parameters: (lowest, highest, integer?) of each.
+_PARAM_RANGES: dict[str, tuple[float, float, bool]] = {
+    "max_tokens": (1, MAX_TOKENS, True),
+    "max_completion_tokens": (1, MAX_TOKENS, True),
+    "temperature": (0.0, 100.0, False),
+    "top_p": (0.0, 1.0, False),
+    "top_k": (-1, 1_000_000, True),
+    "min_p": (0.0, 1.0, False),
+    "presence_penalty": (-2.0, 2.0, False),
+    "frequency_penalty": (-2.0, 2.0, False),
+    "repetition_penalty": (0.0, 100.0, False),
+}
+
+
+def _check_number(name: str, value: Any) -> None:
+    low, high, integer = _PARAM_RANGES[name]
+    kind = "an integer" if integer else "a number"
+    ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
+    if isinstance(value, bool) or not ok_type or not low <= value <= high:
+        raise ValueError(f".{name}: must be {kind} from {low:g} to {high:g} (got {value!r})")
+
+
+def check_params(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` if every request field in it is valid: no field iapo sets per request, known
+    sampling parameters in their ranges, every number finite (JSON has no NaN or infinity).
+    ``ValueError(".name: …")`` names the offending entry."""
+    bad = sorted(RESERVED_PARAMS.intersection(params))
+    if bad:
+        raise ValueError(
+            f".{bad[0]}: iapo sets model/messages/n/stream per request, and a fixed seed would "
+            "make the N samples identical instead of independent: remove it"
+        )
+    for name, value in params.items():
+        if name in _PARAM_RANGES:
+            _check_number(name, value)
+    try:
+        json.dumps(params, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"must hold only finite numbers, strings, lists and mappings ({exc})"
+        ) from None
+    return params
 
 
 class _BackendBase(StrictModel):
@@ -18,9 +76,14 @@ class _BackendBase(StrictModel):
     model: str = Field(min_length=1)
     concurrency: int = Field(8, ge=1, le=1024)
     max_attempts: int = Field(6, ge=1, le=100)
-    timeout: float = Field(120.0, gt=0)
+    timeout: float = Field(120.0, gt=0, le=MAX_TIMEOUT)
     params: dict[str, Any] = Field(default_factory=dict)
     price: PriceConfig | None = None
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return check_params(v)
 
     @model_validator(mode="before")
     @classmethod
@@ -51,10 +114,10 @@ class OpenAIBackendConfig(_BackendBase):
     kind: Literal["openai"] = "openai"
     base_url: str | None = None
     api_key_env: str | None = "OPENAI_API_KEY"
-    rpm: float | None = Field(None, gt=0)
+    rpm: float | None = Field(None, gt=0, le=1e6)
     n_mode: Literal["auto", "native", "fanout"] = "auto"
-    backoff: float = Field(0.5, ge=0)
-    max_backoff: float = Field(20.0, ge=0)
+    backoff: float = Field(0.5, ge=0, le=3600)
+    max_backoff: float = Field(20.0, ge=0, le=3600)
     seed_per_sample: bool = False
 
 
@@ -64,8 +127,8 @@ class LocalBackendConfig(_BackendBase):
     sequences (default: ``concurrency``)."""
 
     kind: Literal["local"]
-    threads: int | None = Field(None, ge=1)
-    slots: int | None = Field(None, ge=1)
+    threads: int | None = Field(None, ge=1, le=1024)
+    slots: int | None = Field(None, ge=1, le=1024)
 
 
 #: The backend config class of each ``kind``.

@@ -13,7 +13,9 @@ from pydantic import BaseModel, ValidationError
 
 from iapo.config._backend import BACKEND_KINDS
 from iapo.config._run import RunConfig
+from iapo.config._yaml import YAMLLimitError, load_yaml
 from iapo.errors import ConfigError
+from iapo.inputs import read_input_text
 
 __all__ = ["load_config", "parse_config"]
 
@@ -71,9 +73,20 @@ def _message(err: Any) -> str:
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     inp = err.get("input")
-    if kind not in ("model_type",) and isinstance(inp, str | int | float) and len(repr(inp)) < 40:
-        msg += f" (got {inp!r})"
-    return msg
+    if kind not in ("model_type",) and isinstance(inp, str | int | float):
+        shown = repr(inp) if len(repr(inp)) < 40 else repr(inp)[:36] + "…"
+        msg += f" (got {shown})"
+    return msg + _FIXES.get(kind, "")
+
+
+#: The fix for the kinds of validation error whose message names none.
+_FIXES = {
+    "less_than_equal": ": lower it",
+    "less_than": ": lower it",
+    "greater_than_equal": ": raise it",
+    "greater_than": ": raise it",
+    "finite_number": ": give a finite number",
+}
 
 
 def _describe(err: Any) -> tuple[str, str]:
@@ -116,9 +129,12 @@ def parse_config(data: Any, source: str) -> RunConfig:
         problems = []
         for err in errors:
             field, message = _describe(err)
-            prefixed = re.match(r"([a-z_][\w.]*): (.*)", message)
+            prefixed = re.match(r"([a-z_][\w.\[\]]*): (.*)", message)
             if prefixed and field == "(top level)":  # a cross-field check names its field itself
                 field, message = prefixed.group(1), prefixed.group(2)
+            sub = re.match(r"\.(\w+): (.*)", message)
+            if sub:  # a check of a mapping's entries names the entry: backend.params.max_tokens
+                field, message = f"{field}.{sub.group(1)}", sub.group(2)
             problems.append((field, message))
         (field, message), more = problems[0], problems[1:]
         extra = "".join(f"\n  {source}: {f}: {m}" for f, m in more)
@@ -126,16 +142,15 @@ def parse_config(data: Any, source: str) -> RunConfig:
 
 
 def load_config(path: str | Path) -> RunConfig:
-    """Read and validate a YAML run configuration."""
+    """Read and validate a YAML run configuration (a regular UTF-8 file; duplicate keys, deep
+    nesting and alias bombs refused: see :func:`~iapo.config._yaml.load_yaml`)."""
     p = Path(path)
+    text = read_input_text(p, error=ConfigError, what="a YAML config file")
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("no such file: check the path", source=str(p)) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", source=str(p)) from None
-    try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
+    except YAMLLimitError as exc:
+        where = f"line {exc.line}: " if exc.line else ""
+        raise ConfigError(f"{where}{exc}", source=str(p), field=exc.field) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"

@@ -8,12 +8,16 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from iapo.answers import get_extractor
 from iapo.config._backend import BackendConfig
+from iapo.config._secrets import find_secret
 from iapo.config._sections import (
+    MAX_BUDGET,
     AlgorithmConfig,
     ContextsConfig,
     CostConfig,
     PromptConfig,
+    Seed,
     SplitConfig,
     StrictModel,
 )
@@ -30,17 +34,31 @@ class RunConfig(StrictModel):
     prompts: list[str] | list[PromptConfig] | None = None
     n_max: int = Field(ge=1, le=256)
     contexts: ContextsConfig
-    budget: int = Field(ge=1)
+    budget: int = Field(ge=1, le=MAX_BUDGET)
     algorithm: AlgorithmConfig = Field(default_factory=lambda: AlgorithmConfig())
     split: SplitConfig = Field(default_factory=lambda: SplitConfig.model_validate({}))
     cost: CostConfig = Field(default_factory=lambda: CostConfig.model_validate({}))
-    seed: int = 0
+    seed: Seed = 0
     storage: str | None = None
     run_dir: str | None = None
     backend: BackendConfig | None = None
     queries: str | None = None
     extract: str | dict[str, Any] = "number"
     scorers: dict[str, Any] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secrets(cls, data: Any) -> Any:
+        found = find_secret(data)
+        if found:
+            raise ValueError(f"{found[0]}: {found[1]}")
+        return data
+
+    @field_validator("extract")
+    @classmethod
+    def _extract(cls, v: str | dict[str, Any]) -> str | dict[str, Any]:
+        get_extractor(v)  # a ValueError naming the problem (an unknown name, a broken regex)
+        return v
 
     @field_validator("objectives")
     @classmethod

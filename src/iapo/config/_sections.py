@@ -11,6 +11,11 @@ from iapo.contexts import context_grid
 from iapo.types import Context
 
 __all__ = [
+    "MAX_BUDGET",
+    "MAX_CAP",
+    "MAX_PRICE",
+    "MAX_SEED",
+    "MAX_WEIGHT",
     "AlgorithmConfig",
     "ContextSpec",
     "ContextsConfig",
@@ -19,8 +24,10 @@ __all__ = [
     "GridSpec",
     "PriceConfig",
     "PromptConfig",
+    "Seed",
     "SplitConfig",
     "StrictModel",
+    "Weight",
 ]
 
 
@@ -32,19 +39,37 @@ class StrictModel(BaseModel):
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
+#: The largest budget a run may have, in completions. Ten million completions is four orders of
+#: magnitude above the studies iapo is built for (hundreds to thousands) and beyond what a study
+#: pays for at any current price; above it the run's bookkeeping (one record per pull, held in
+#: memory by ``estimate`` and the run) would grow past a gigabyte, and near 10^18 past SQLite's
+#: integers. ``iapo bench`` simulates without configs and is not bound by it.
+MAX_BUDGET = 10**7
+#: Seeds are non-negative and fit a signed 64-bit integer (SQLite, numpy).
+MAX_SEED = 2**63 - 1
+#: The largest objective weight, cost weight and cost scale: with scores and costs bounded too
+#: (``iapo.pools``), no utility, sum or square the engine forms can overflow to infinity.
+MAX_WEIGHT = 1e6
+#: The largest price (dollars per million tokens) and spend cap.
+MAX_PRICE = 1e6
+MAX_CAP = 1e15
+
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+#: An objective's weight in a context: finite, ≥ 0 and ≤ MAX_WEIGHT (a context trades the
+#: objectives off; to prefer less of something, score its opposite).
+Weight = Annotated[float, Field(ge=0, le=MAX_WEIGHT, allow_inf_nan=False)]
+
 
 class ContextSpec(StrictModel):
-    name: str | None = None
-    weights: dict[str, FiniteFloat] = Field(default_factory=dict)
-    cost_weight: FiniteFloat = Field(0.0, ge=0)
+    name: str | None = Field(None, min_length=1)
+    weights: dict[str, Weight] = Field(default_factory=dict)
+    cost_weight: Weight = 0.0
 
 
 class GridSpec(StrictModel):
-    weights: dict[str, list[FiniteFloat]] = Field(default_factory=dict)
+    weights: dict[str, Annotated[list[Weight], Field(min_length=1)]] = Field(default_factory=dict)
     complement: str | None = None
-    cost_weight: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
-        default_factory=lambda: [0.0], min_length=1
-    )
+    cost_weight: list[Weight] = Field(default_factory=lambda: [0.0], min_length=1)
 
 
 class ContextsConfig(StrictModel):
@@ -85,7 +110,7 @@ class AlgorithmConfig(StrictModel):
 
 class SplitConfig(StrictModel):
     test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
-    seed: int = 0
+    seed: Seed = 0
 
 
 class CostConfig(StrictModel):
@@ -93,16 +118,16 @@ class CostConfig(StrictModel):
     pool's largest per-sample cost so costs lie in [0, 1]."""
 
     normalize: Literal["none", "max"] = "max"
-    scale: FiniteFloat = Field(1.0, gt=0)
+    scale: FiniteFloat = Field(1.0, gt=0, le=MAX_WEIGHT)
     #: Never spend more than this (in the backend's cost unit: tokens, or dollars with a price).
-    cap: FiniteFloat | None = Field(None, gt=0)
+    cap: FiniteFloat | None = Field(None, gt=0, le=MAX_CAP)
 
 
 class PriceConfig(StrictModel):
     """Dollars per million tokens; with a price, a sample's cost is in dollars."""
 
-    prompt: FiniteFloat = Field(0.0, ge=0)
-    completion: FiniteFloat = Field(0.0, ge=0)
+    prompt: FiniteFloat = Field(0.0, ge=0, le=MAX_PRICE)
+    completion: FiniteFloat = Field(0.0, ge=0, le=MAX_PRICE)
 
 
 class PromptConfig(StrictModel):

@@ -51,10 +51,16 @@ POOL_SCHEMA = 1
 # --------------------------------------------------------------------------------------------
 
 _Name = Annotated[str, Field(min_length=1)]
-_Cost = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-_Score = Annotated[float, Field(allow_inf_nan=False)]
-_Count = Annotated[int, Field(gt=0)]
-_NonNegInt = Annotated[int, Field(ge=0)]
+#: Bounds on every number of a pool, far beyond real recordings, so that no sum, product or
+#: square the engine forms can overflow to infinity and every count is exact as a float.
+MAX_COST = 1e9
+MAX_ABS_SCORE = 1e9
+MAX_COUNT = 10**12
+
+_Cost = Annotated[float, Field(ge=0, le=MAX_COST, allow_inf_nan=False)]
+_Score = Annotated[float, Field(ge=-MAX_ABS_SCORE, le=MAX_ABS_SCORE, allow_inf_nan=False)]
+_Count = Annotated[int, Field(gt=0, le=MAX_COUNT)]
+_NonNegInt = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 
 
 class _Strict(BaseModel):
@@ -159,6 +165,8 @@ def _error_message(err: ErrorDetails, *, header: bool) -> tuple[str | None, str]
     kind = err["type"]
     loc = err["loc"]
     ctx = err.get("ctx") or {}
+    if kind == "json_invalid" and "recursion limit" in str(ctx.get("error", "")):
+        return None, "JSON nested too deeply (the limit is about 200 levels); flatten the line"
     if kind == "json_invalid":
         return (
             None,
@@ -179,6 +187,15 @@ def _error_message(err: ErrorDetails, *, header: bool) -> tuple[str | None, str]
         close = difflib.get_close_matches(name, allowed, n=1)
         hint = f'a typo of "{close[0]}"?' if close else "a typo?"
         return path, f"unknown field ({hint}); the fields allowed here are: {', '.join(allowed)}"
+    bound = ctx.get("le", ctx.get("ge"))
+    if kind == "less_than_equal" or (
+        kind == "greater_than_equal" and bound is not None and bound < 0
+    ):
+        side = "≤" if kind == "less_than_equal" else "≥"
+        return path, (
+            f"is out of range: must be {side} {bound:g} (got {show(err['input'])}); numbers in a "
+            "pool are bounded so that no sum can overflow: check the value"
+        )
     if kind == "too_short" and rule_key == "samples":
         return path, f"is empty; it must be {rule}"
     if rule:

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import ValidationError
+from pydantic_core import from_json
 
 from iapo.errors import PoolError
+from iapo.inputs import decode_utf8, read_input_bytes
 from iapo.pools._format import POOL_SCHEMA, CellLine, HeaderLine, pool_error_from, show
 from iapo.pools._model import ACCURACY, Cell, Pool, compact_cell, full_cell, pool_from_cells
 from iapo.types import Sample
@@ -29,23 +31,8 @@ class _Parsed:
 
 
 def _read_lines(path: Path, source: str) -> list[str]:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise PoolError("no such file; check the path", source=source) from None
-    except IsADirectoryError:
-        raise PoolError(
-            "is a directory, not a pool file; give the .jsonl file", source=source
-        ) from None
-    except OSError as exc:
-        raise PoolError(f"cannot read the file ({exc.strerror})", source=source) from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise PoolError(
-            "is not UTF-8 text; save the pool as UTF-8 JSONL", source=f"{source}:{line}"
-        ) from None
+    raw = read_input_bytes(path, error=PoolError, what="the pool's .jsonl file")
+    text = decode_utf8(raw, error=PoolError, source=source)
     # Split on "\n" only: str.splitlines() would also split on U+2028 etc. inside JSON strings.
     return text.split("\n")
 
@@ -55,7 +42,7 @@ def _parse_header(text: str, source: str) -> HeaderLine | None:
     if '"iapo_pool"' not in text:
         return None
     try:
-        obj = json.loads(text)
+        obj = from_json(text)  # bounded nesting: no RecursionError
     except ValueError:
         return None  # reported with its line number by the cell parser
     if not isinstance(obj, dict) or "iapo_pool" not in obj:

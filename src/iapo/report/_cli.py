@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from iapo.bank import RUN_HELP, STORAGE_HELP, find_run, finished_result
 from iapo.errors import InputError
+from iapo.fmt import strict_json
+from iapo.locations import default_run_dir
 
 __all__ = ["PIP_REPORT", "register_cli", "report_available"]
 
@@ -24,7 +25,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     elif rec.get("source"):
         out = Path(rec["source"]).parent / "report"
     else:
-        out = Path(res.get("run_dir") or f"runs/{rec['name']}") / "report"
+        out = Path(res.get("run_dir") or default_run_dir(rec["name"])) / "report"
     if not report_available():
         raise InputError(f"the HTML report needs matplotlib and jinja2: {PIP_REPORT}")
     from iapo.report._html import write_report
@@ -32,7 +33,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     page = write_report(res, out)
     if args.json:
         files = sorted(p.name for p in page.parent.iterdir() if p.suffix in (".png", ".csv"))
-        print(json.dumps({"run_id": rec["id"], "html": str(page), "files": files}, indent=2))
+        print(strict_json({"run_id": rec["id"], "html": str(page), "files": files}, indent=2))
     else:
         print(f"wrote {page}")
     return 0

@@ -77,11 +77,19 @@ CSV_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
+#: A text cell starting with one of these is a formula to a spreadsheet (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(x: Any) -> Any:
+    """A CSV cell: empty for None/NaN/inf; text that a spreadsheet would run as a formula
+    (starting with = + - @, a tab or a carriage return) gets a leading ``'`` so it stays text."""
     if x is None:
         return ""
     if isinstance(x, float) and not math.isfinite(x):
         return ""
+    if isinstance(x, str) and x.startswith(_FORMULA_START):
+        return "'" + x
     return x
 
 
