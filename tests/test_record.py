@@ -82,7 +82,10 @@ def test_an_interrupted_recording_resumes_without_redrawing(tmp_path: Path, secr
         assert not out.exists()
         with sqlite3.connect(s.storage.removeprefix("sqlite:///")) as db:
             banked = int(db.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
+            claims = int(db.execute("SELECT COUNT(*) FROM claims").fetchone()[0])
         assert 10 <= banked < 2 * 12 * 4
+        # an interrupted recording leaves no claim behind (else the resume waits for leases)
+        assert claims == 0
         served = srv.completions_served
         pool = record(s, 4, out)
         assert srv.completions_served - served == 2 * 12 * 4 - banked  # only the missing ones

@@ -116,16 +116,12 @@ class CachedSampler:
             on_stored(len(stored))
         fresh = 0
         while missing := [i for i in indices if i not in stored]:
-            if bank is None or backend.reproducible:
-                mine = missing
-            else:
-                mine = await asyncio.to_thread(
-                    bank.claim, dist, missing, self.owner, self.claim_ttl
-                )
-            if mine:
-                stored.update(await self._draw(prompt, query, dist, mine))
-                fresh += len(mine)
-            elif bank is not None:  # all claimed by other runs: wait for them to store them
+            # a slot first, then the claims: a sampler never holds claims while it queues
+            async with self._slot(len(missing)), self._lease(dist, missing) as mine:
+                if mine:
+                    stored.update(await self._draw(prompt, query, dist, mine))
+                    fresh += len(mine)
+            if not mine and bank is not None:  # all claimed by other runs: wait for them
                 await asyncio.to_thread(self._free_dead_claims, bank, dist, missing)
                 stored.update(await bank.wait(dist, missing, WAIT_POLL))
         out = [stored[i] for i in indices]
@@ -146,7 +142,8 @@ class CachedSampler:
             bank.release(dist, idx, owner)
 
     async def _draw(self, prompt: str, query: str, dist: str, mine: list[int]) -> dict[int, Sample]:
-        """Draw ``mine`` (claimed, if claims apply), storing each completion as it lands."""
+        """Draw ``mine`` (claimed by the caller, if claims apply), storing each completion as it
+        lands."""
         bank, backend = self.bank, self.backend
         strip = backend.reproducible
 
@@ -155,8 +152,7 @@ class CachedSampler:
                 banked = [(i, replace(s, text=None) if strip else s) for i, s in items]
                 await asyncio.to_thread(bank.put, dist, prompt, query, banked)
 
-        async with self._slot(len(mine)), self._lease(dist, mine):
-            fresh = await backend.sample_each(prompt, query, mine, keep)
+        fresh = await backend.sample_each(prompt, query, mine, keep)
         if len(fresh) != len(mine):
             raise RuntimeError(
                 f"backend returned {len(fresh)} completions for {len(mine)} requested"
@@ -175,12 +171,26 @@ class CachedSampler:
             await self._slots.release(units)
 
     @contextlib.asynccontextmanager
-    async def _lease(self, dist: str, mine: list[int]) -> AsyncIterator[None]:
-        """Hold the claims on ``mine`` while drawing (renewed in the background), then release
-        what was not stored (a failed or cancelled draw frees its indices at once)."""
+    async def _lease(self, dist: str, wanted: list[int]) -> AsyncIterator[list[int]]:
+        """Claim what of ``wanted`` no other run holds and hold it while drawing (renewed in the
+        background), then release what was not stored: a failed or cancelled draw frees its
+        indices at once, and so does a cancellation that lands while the claim is in flight."""
         bank = self.bank
         if bank is None or self.backend.reproducible:
-            yield
+            yield list(wanted)
+            return
+        job = asyncio.ensure_future(
+            asyncio.to_thread(bank.claim, dist, wanted, self.owner, self.claim_ttl)
+        )
+        try:
+            mine = await asyncio.shield(job)
+        except BaseException:  # cancelled while claiming: the claim may still have been taken
+            with contextlib.suppress(Exception):
+                taken = await job
+                await asyncio.shield(asyncio.to_thread(bank.release, dist, taken, self.owner))
+            raise
+        if not mine:
+            yield mine
             return
 
         async def renew() -> None:
@@ -190,7 +200,7 @@ class CachedSampler:
 
         renewer = asyncio.ensure_future(renew())
         try:
-            yield
+            yield mine
         finally:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
