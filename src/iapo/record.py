@@ -29,7 +29,7 @@ from iapo.aio import gather_or_cancel
 from iapo.backends import Backend
 from iapo.bank import open_bank
 from iapo.errors import ConfigError
-from iapo.fmt import strict_json
+from iapo.fmt import amount, strict_json
 from iapo.pools import Pool, dump_pool, full_cell, pool_from_cells
 from iapo.sampling import CachedSampler
 from iapo.setups import LiveSetup, Setup, setup
@@ -215,7 +215,8 @@ def _summary(pool: Pool, out: Path) -> str:
         )
         cost = sum(c.mean_cost() for c in cells) / len(cells)
         lines.append(
-            f"  {p}: per-sample accuracy {right / n:.3f}, mean cost {cost:.4g} {pool.cost_unit}"
+            f"  {p}: per-sample accuracy {right / n:.3f}, "
+            f"mean cost {amount(cost, 4)} {pool.cost_unit}"
         )
     return "\n".join(lines)
 

@@ -21,6 +21,7 @@ from iapo.algorithms import Algorithm
 from iapo.backends import Backend
 from iapo.bank import SampleBank
 from iapo.errors import BudgetError
+from iapo.fmt import amount
 from iapo.outcome import Account, ArmChoice, ArmEstimate, StudyOutcome
 from iapo.sampling import CachedSampler
 from iapo.types import Arm, PullRequest, PullResult, Sample
@@ -164,8 +165,8 @@ class Study:
         assert self.cost_cap is not None  # only a cap leaves pulls undrawn
         over = self.account.cost > self.cost_cap
         self.stopped = (
-            f"cost cap {self.cost_cap:g} reached: stopped before completing the batch "
-            f"({self.account.cost:g} spent"
+            f"cost cap {amount(self.cost_cap)} reached: stopped before completing the batch "
+            f"({amount(self.account.cost)} spent"
             + (
                 ": the endpoint reported more usage than its requests' worst case, see the "
                 "account's anomalies"
@@ -216,8 +217,8 @@ class Study:
                 self.progress(self.account, round_no)
         if self.stopped and not (algo.stats.count > 0).any(axis=(1, 2)).all():
             raise BudgetError(
-                f"the cost cap ({self.cost_cap:g}) stopped the run before every context had an "
-                "estimate: raise cost.cap (what was drawn is banked and will be reused)",
+                f"the cost cap ({amount(self.cost_cap)}) stopped the run before every context had "
+                "an estimate: raise cost.cap (what was drawn is banked and will be reused)",
                 field="cost.cap",
             )
         return self.outcome()

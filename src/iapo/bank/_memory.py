@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from iapo.bank._base import RunRecord, SampleBank
+from iapo.fmt import strict_json
 from iapo.types import Sample
 
 __all__ = ["MEMORY_URL", "MemoryBank"]
@@ -97,7 +98,7 @@ class MemoryBank(SampleBank):
         data: str | None = None,
     ) -> None:
         """Record a run as running (a known id: only status, ``updated`` and ``data`` change)."""
-        text = json.dumps(config)
+        text = strict_json(config)
         now = time.time()
         with self._lock:
             rec = self._runs.get(run_id)
@@ -134,7 +135,7 @@ class MemoryBank(SampleBank):
         if spent is not None:
             changes["spent"] = spent
         if result is not None:
-            changes["result"] = json.dumps(result)
+            changes["result"] = strict_json(result)
         with self._lock:
             rec = self._runs.get(run_id)
             if rec is not None:

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from iapo.bank._base import RunRecord, SampleBank
 from iapo.bank._sqlite_schema import inspect, mark
 from iapo.errors import BankError, StorageError
+from iapo.fmt import strict_json
 from iapo.types import Sample
 
 T = TypeVar("T")
@@ -316,7 +317,7 @@ class SQLiteBank(SampleBank):
                 "INSERT INTO runs (id, name, status, created, updated, budget, config, data) "
                 "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET status='running', "
                 "updated=excluded.updated, data=coalesce(excluded.data, data)",
-                (run_id, name, "running", now, now, budget, json.dumps(config), data),
+                (run_id, name, "running", now, now, budget, strict_json(config), data),
             ),
             write=True,
         )
@@ -339,7 +340,7 @@ class SQLiteBank(SampleBank):
             args.append(spent)
         if result is not None:
             sets.append("result = ?")
-            args.append(json.dumps(result))
+            args.append(strict_json(result))
         sql = f"UPDATE runs SET {', '.join(sets)} WHERE id = ?"
         self._retry(lambda: self._db.execute(sql, (*args, run_id)), write=True)
 
