@@ -10,29 +10,31 @@ from typing import Any
 __all__ = ["amount", "count", "finite_or_none", "num", "strict_json", "table", "weight"]
 
 
-def num(x: Any, digits: int = 4) -> str:
-    """``x`` with ``digits`` decimals; "—" for None, NaN, infinities and non-numbers' absence."""
+def _finite(x: Any) -> float | str:
+    """``x`` as a finite float, or the text to print instead: "—" for None, NaN and
+    infinities, ``str(x)`` for what is not a number."""
     if x is None:
         return "—"
     try:
         v = float(x)
     except (TypeError, ValueError):
         return str(x)
-    return "—" if not math.isfinite(v) else f"{v:.{digits}f}"
+    return v if math.isfinite(v) else "—"
+
+
+def num(x: Any, digits: int = 4) -> str:
+    """``x`` with ``digits`` decimals; "—" for None, NaN and infinities."""
+    v = _finite(x)
+    return v if isinstance(v, str) else f"{v:.{digits}f}"
 
 
 def amount(x: Any, sig: int = 6) -> str:
     """A cost, budget or count as a person reads it: never scientific notation; thousands
     separators; whole above 1,000 (730,116), else ``sig`` significant digits without trailing
     zeros (3.5, 0.000125); "—" for None and non-finite values."""
-    if x is None:
-        return "—"
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return str(x)
-    if not math.isfinite(v):
-        return "—"
+    v = _finite(x)
+    if isinstance(v, str):
+        return v
     if v == 0:
         return "0"
     if abs(v) >= 1000 or v == int(v):
