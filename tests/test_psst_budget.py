@@ -169,3 +169,18 @@ def test_any_budget_from_the_floor_never_overspends_and_answers_every_context(
         assert budget - algo.spent < n_prompts * n_max
         last_round = {r.prompt: r.n for r in batches[-1]}
         assert budget - algo.spent < sum(last_round.values())
+
+
+def test_pull_sizes_and_pulls_per_prompt_describe_the_next_batch():
+    for budget in (30, 200, PSST.min_budget(shaped(9, 6)) + 3):
+        algo = PSSTAny(shaped(9, 6), budget, seed=2)
+        pull = fake_puller(algo.problem, 2)
+        while True:
+            sizes, m = algo.pull_sizes(), algo.pulls_per_prompt()
+            batch = algo.ask()
+            if not batch:
+                break
+            for p, n in zip(algo.problem.prompts, sizes, strict=True):
+                mine = [r.n for r in batch if r.prompt == p]
+                assert mine == ([int(n)] * m if n > 0 else [])
+            algo.tell(pull(batch))

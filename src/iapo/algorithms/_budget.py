@@ -100,16 +100,30 @@ class PSSTAny(PSST):
         """B_r: what is left, shared evenly by the rounds left (the last round takes it all)."""
         return (self.budget - self.spent) // max(1, self.rounds - self.round)
 
+    def pull_sizes(self) -> NDArray[np.int64]:
+        """n_r(p) for the current round: min(Nmax_r(p), c_r) (0: prompt dead or run over)."""
+        sizes = self.live_sizes(self.active)
+        if self.round >= self.rounds:
+            return np.zeros_like(sizes)
+        if self.strict:
+            return sizes
+        return np.minimum(sizes, pull_cap(sizes, self.round_budget()))
+
+    def pulls_per_prompt(self) -> int:
+        """m_r for the current round (eq. 6 where strict PSST runs; 0 once the run is over)."""
+        if self.round >= self.rounds:
+            return 0
+        if self.strict:
+            return super().pulls_per_prompt()
+        return self.round_budget() // int(self.pull_sizes().sum())
+
     def _next(self) -> list[PullRequest]:
         if self.strict:
             return super()._next()
         if self.round >= self.rounds:
             return []
-        sizes = self.live_sizes(self.active)
-        budget = self.round_budget()
-        cap = pull_cap(sizes, budget)
-        pulled = np.minimum(sizes, cap)
-        m = budget // int(pulled.sum())
+        pulled = self.pull_sizes()
+        m = self.pulls_per_prompt()
         live = [(p, int(n)) for p, n in zip(self.problem.prompts, pulled, strict=True) if n > 0]
         queries = self.draw_queries(m)
         # interleaved query by query, like PSST: any prefix covers every live prompt evenly
