@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import iapo
 from iapo import algorithms
 from iapo.algorithms import PSST, Algorithm, PSSTAny, halve
 from iapo.algorithms._budget import pull_cap, trim
+from iapo.config import AlgorithmConfig, load_config
 from iapo.contexts import context_grid
 from iapo.errors import BudgetError
 from iapo.problem import Problem
 from iapo.testing import AlgorithmSuite
 from iapo.testing.algorithms import fake_puller, suite_problem
 from iapo.types import PullRequest
+
+MCQA = Path(__file__).resolve().parents[1] / "examples" / "mcqa.yaml"
 
 
 def shaped(n_prompts: int, n_max: int, weights: tuple[float, ...] = (0.0, 0.3)) -> Problem:
@@ -184,3 +189,22 @@ def test_pull_sizes_and_pulls_per_prompt_describe_the_next_batch():
                 mine = [r.n for r in batch if r.prompt == p]
                 assert mine == ([int(n)] * m if n > 0 else [])
             algo.tell(pull(batch))
+
+
+def test_a_run_below_strict_psst_minimum_replays_end_to_end(tmp_path: Path):
+    """`iapo.run` on the MCQA example with `psst_any` at a budget `psst` refuses: it runs,
+    spends at most the budget (nearly all of it), and `preflight` shows the same schedule."""
+    config = load_config(MCQA)
+    config = config.model_copy(update={"algorithm": AlgorithmConfig(name="psst_any")})
+    problem = iapo.setup(config).problem
+    budget = PSST.min_budget(problem) // 4
+    with pytest.raises(BudgetError):
+        iapo.preflight(
+            config.model_copy(update={"algorithm": AlgorithmConfig(name="psst")}), budget=budget
+        )
+    pf = iapo.preflight(config, budget=budget)
+    result = iapo.run(config, budget=budget, storage="memory:", run_dir=tmp_path, write=False)
+    assert set(result.policy) == {c.name for c in problem.contexts}
+    spent = sum(t["completions"] for t in result.trace)
+    assert budget - len(problem.prompts) * problem.n_max < spent <= budget
+    assert [t["completions"] for t in result.trace][:1] == [pf["rounds"][0]["completions"]]
