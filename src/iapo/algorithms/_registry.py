@@ -149,3 +149,9 @@ register_algorithm(
 register_algorithm(
     "triple_nrandom", Triple, {"n": "random"}, title="TRIPLE N=random", group="triple"
 )
+
+# PSST at any budget (issue #11 item 1): strict PSST where the budget funds it (same seed group,
+# so a benchmark pairs the two), a budget-feasible schedule below; not the default yet.
+from iapo.algorithms._budget import PSSTAny  # noqa: E402
+
+register_algorithm("psst_any", PSSTAny, title="PSST (any budget)", group="psst")
