@@ -198,3 +198,28 @@ def test_cli_bench_quick_runs_psst_and_uniform_on_large_environments(
         for algo in ("psst", "uniform"):
             assert 0.0 <= run["results"][algo][str(budget)]["acr"] <= 1.0
     assert all(e in ENVIRONMENTS for e in ("synth-48x32", "synth-200x64", "renze-temperature-all"))
+
+
+def test_renze_all_without_shared_data_is_one_line_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from iapo.bench import _envs
+
+    monkeypatch.setattr(_envs, "find_shared", lambda shared=None: None)
+    assert main(["bench", "--env", "renze-temperature-all", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "needs the shared data" in err and "--shared" in err and err.count("\n") == 1
+
+
+def test_renze_all_on_a_bad_shared_file_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = tmp_path / "data" / "pools" / "renze-mcqa"
+    d.mkdir(parents=True)
+    bad = d / "temperature_pool.jsonl"
+    bad.write_text(_row(1, exam="comprehensive-100") + "\n{not json\n")
+    before = bad.read_bytes()
+    assert main(["bench", "--env", "renze-temperature-all", "--shared", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:2" in err and err.count("\n") == 1
+    assert bad.read_bytes() == before
