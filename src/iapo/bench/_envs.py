@@ -225,9 +225,10 @@ def _renze_all(seed: int, shared: str | Path | None = None, **kw: Any) -> Enviro
         "configs on comprehensive-100 as one arm set (arm = (config, N)): 9 models × "
         "chain_of_thought × T 0.0-1.0, gpt-35-turbo × 4 more prompts × T 0.0-1.0, and "
         "gpt-35-turbo chain_of_thought at T 1.1-1.6; majority vote against gold, 10 recorded "
-        "samples per cell, N_max 10; cost = output tokens per sample (no per-model prices: "
-        "the study's models were priced differently by several hosts over 2023-24 and we "
-        "found no single dated list to cite), normalised to [0, 1] by the largest; 3 cost "
+        "samples per cell, N_max 10; cost = output tokens per sample, not priced: the nine "
+        "models' list prices changed during 2024 and differ by host (Azure, Vertex, vendor "
+        "APIs), and no dated primary price list covering all nine could be checked, so no "
+        "per-model price is applied; normalised to [0, 1] by the largest; 3 cost "
         f"contexts. Data: {pool.meta['source']}; {pool.meta['license']}",
         f"{path} (import_renze_configs, exam comprehensive-100)",
         **kw,
