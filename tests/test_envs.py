@@ -36,9 +36,9 @@ def _strict_psst_minimum(prompts: int, n_max: int) -> int:
 
 
 @pytest.mark.parametrize(
-    ("name", "prompts", "n_max"), [("synth-48x32", 48, 32), ("synth-200x64", 200, 64)]
+    ("name", "prompts", "n_max", "seed"),
+    [("synth-48x32", 48, 32, 0), ("synth-48x32", 48, 32, 9), ("synth-200x64", 200, 64, 0)],
 )
-@pytest.mark.parametrize("seed", [0, 9])
 def test_large_synthetic_environment_has_its_shape_and_deceiving_prompts(
     name: str, prompts: int, n_max: int, seed: int
 ) -> None:
