@@ -21,7 +21,15 @@ from iapo.bench._synthetic import (
 )
 from iapo.contexts import context_grid
 from iapo.errors import ConfigError, InputError
-from iapo.pools import Cell, Pool, import_renze, import_tot_game24, load_pool, pool_from_cells
+from iapo.pools import (
+    Cell,
+    Pool,
+    import_renze,
+    import_renze_configs,
+    import_tot_game24,
+    load_pool,
+    pool_from_cells,
+)
 from iapo.strategies import BestOfN, MajorityVote, Strategy
 from iapo.types import Context
 
@@ -37,6 +45,7 @@ __all__ = [
 MV_COST_WEIGHTS = (0.0, 0.2, 1.0)
 BON_COST_WEIGHTS = (0.0, 0.05, 0.2)
 CCOT_MODELS = {"gpt-35-turbo": "gpt35", "gpt-4": "gpt4"}
+RENZE_ALL = "renze-temperature-all"
 
 
 @dataclass(frozen=True)
@@ -180,6 +189,55 @@ def _synth_categorical(seed: int, **_: Any) -> Environment:
     )
 
 
+def _synth_large(n_prompts: int, n_max: int) -> Callable[..., Environment]:
+    name = f"synth-{n_prompts}x{n_max}"
+
+    def build(seed: int, **_: Any) -> Environment:
+        pool = synth_bernoulli(n_prompts=n_prompts, seed=seed, plant_decoy=True)
+        planted = pool.meta["planted"]
+        return Environment(
+            name,
+            pool,
+            MajorityVote(),
+            tuple(bernoulli_contexts()),
+            n_max,
+            f"Synth-Bernoulli at the paper's scale (seed {seed}): majority vote, {n_prompts} "
+            f"prompts × 100 queries, N_max {n_max}, 3 cost contexts; costs per sample in "
+            f"[0.1, 1]; a planted deceiving prompt ({planted['decoy']} leads at N = 1, the "
+            f"consistent {planted['champion']} wins at large N)",
+            source=f"iapo.bench.synth_bernoulli(n_prompts={n_prompts}, seed={seed}, "
+            "plant_decoy=True)",
+            meta={"planted": planted},
+        )
+
+    return build
+
+
+def _renze_all(seed: int, shared: str | Path | None = None, **kw: Any) -> Environment:
+    d = _need_shared(shared, RENZE_ALL, "renze-mcqa")
+    path = d / "temperature_pool.jsonl"
+    pool = import_renze_configs(path, exam="comprehensive-100", study="temperature")
+    kw.setdefault("n_max", 10)
+    env = _from_pool(
+        RENZE_ALL,
+        pool,
+        f"Renze & Guven temperature study, all {len(pool.prompts)} (model, prompt, temperature) "
+        "configs on comprehensive-100 as one arm set (arm = (config, N)): 9 models × "
+        "chain_of_thought × T 0.0-1.0, gpt-35-turbo × 4 more prompts × T 0.0-1.0, and "
+        "gpt-35-turbo chain_of_thought at T 1.1-1.6; majority vote against gold, 10 recorded "
+        "samples per cell, N_max 10; cost = output tokens per sample, not priced: the nine "
+        "models' list prices changed during 2024 and differ by host (Azure, Vertex, vendor "
+        "APIs), and no dated primary price list covering all nine could be checked, so no "
+        "per-model price is applied; normalised to [0, 1] by the largest; 3 cost "
+        f"contexts. Data: {pool.meta['source']}; {pool.meta['license']}",
+        f"{path} (import_renze_configs, exam comprehensive-100)",
+        **kw,
+    )
+    env.meta["license"] = pool.meta["license"]
+    env.meta["cost"] = "output_tokens"
+    return env
+
+
 def _builtin(name: str, file: str, description: str) -> Callable[..., Environment]:
     def build(seed: int, shared: str | Path | None = None, **kw: Any) -> Environment:
         from iapo.setups import builtin_pool_path
@@ -241,6 +299,8 @@ def _ccot(exam: str) -> Callable[..., Environment]:
 ENVIRONMENTS: dict[str, Callable[..., Environment]] = {
     "synth-bernoulli": _synth_bernoulli,
     "synth-categorical": _synth_categorical,
+    "synth-48x32": _synth_large(48, 32),
+    "synth-200x64": _synth_large(200, 64),
     "mcqa-gpt35": _builtin(
         "mcqa-gpt35",
         "mcqa-gpt35-comprehensive",
@@ -262,6 +322,7 @@ ENVIRONMENTS: dict[str, Callable[..., Environment]] = {
     "ccot-sat-math": _ccot("sat-math"),
     "ccot-logiqa-en": _ccot("logiqa-en"),
     "ccot-medmcqa-dev": _ccot("medmcqa-dev"),
+    RENZE_ALL: _renze_all,
 }
 
 
@@ -292,7 +353,14 @@ def build_environment(
             e = builder(seed)
             if n_max is not None and n_max != e.n_max:
                 e = Environment(
-                    e.name, e.pool, e.strategy, e.contexts, n_max, e.description, source=e.source
+                    e.name,
+                    e.pool,
+                    e.strategy,
+                    e.contexts,
+                    n_max,
+                    e.description,
+                    source=e.source,
+                    meta=e.meta,
                 )
             return e
         return builder(seed, shared=shared, **kw)

@@ -20,7 +20,10 @@ is already normalised: benchmarks use the costs as they are.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from numpy.typing import NDArray
 
 from iapo.contexts import context_grid
 from iapo.pools import Cell, Pool
@@ -30,12 +33,37 @@ __all__ = ["bernoulli_contexts", "categorical_contexts", "synth_bernoulli", "syn
 
 #: Difficulty tiers: shift of a prompt's mean success probability on the tier's queries.
 TIERS = {"easy": 0.15, "medium": 0.0, "hard": -0.15}
+#: Planted decoy (``synth_bernoulli(plant_decoy=True)``): success probability DECOY_HIGH on some
+#: queries and DECOY_LOW on the rest, as many high ones as put its N = 1 accuracy DECOY_MARGIN
+#: above every other prompt's; majority voting takes it towards the share of high queries.
+DECOY_HIGH = 0.97
+DECOY_LOW = 0.3
+DECOY_MARGIN = 0.03
+#: Planted champion: consistent (this Beta concentration) at the best mean of any prompt.
+CHAMPION_CONC = 40.0
 
 
 def synth_bernoulli(
-    n_prompts: int = 32, n_queries: int = 100, seed: int = 0, *, wrong_answers: int = 1
+    n_prompts: int = 32,
+    n_queries: int = 100,
+    seed: int = 0,
+    *,
+    wrong_answers: int = 1,
+    plant_decoy: bool = False,
 ) -> Pool:
-    """Synth-Bernoulli: a majority-vote pool (32 prompts × 100 queries by default)."""
+    """Synth-Bernoulli: a majority-vote pool (32 prompts × 100 queries by default).
+
+    ``plant_decoy`` guarantees a deceiving prompt however many prompts compete (with many
+    prompts the N = 1 leader is otherwise often also the best at large N). Two prompts are
+    replaced, their success probabilities drawn from a separate generator (seeded ``(seed, 1)``)
+    so that every other cell is exactly the unplanted pool's: the *champion* (the consistent
+    prompt with the highest mean) becomes consistent (:data:`CHAMPION_CONC`) at the highest mean
+    of any prompt, and wins at large N; the *decoy* (the erratic prompt with the highest mean)
+    gets :data:`DECOY_HIGH` on a random share of the queries and :data:`DECOY_LOW` on the rest,
+    the share chosen so that its N = 1 accuracy leads every other prompt's by
+    :data:`DECOY_MARGIN` (by construction, not by chance), while majority voting takes it
+    towards that share, below the champion. The decoy costs what the champion costs. Both are
+    named in ``meta["planted"]``."""
     rng = np.random.default_rng(seed)
     prompts = tuple(f"p{i:02d}" for i in range(n_prompts))
     queries = tuple(f"q{j:03d}" for j in range(n_queries))
@@ -49,19 +77,30 @@ def synth_bernoulli(
         rng.uniform(8.0, 30.0, size=n_prompts),  # concentrated: consistent
     )
     cost = rng.uniform(0.1, 1.0, size=n_prompts)
+    succ = np.array(
+        [
+            [_beta(rng, mean[i], conc[i], str(tiers[j])) for j in range(n_queries)]
+            for i in range(n_prompts)
+        ]
+    )
+    planted: dict[str, str] = {}
+    if plant_decoy and erratic.any() and (~erratic).any():
+        at = _plant(succ, erratic, mean, cost, [str(t) for t in tiers], seed)
+        planted = {role: prompts[i] for role, i in at.items()}
+    succ = np.clip(succ, 1e-6, 1 - 1e-6)
     cells = {}
     for i, p in enumerate(prompts):
-        tier_mean = {t: float(np.clip(mean[i] + shift, 0.05, 0.95)) for t, shift in TIERS.items()}
         for j, q in enumerate(queries):
-            m = tier_mean[str(tiers[j])]
-            succ = float(rng.beta(m * conc[i], (1 - m) * conc[i]))
-            succ = min(max(succ, 1e-6), 1 - 1e-6)
+            s_ij = float(succ[i, j])
             outcomes = [Sample("gold", {}, float(cost[i]))]
-            weights = [succ]
+            weights = [s_ij]
             for w in range(wrong_answers):
                 outcomes.append(Sample(f"wrong{w}", {}, float(cost[i])))
-                weights.append((1 - succ) / wrong_answers)
+                weights.append((1 - s_ij) / wrong_answers)
             cells[(p, q)] = Cell(p, q, "gold", tuple(outcomes), np.array(weights))
+    name = f"synth-bernoulli-{seed}"
+    if planted:
+        name = f"synth-bernoulli-{n_prompts}x{n_queries}-decoy-{seed}"
     return Pool(
         ("accuracy",),
         prompts,
@@ -69,13 +108,45 @@ def synth_bernoulli(
         cells,
         "normalised",
         {
-            "name": f"synth-bernoulli-{seed}",
-            "sha256": f"synth-bernoulli-{seed}",
+            "name": name,
+            "sha256": name,
             "description": "Synth-Bernoulli (majority vote): per-query success probabilities "
             "drawn per difficulty tier; half the prompts consistent, half erratic",
             "erratic": [p for p, e in zip(prompts, erratic, strict=True) if e],
+            **({"planted": planted} if planted else {}),
         },
     )
+
+
+def _plant(
+    succ: NDArray[np.float64],
+    erratic: NDArray[np.bool_],
+    mean: NDArray[np.float64],
+    cost: NDArray[np.float64],
+    tiers: list[str],
+    seed: int,
+) -> dict[str, int]:
+    """Replace the decoy's and the champion's rows of ``succ`` (and the decoy's cost) in place;
+    their indices (see :func:`synth_bernoulli`)."""
+    side = np.random.default_rng([seed, 1])
+    decoy = int(np.flatnonzero(erratic)[np.argmax(mean[erratic])])
+    champ = int(np.flatnonzero(~erratic)[np.argmax(mean[~erratic])])
+    top = float(mean.max())
+    succ[champ] = [_beta(side, top, CHAMPION_CONC, t) for t in tiers]
+    others = np.delete(succ, decoy, axis=0).mean(axis=1)
+    target = float(others.max()) + DECOY_MARGIN
+    n_q = succ.shape[1]
+    high = min(n_q, math.ceil((target - DECOY_LOW) / (DECOY_HIGH - DECOY_LOW) * n_q))
+    succ[decoy] = DECOY_LOW
+    succ[decoy, side.permutation(n_q)[:high]] = DECOY_HIGH
+    cost[decoy] = cost[champ]
+    return {"decoy": decoy, "champion": champ}
+
+
+def _beta(rng: np.random.Generator, mean: float, conc: float, tier: str) -> float:
+    """A success probability on a query of ``tier`` for a prompt of this mean and concentration."""
+    m = float(np.clip(mean + TIERS[tier], 0.05, 0.95))
+    return float(rng.beta(m * conc, (1 - m) * conc))
 
 
 def synth_categorical(

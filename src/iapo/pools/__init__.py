@@ -6,7 +6,7 @@ from iapo.pools._dump import dump_pool
 from iapo.pools._format import POOL_SCHEMA
 from iapo.pools._load import load_pool
 from iapo.pools._model import Cell, Pool, full_cell, pool_from_cells
-from iapo.pools._renze import import_renze
+from iapo.pools._renze import import_renze, import_renze_configs
 from iapo.pools._tot import import_tot_game24, import_tot_text
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "dump_pool",
     "full_cell",
     "import_renze",
+    "import_renze_configs",
     "import_tot_game24",
     "import_tot_text",
     "load_pool",

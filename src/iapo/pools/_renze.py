@@ -17,7 +17,7 @@ from iapo.errors import PoolError
 from iapo.pools._format import available
 from iapo.pools._model import Cell, Pool, compact_cell, pool_from_cells
 
-__all__ = ["import_renze"]
+__all__ = ["config_id", "import_renze", "import_renze_configs"]
 
 RENZE_LICENSE = "BSD-2-Clause, Copyright (c) 2023 Matthew Renze"
 
@@ -246,5 +246,88 @@ def import_renze(
             "exam": exam,
             "temperature": temp_used,
         },
+    }
+    return pool_from_cells(ordered, objectives=("accuracy",), cost_unit="output_tokens", meta=meta)
+
+
+def config_id(model: str, prompt: str, temperature: float) -> str:
+    """The prompt id of one (model, prompt, temperature) config: ``"model/prompt/T0.7"``."""
+    return f"{model}/{prompt}/T{temperature:.1f}"
+
+
+def import_renze_configs(path: str | Path, *, exam: str, study: str = "temperature") -> Pool:
+    """A majority-vote pool over **every** (model, prompt, temperature) config of ``study`` on
+    ``exam``: each config is one prompt (id :func:`config_id`), cells as in :func:`import_renze`
+    (answer counts, gold, cost per sample = ``output_tokens / 10``). Only questions every config
+    answered are kept; a duplicate (config, question) or a gold that differs between configs is
+    a :class:`~iapo.errors.PoolError` naming the line."""
+    path = Path(path)
+    source = str(path)
+    rows = [lr for lr in _read_renze(path, source) if lr[1].study == study]
+    if not rows:
+        raise PoolError(f"no rows for study {study!r}", source=source, field="study")
+    selected = [lr for lr in rows if lr[1].exam == exam]
+    if not selected:
+        raise PoolError(
+            f"no rows for exam {exam!r}; available exams: {available(r.exam for _, r in rows)}",
+            source=source,
+            field="exam",
+        )
+    order: list[str] = []
+    ids_of: dict[str, set[int]] = {}
+    seen: dict[tuple[str, int], int] = {}
+    gold_of: dict[int, str] = {}
+    for lineno, r in selected:
+        cid = config_id(r.model, r.prompt, r.temperature)
+        if cid not in ids_of:
+            order.append(cid)
+            ids_of[cid] = set()
+        if (cid, r.problem_id) in seen:
+            raise PoolError(
+                f"duplicate row for config {cid!r}, problem {r.problem_id} (first on line "
+                f"{seen[(cid, r.problem_id)]}); the source data is inconsistent",
+                source=f"{source}:{lineno}",
+                field="problem_id",
+            )
+        seen[(cid, r.problem_id)] = lineno
+        ids_of[cid].add(r.problem_id)
+        if gold_of.setdefault(r.problem_id, r.gold) != r.gold:
+            raise PoolError(
+                f"gold {r.gold!r} differs from {gold_of[r.problem_id]!r} for problem "
+                f"{r.problem_id} under another config; the source data is inconsistent",
+                source=f"{source}:{lineno}",
+                field="gold",
+            )
+    common = set.intersection(*ids_of.values())
+    if not common:
+        raise PoolError(f"the configs on {exam!r} share no question", source=source, field="exam")
+    cells: dict[tuple[str, int], Cell] = {}
+    for _, r in selected:
+        if r.problem_id not in common:
+            continue
+        cid = config_id(r.model, r.prompt, r.temperature)
+        counts: dict[str, int] = {}
+        for a in r.answers:
+            if a != "":
+                counts[a] = counts.get(a, 0) + 1
+        abstain = sum(1 for a in r.answers if a == "")
+        cells[(cid, r.problem_id)] = compact_cell(
+            cid, f"{exam}-{r.problem_id}", r.gold, counts, abstain, r.output_tokens / len(r.answers)
+        )
+    ordered = [cells[(c, q)] for c in order for q in sorted(common)]
+    repo, commit, files, paper = _RENZE_SOURCES.get(study, ("unknown", "unknown", "", ""))
+    meta: dict[str, Any] = {
+        "source": f"{repo} @ {commit} ({files}), via renze-mcqa/{path.name}",
+        "repo": repo,
+        "commit": commit,
+        "paper": paper,
+        "license": RENZE_LICENSE,
+        "description": (
+            f"Self-consistency pool over all {len(order)} (model, prompt, temperature) configs "
+            f"of the {study} study on {exam} ({len(common)} questions); 10 samples per question, "
+            "answer = extracted choice letter (abstain = nothing parsed), cost = output tokens "
+            "per sample (the request's output_tokens / 10)."
+        ),
+        "filter": {"study": study, "exam": exam},
     }
     return pool_from_cells(ordered, objectives=("accuracy",), cost_unit="output_tokens", meta=meta)
