@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from iapo.algorithms._base import Algorithm, ArmStats, RoundTrace
 from iapo.algorithms._baselines import UCB, EpsilonGreedy, SequentialHalving, Triple, Uniform
+from iapo.algorithms._paper import PSSTPaper
 from iapo.algorithms._psst import PSST, PSSTTopK, halve
 from iapo.algorithms._registry import AlgorithmEntry, create, get, register_algorithm, registry
 
@@ -20,6 +21,7 @@ __all__ = [
     "AlgorithmEntry",
     "ArmStats",
     "EpsilonGreedy",
+    "PSSTPaper",
     "PSSTTopK",
     "RoundTrace",
     "SequentialHalving",
