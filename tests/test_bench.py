@@ -459,3 +459,111 @@ def test_cli_bench_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> No
     assert "unknown environment" in err and err.count("\n") == 1
     assert main(["bench", "--env", "mcqa-gpt35", "--algorithms", "psst,nope"]) == 2
     assert "unknown algorithm" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------
+# actual spend (an overspending baseline) and the user's own objective on pool files
+# ------------------------------------------------------------------------------------------
+
+
+def test_bench_records_actual_spend_and_marks_the_overspend(tmp_path: Path) -> None:
+    env = mv_env(n_prompts=3, n_queries=20)  # R = 4, |P|·N_max = 12: strict PSST needs 48
+    res = run_benchmark(
+        env, algorithms=["psst", "psst_paper"], budgets=[20, 400], runs=2, workers=1
+    )
+    for run in res.data["runs"]:
+        paper = run["results"]["psst_paper"]
+        assert paper["20"]["spent"] > 20  # max(1, ·) pulls: more than the budget
+        assert paper["400"]["spent"] <= 400
+        assert run["results"]["psst"]["400"]["spent"] <= 400
+    cell = res.summary["algorithms"]["psst_paper"]["20"]
+    spent = [r["results"]["psst_paper"]["20"]["spent"] for r in res.data["runs"]]
+    assert cell["overspent"] and cell["spent_mean"] == np.mean(spent)
+    assert cell["spent_max"] == max(spent)
+    assert not res.summary["algorithms"]["psst_paper"]["400"]["overspent"]
+    md = res.markdown()
+    assert "Completions actually spent per run" in md
+    assert f"{cell['acr_mean']:.4f} ± {cell['acr_sem']:.4f} ✱" in md
+    assert _report._x(cell, 20) == cell["spent_mean"]  # plotted at its actual spend
+    assert _report._x(res.summary["algorithms"]["psst"]["400"], 400) == 400
+    paths = res.save(tmp_path)
+    assert paths["plot"].stat().st_size > 1000
+
+
+def test_results_without_spend_still_render() -> None:
+    """Stored results from before the spend was recorded (docs/bench/*.json) still summarise."""
+    res = run_benchmark(mv_env(), algorithms=["psst"], budgets=[400], runs=2, workers=1)
+    for run in res.data["runs"]:
+        del run["results"]["psst"]["400"]["spent"]
+    s = _report.summarise(res.data["runs"], ["psst"], [400], {"psst": 48}, ["a", "b"])
+    assert "spent_mean" not in s["algorithms"]["psst"]["400"]
+    assert "actually spent" not in _report.markdown_tables(s, {}, [400])
+
+
+def _pool_file(path: Path) -> Path:
+    with path.open("w") as f:
+        for i in range(3):
+            for j in range(10):
+                cell = {
+                    "prompt": f"p{i}",
+                    "query": f"q{j}",
+                    "gold": "A",
+                    "answer_counts": {"A": 3 + i + j % 4, "B": 4},
+                    "cost": 100 * (i + 1),
+                }
+                f.write(json.dumps(cell) + "\n")
+    return path
+
+
+def test_cli_bench_pool_file_with_the_users_objective(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pool = _pool_file(tmp_path / "mine.jsonl")
+    out = {}
+    for norm in ("none", "max"):
+        args = ["bench", "--env", str(pool), "--runs", "2", "--budgets", "200"]
+        args += ["--algorithms", "psst", "--workers", "1", "--quiet", "--no-plot"]
+        args += ["--cost-weights", "0,0.001", "--cost-normalize", norm, "--out", str(tmp_path)]
+        assert main(args) == 0
+        out[norm] = json.loads((tmp_path / "mine.json").read_text())
+    none, top = out["none"], out["max"]
+    assert [c["cost_weight"] for c in none["env"]["contexts"]] == [0.0, 0.001]
+    assert none["protocol"]["cost_weights"] == [0.0, 0.001]
+    assert none["protocol"]["cost_normalize"] == "none" and none["env"]["cost_scale"] == 1.0
+    assert top["protocol"]["cost_normalize"] == "max"
+    assert top["env"]["cost_scale"] == pytest.approx(1 / 300)
+    # the command (here run_benchmark's form: main() was not given sys.argv) names the options
+    assert "cost_weights=[0.0, 0.001], cost_normalize='none'" in none["command"]
+    assert "costs as recorded" in none["env"]["description"]
+    # the objective changed: with recorded costs (100-300 per completion) cost dominates
+    assert none["summary"]["oracle_test"]["mean"] < top["summary"]["oracle_test"]["mean"]
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--cost-normalize", "sum"], "--cost-normalize: 'sum' is not none or max"),
+        (["--cost-weights", "0,x"], "--cost-weights: 'x' is not a number"),
+        (["--cost-weights", "0,-1"], "--cost-weights: -1.0 must be a number from 0"),
+        (["--cost-weights", "0,0"], "--cost-weights: a weight is listed twice"),
+    ],
+)
+def test_cli_bench_cost_options_errors_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    pool = _pool_file(tmp_path / "mine.jsonl")
+    args = ["bench", "--env", str(pool), "--runs", "2", "--quiet", "--out", str(tmp_path), *extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "mine.json").exists()
+
+
+def test_cli_bench_cost_options_refused_on_synthetic_environments(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["bench", "--env", "synth-bernoulli", "--cost-weights", "0,1", "--quiet"]
+    assert main([*args, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "apply to pool environments" in err and err.count("\n") == 1

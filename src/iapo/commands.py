@@ -48,6 +48,13 @@ def format_result(result: RunResult) -> str:
         f"({amount(acc['drawn'])} drawn new, {amount(acc['cache_hits'])} from the bank); "
         f"cost {amount(acc['cost'])} {result.extra.get('cost_unit', '')}".rstrip(),
     ]
+    over = int(acc["completions"]) - int(acc["budget"])
+    if over > 0:
+        lines.append(
+            f"overspent: {amount(over)} completions more than the budget "
+            f"({acc['completions'] / max(int(acc['budget']), 1):.1f}× the budget; "
+            f"{result.algorithm} may overspend)"
+        )
     ev = result.evaluation
     if ev:
         lines.append(
@@ -114,13 +121,18 @@ def format_preflight(pf: dict[str, Any]) -> str:
         for r in pf["rounds"]
     ]
     left = pf["budget"] - pf["completions"]
+    spare = (
+        f"{amount(left)} of the budget left unspent"
+        if left >= 0
+        else f"{amount(-left)} over the budget: {pf['algorithm']} may overspend"
+    )
     lines = [
         f"{pf['algorithm']}: {pf['arms']} arms × {count(pf['contexts'], 'context')}, "
         f"budget {amount(pf['budget'])} completions (smallest that works: "
         f"{amount(pf['min_budget'])})",
         table(["round", "pulls", "completions", f"expected cost ({unit})"], rows),
-        f"total (dry run): {amount(pf['completions'])} completions ({amount(left)} of the budget "
-        "left unspent; later rounds depend on which arms survive)",
+        f"total (dry run): {amount(pf['completions'])} completions ({spare}; later rounds "
+        "depend on which arms survive)",
     ]
     if pf.get("expected_cost") is not None:
         lines.append(
@@ -130,14 +142,16 @@ def format_preflight(pf: dict[str, Any]) -> str:
     else:
         lines.append("expected cost: unknown before the endpoint answers (a live backend)")
     bound, worst, cap = pf.get("max_cost"), pf.get("max_cost_per_completion"), pf.get("cost_cap")
+    most = pf.get("max_completions", pf["budget"])
     if bound is None:
         lines.append("at most: unbounded (set backend.params.max_tokens to bound the cost)")
-    elif cap is not None and (worst is None or bound < pf["budget"] * worst):
+    elif cap is not None and (worst is None or bound < most * worst):
         lines.append(f"at most: {amount(math.ceil(bound))} {unit} (cost.cap)")
     else:
         lines.append(
-            f"at most: {amount(math.ceil(bound))} {unit} (the budget × the costliest "
-            f"completion, {amount(worst)})"
+            f"at most: {amount(math.ceil(bound))} {unit} ("
+            + ("the budget" if most == pf["budget"] else f"{amount(most)} completions")
+            + f" × the costliest completion, {amount(worst)})"
         )
     return "\n".join(lines)
 

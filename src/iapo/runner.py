@@ -199,6 +199,7 @@ def preflight(config: ConfigLike, *, budget: int | None = None) -> dict[str, Any
             }
         )
         algo.tell([PullResult(r, (fake,) * r.n, None) for r in batch])
+    most = type(algo).max_spend(algo.problem, algo.budget, **algo.params())
     return {
         "algorithm": algo.name,
         "budget": algo.budget,
@@ -210,7 +211,8 @@ def preflight(config: ConfigLike, *, budget: int | None = None) -> dict[str, Any
         "contexts": len(s.contexts),
         "min_budget": min_budget,
         "max_cost_per_completion": worst,
-        "max_cost": _spend_bound(algo.budget, worst, s.config.cost.cap),
+        "max_completions": most,
+        "max_cost": _spend_bound(most, worst, s.config.cost.cap),
         "cost_cap": s.config.cost.cap,
     }
 
@@ -231,8 +233,9 @@ def _costliest_completion(
 
 
 def _spend_bound(budget: int, worst: float | None, cap: float | None) -> float | None:
-    """What a run can spend at most: no algorithm draws more than ``budget`` completions, none
-    costs more than ``worst``, and the cost cap reserves each pull at its worst case."""
+    """What a run can spend at most: it draws at most ``budget`` completions (the algorithm's
+    ``max_spend``), none costs more than ``worst``, and the cost cap reserves each pull at its
+    worst case."""
     bound = None if worst is None else budget * worst
     if cap is not None:
         bound = cap if bound is None else min(bound, cap)

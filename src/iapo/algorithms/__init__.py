@@ -11,6 +11,7 @@ from __future__ import annotations
 from iapo.algorithms._base import Algorithm, ArmStats, RoundTrace
 from iapo.algorithms._baselines import UCB, EpsilonGreedy, SequentialHalving, Triple, Uniform
 from iapo.algorithms._budget import PSSTAny
+from iapo.algorithms._paper import PSSTPaper
 from iapo.algorithms._psst import PSST, PSSTTopK, halve
 from iapo.algorithms._registry import AlgorithmEntry, create, get, register_algorithm, registry
 
@@ -22,6 +23,7 @@ __all__ = [
     "ArmStats",
     "EpsilonGreedy",
     "PSSTAny",
+    "PSSTPaper",
     "PSSTTopK",
     "RoundTrace",
     "SequentialHalving",

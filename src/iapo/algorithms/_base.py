@@ -93,7 +93,8 @@ class Algorithm(ABC):
       order, each with exactly ``n`` samples) or ``tell_estimates(array)``, before asking again;
       asking twice or telling without a pending batch raises ``RuntimeError``, a wrong answer
       ``ValueError``, and the algorithm's state is unchanged by a refused call.
-    * The completions asked for never exceed ``budget`` in total (``spent ≤ budget``).
+    * The completions asked for never exceed ``budget`` in total (``spent ≤ budget``), unless
+      the class sets ``may_overspend`` (then at most :meth:`max_spend`).
     * ``policy()`` after the last (empty) ``ask()`` maps every context to an arm.
     * The same ``seed`` and the same answers give the same batches and the same policy.
 
@@ -115,11 +116,18 @@ class Algorithm(ABC):
     * ``policy_params``: parameters that change only the final :meth:`policy`, not the
       exploration; :meth:`with_policy` gives the policy of other values of them without exploring
       again.
+    * ``may_overspend``: the algorithm may ask for more completions than ``budget`` (up to
+      :meth:`max_spend`; a research baseline reproducing published code, ``psst_paper``). ``spent``
+      still counts every completion asked for, so a driver must not assume ``spent ≤ budget``:
+      :class:`~iapo.study.Study`'s account counts what was drawn, ``iapo run`` prints the
+      overspend, ``iapo bench`` records and plots each run at its actual spend. False (the
+      default) makes ``ask()`` refuse, as a bug, any batch that passes the budget.
     """
 
     name: ClassVar[str]
     one_pull_per_step: ClassVar[bool] = False
     policy_params: ClassVar[frozenset[str]] = frozenset()
+    may_overspend: ClassVar[bool] = False
     #: The parameters a config may set, with their ranges (an :class:`AlgorithmParams` model),
     #: declared by the class itself: a subclass that declares none (it may take other keyword
     #: arguments) is not checked against its parent's, and None means not declared.
@@ -177,6 +185,12 @@ class Algorithm(ABC):
     def min_budget(cls, problem: Problem, **params: Any) -> int:
         """The smallest budget (completions) this algorithm can run with."""
 
+    @classmethod
+    def max_spend(cls, problem: Problem, budget: int, **params: Any) -> int:
+        """The most completions a run with ``budget`` can ask for: ``budget`` unless the class
+        sets ``may_overspend`` (it then overrides this with its own bound)."""
+        return int(budget)
+
     @abstractmethod
     def _next(self) -> list[PullRequest]:
         """The next batch (empty when finished)."""
@@ -198,7 +212,10 @@ class Algorithm(ABC):
             self.check_budget()
         batch = self._next()
         cost = sum(r.n for r in batch)
-        if self.spent + cost > self.budget:  # an invariant: a bug if it ever fires
+        limit = self.budget
+        if self.may_overspend:
+            limit = type(self).max_spend(self.problem, self.budget, **self.params())
+        if self.spent + cost > limit:  # an invariant: a bug if it ever fires
             raise AssertionError(f"{self.name} asked past its budget ({self.spent}+{cost})")
         self._pending = batch if batch else None
         return batch

@@ -9,6 +9,8 @@ from typing import Any
 
 from iapo.algorithms._base import Algorithm
 from iapo.algorithms._baselines import UCB, EpsilonGreedy, SequentialHalving, Triple, Uniform
+from iapo.algorithms._budget import PSSTAny
+from iapo.algorithms._paper import PSSTPaper
 from iapo.algorithms._psst import PSST, PSSTTopK
 from iapo.problem import Problem
 from iapo.strategies import Method
@@ -129,7 +131,7 @@ register_algorithm(
     "psst_blocks",
     PSST,
     estimator="blocks",
-    title="PSST (paper blocks)",
+    title="PSST paired blocks (ablation)",
     group="psst",
     variant_of="psst",
 )
@@ -149,9 +151,19 @@ register_algorithm(
 register_algorithm(
     "triple_nrandom", Triple, {"n": "random"}, title="TRIPLE N=random", group="triple"
 )
+# psst_paper: the released research code's PSST (may overspend); psst_paired_blocks: today's
+# PSST with the blocks estimator, an ablation, not the paper's algorithm (psst_blocks: its old
+# name, kept so stored benchmark results and configs still run)
+register_algorithm("psst_paper", PSSTPaper, title="PSST (paper's code; may overspend)")
+register_algorithm(
+    "psst_paired_blocks",
+    PSST,
+    estimator="blocks",
+    title="PSST paired blocks (ablation)",
+    group="psst",
+    variant_of="psst",
+)
 
 # PSST at any budget (issue #11 item 1): strict PSST where the budget funds it (same seed group,
 # so a benchmark pairs the two), a budget-feasible schedule below; not the default yet.
-from iapo.algorithms._budget import PSSTAny  # noqa: E402
-
 register_algorithm("psst_any", PSSTAny, title="PSST (any budget)", group="psst")

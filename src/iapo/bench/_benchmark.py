@@ -7,6 +7,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,42 @@ def _quick_budgets(specs: Sequence[AlgorithmEntry], need: Mapping[str, int]) -> 
     return tuple(ok[:2]) if len(ok) >= 2 else DEFAULT_BUDGETS[-2:]
 
 
+def _check_cost_options(
+    weights: Sequence[float] | None, normalize: str | None
+) -> tuple[float, ...] | None:
+    """The cost weights as floats (None: the environment's); a ConfigError naming the bad
+    value."""
+    if normalize is not None and normalize not in ("none", "max"):
+        raise ConfigError(
+            f"--cost-normalize: {normalize!r} is not none or max", field="cost_normalize"
+        )
+    if weights is None:
+        return None
+    out = tuple(float(w) for w in weights)
+    if not out:
+        raise ConfigError("--cost-weights: give at least one weight (e.g. 0,0.2,1)")
+    for w in out:
+        if not (math.isfinite(w) and 0.0 <= w <= 1e6):
+            raise ConfigError(
+                f"--cost-weights: {w!r} must be a number from 0 to 1000000 (e.g. 0,0.2,1)"
+            )
+    if len(set(out)) != len(out):
+        raise ConfigError("--cost-weights: a weight is listed twice (each names a context)")
+    return out
+
+
+def _objective_note(e: Environment, weights: Sequence[float] | None, normalize: str | None) -> str:
+    """What the cost options changed, for the environment's description."""
+    parts = []
+    if weights is not None:
+        parts.append("cost weights " + ", ".join(f"{w:g}" for w in weights))
+    if normalize == "none":
+        parts.append(f"costs as recorded ({e.pool.cost_unit}, not normalised)")
+    elif normalize == "max":
+        parts.append(f"costs divided by the pool's largest (× {e.cost_scale:.6g})")
+    return f"; here: {', '.join(parts)}" if parts else ""
+
+
 def run_benchmark(
     env: str | Environment,
     *,
@@ -69,6 +106,8 @@ def run_benchmark(
     n_max: int | None = None,
     progress: bool | Callable[[int, int, float], None] = False,
     command: str | None = None,
+    cost_weights: Sequence[float] | None = None,
+    cost_normalize: str | None = None,
 ) -> BenchResult:
     """Run the protocol on ``env`` (a name from :data:`ENVIRONMENTS`, a pool file, or an
     :class:`Environment`) and return every run's numbers with their summary.
@@ -77,13 +116,38 @@ def run_benchmark(
     PSST can run with). ``runs_for`` caps the runs of some algorithms (label → runs, the first
     ones: pairing with PSST stays by run). Budgets below an algorithm's minimum are recorded as
     infeasible.
+
+    ``cost_weights`` (the contexts' cost weights, e.g. ``(0, 0.2, 1)``) and ``cost_normalize``
+    ("max": costs divided by the pool's largest, the default; "none": the recorded costs) set
+    the objective of a pool environment (not a synthetic one, whose contexts are fixed); both
+    are recorded in the result's ``protocol`` and ``env``.
     """
     t0 = time.perf_counter()
-    e = (
-        env
-        if isinstance(env, Environment)
-        else build_environment(env, seed=env_seed, shared=shared, n_max=n_max)
-    )
+    weights = _check_cost_options(cost_weights, cost_normalize)
+    if isinstance(env, Environment):
+        if weights is not None or cost_normalize is not None:
+            raise ConfigError(
+                "cost_weights and cost_normalize apply to an environment built here: "
+                "build the Environment with them instead",
+                field="cost_weights",
+            )
+        e = env
+    else:
+        e = build_environment(
+            env,
+            seed=env_seed,
+            shared=shared,
+            n_max=n_max,
+            cost_weights=weights,
+            cost_normalize=cost_normalize,
+        )
+        if (weights is not None or cost_normalize is not None) and "cost_normalize" not in (e.meta):
+            raise ConfigError(
+                f"--cost-weights and --cost-normalize apply to pool environments: {e.name} "
+                "has its own contexts and costs; drop them or use a pool",
+                field="cost_weights",
+            )
+        e = replace(e, description=e.description + _objective_note(e, weights, cost_normalize))
     labels = list(algorithms) if algorithms else list(DEFAULT_ALGORITHMS)
     known = registry()
     unknown = [a for a in labels if a not in known]
@@ -123,7 +187,9 @@ def run_benchmark(
         "command": command
         or (
             f"run_benchmark({e.name!r}, runs={n_runs}, budgets={list(bud)}, seed={seed}"
-            f"{f', runs_for={caps}' if caps else ''})"
+            f"{f', runs_for={caps}' if caps else ''}"
+            f"{f', cost_weights={list(weights)}' if weights is not None else ''}"
+            f"{f', cost_normalize={cost_normalize!r}' if cost_normalize is not None else ''})"
         ),
         "protocol": {
             "runs": n_runs,
@@ -131,6 +197,8 @@ def run_benchmark(
             "seed": seed,
             "env_seed": env_seed,
             "budgets": list(bud),
+            "cost_weights": [c.cost_weight for c in e.contexts],
+            "cost_normalize": e.meta.get("cost_normalize"),  # None: the environment's own
             "test_fraction": TEST_FRACTION,
             "split": "run r: iapo.problem.split_queries(queries, 0.2, seed from (seed, r))",
             "score": "exact test ACR = mean over contexts of Q_test(c, π(c))",

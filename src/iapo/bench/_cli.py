@@ -28,6 +28,16 @@ def _int_list(text: str, what: str) -> list[int]:
     return out
 
 
+def _float_list(text: str, what: str) -> list[float]:
+    out = []
+    for part in text.replace(" ", "").split(","):
+        try:
+            out.append(float(part))
+        except ValueError:
+            raise ConfigError(f"{what}: {part!r} is not a number (e.g. 0,0.2,1)") from None
+    return out
+
+
 def _runs_for(text: str | None) -> dict[str, int]:
     if not text:
         return {}
@@ -58,6 +68,10 @@ def _cmd_bench(args: Any) -> int:
         n_max=args.n_max,
         progress=not args.quiet,
         command=command,
+        cost_weights=_float_list(args.cost_weights, "--cost-weights")
+        if args.cost_weights is not None
+        else None,
+        cost_normalize=args.cost_normalize,
     )
     paths = res.save(args.out, with_plot=not args.no_plot)
     if args.json:
@@ -103,6 +117,14 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--out", default="bench-results", help="folder for JSON, Markdown and PNG")
     p.add_argument("--shared", help="the shared data folder (holding data/pools)")
     p.add_argument("--n-max", type=int, help="override N_max for pool files")
+    p.add_argument(
+        "--cost-weights",
+        help="the contexts' cost weights for a pool, e.g. 0,0.2,1 (default: the environment's)",
+    )
+    p.add_argument(
+        "--cost-normalize",
+        help="a pool's costs as recorded (none) or divided by the largest (max, the default)",
+    )
     p.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.add_argument("--json", action="store_true", help="print the JSON instead of the tables")

@@ -130,6 +130,7 @@ def _from_pool(
     n_max: int | None = None,
     strategy: str | None = None,
     cost_weights: Sequence[float] | None = None,
+    cost_normalize: str = "max",
 ) -> Environment:
     has_gold = all(c.gold is not None for c in pool.cells.values())
     kind = strategy or ("majority_vote" if pool.objectives == ("accuracy",) else "best_of_n")
@@ -147,7 +148,7 @@ def _from_pool(
         raise ConfigError(f"unknown strategy {kind!r}: use majority_vote or best_of_n")
     smallest = int(min(c.size for c in pool.cells.values()))
     nm = n_max if n_max is not None else max(1, min(32, smallest))
-    scaled, scale = _normalised(pool)
+    scaled, scale = _normalised(pool) if cost_normalize == "max" else (pool, 1.0)
     return Environment(
         name,
         scaled,
@@ -157,7 +158,7 @@ def _from_pool(
         description,
         scale,
         source,
-        {"recorded_samples_per_cell": smallest},
+        {"recorded_samples_per_cell": smallest, "cost_normalize": cost_normalize},
     )
 
 
@@ -334,11 +335,14 @@ def build_environment(
     n_max: int | None = None,
     strategy: str | None = None,
     cost_weights: Sequence[float] | None = None,
+    cost_normalize: str | None = None,
 ) -> Environment:
     """The environment called ``env`` (see :data:`ENVIRONMENTS`) or built from a pool file.
 
     ``seed`` seeds the synthetic generators; ``n_max``, ``strategy`` and ``cost_weights``
-    override the defaults for pools (N_max = the smallest recorded sample count, at most 32).
+    override the defaults for pools (N_max = the smallest recorded sample count, at most 32);
+    ``cost_normalize`` "none" keeps a pool's recorded costs ("max", the default, divides them by
+    the pool's largest).
     """
     kw: dict[str, Any] = {}
     if n_max is not None:
@@ -347,6 +351,8 @@ def build_environment(
         kw["strategy"] = strategy
     if cost_weights is not None:
         kw["cost_weights"] = tuple(cost_weights)
+    if cost_normalize is not None:
+        kw["cost_normalize"] = cost_normalize
     if env in ENVIRONMENTS:
         builder = ENVIRONMENTS[env]
         if env.startswith("synth-"):

@@ -48,7 +48,8 @@ DEFAULT_BUDGETS = (1000, 2000, 5000, 10_000, 20_000, 50_000)
 #: What ``iapo bench`` runs when no algorithms are named (registry names, in table order).
 DEFAULT_ALGORITHMS = (
     "psst",
-    "psst_blocks",
+    "psst_paired_blocks",
+    "psst_paper",
     "psst_k1",
     "psst_k4",
     "psst_k8",
@@ -217,7 +218,7 @@ def run_single(run: int, state: _State | None = None) -> dict[str, Any]:
                 got = {}
             finished[spec.name] = (spec, got)
         per: dict[str, dict[str, Any]] = {}
-        for b, (policy, cpu, _) in got.items():
+        for b, (policy, cpu, algo) in got.items():
             arms = [
                 sim.prompt_index[policy[c.name].prompt] * sim.n_max + policy[c.name].n - 1
                 for c in sim.contexts
@@ -228,6 +229,7 @@ def run_single(run: int, state: _State | None = None) -> dict[str, Any]:
                 "acr": float(vals.mean()),
                 "found": "".join("1" if f else "0" for f in on_train),
                 "cpu_s": cpu,
+                "spent": int(algo.spent),  # completions actually asked for (may pass b)
                 "arms": arms,
             }
         results[spec.name] = per

@@ -87,6 +87,11 @@ def summarise(
                 },
                 "cpu_s_mean": float(np.mean([v["cpu_s"] for _, v in got])),
             }
+            spent = [v["spent"] for _, v in got if "spent" in v]  # absent in older results
+            if len(spent) == len(got):
+                cell["spent_mean"] = float(np.mean(spent))
+                cell["spent_max"] = int(max(spent))
+                cell["overspent"] = bool(max(spent) > b)
             if ref is not None and label != ref:
                 ref_by_run = {
                     r["run"]: r["results"].get(ref, {}).get(key)
@@ -121,11 +126,17 @@ def _fmt_budget(b: int) -> str:
     return f"{b // 1000}k" if b % 1000 == 0 and b >= 1000 else str(b)
 
 
+#: Marks a cell whose runs spent more completions than the budget (tables and plot legend).
+OVERSPENT = "✱"
+
+
 def _cell(c: Mapping[str, Any], ref: str | None, label: str, digits: int) -> str:
     if c["status"] != "ok":
         return f"infeasible (min {c['min_budget']})" if c["status"] == "infeasible" else "—"
     sem = c["acr_sem"]
     txt = f"{c['acr_mean']:.{digits}f}" + (f" ± {sem:.{digits}f}" if sem is not None else "")
+    if c.get("overspent"):
+        txt += f" {OVERSPENT}"
     vs = c.get("vs_reference")
     if label == ref:
         return f"**{txt}**"
@@ -167,12 +178,20 @@ def markdown_tables(
     for label, per in algos.items():
         cells = [_cell(per[str(b)], ref, label, digits) for b in budgets]
         lines.append(f"| {titles.get(label, label)} | " + " | ".join(cells) + " |")
+    over = any(c.get("overspent") for per in algos.values() for c in per.values())
     for name, title in (("oracle_train", "oracle-train"), ("oracle_test", "oracle-test")):
         o = summary[name]
         sem = f" ± {o['sem']:.{digits}f}" if o["sem"] is not None else ""
         lines.append(
             f"| *{title}* | " + " | ".join([f"*{o['mean']:.{digits}f}{sem}*"] * len(budgets)) + " |"
         )
+    if over:
+        lines += [
+            "",
+            f"{OVERSPENT} spent more completions than the budget (see the completions actually "
+            "spent below): not comparable with the other cells of its column; the plot shows it "
+            "at its mean actual spend.",
+        ]
     lines += [
         "",
         f"{heading} Runs that found the optimal arm (optimal on the run's training queries, the "
@@ -198,11 +217,38 @@ def markdown_tables(
             for b in budgets
         ]
         lines.append(f"| {titles.get(label, label)} | " + " | ".join(cells) + " |")
+    if any("spent_mean" in c for per in algos.values() for c in per.values()):
+        lines += [
+            "",
+            f"{heading} Completions actually spent per run, mean (max; {OVERSPENT}: more than "
+            "the budget)",
+            "",
+            head,
+            rule,
+        ]
+        for label, per in algos.items():
+            lines.append(
+                f"| {titles.get(label, label)} | "
+                + " | ".join(_spent(per[str(b)]) for b in budgets)
+                + " |"
+            )
     runs = sorted(
         {c["runs"] for per in algos.values() for c in per.values() if c["status"] == "ok"}
     )
     lines += ["", f"Runs per cell: {', '.join(map(str, runs))}."]
     return "\n".join(lines) + "\n"
+
+
+def _spent(c: Mapping[str, Any]) -> str:
+    if c["status"] != "ok" or "spent_mean" not in c:
+        return "—"
+    mark = f" {OVERSPENT}" if c.get("overspent") else ""
+    return f"{c['spent_mean']:,.0f} ({c['spent_max']:,}){mark}"
+
+
+def _x(c: Mapping[str, Any], budget: int) -> float:
+    """Where a cell is plotted: at its mean actual spend if it overspent, else its budget."""
+    return float(c["spent_mean"]) if c.get("overspent") else float(budget)
 
 
 def _style(label: str, i: int) -> dict[str, Any]:
@@ -232,29 +278,36 @@ def plot(
     ref = summary.get("reference")
     for i, (label, per) in enumerate(summary["algorithms"].items()):
         style = _style(label, i)
-        xs, ys, es, dx, dy, de = [], [], [], [], [], []
+        xs: list[float] = []
+        ys, es, dx, dy, de = [], [], [], [], []
+        over = False
         for b in budgets:
             c = per[str(b)]
             if c["status"] != "ok":
                 continue
-            xs.append(b)
+            xs.append(_x(c, b))
+            over = over or bool(c.get("overspent"))
             ys.append(c["acr_mean"])
             es.append(c["acr_sem"] or 0.0)
             vs = c.get("vs_reference")
             if vs is not None:
-                dx.append(b)
+                dx.append(_x(c, b))
                 dy.append(vs["mean_diff"])
                 de.append(vs.get("sem_diff") or 0.0)
         if not xs:
             continue
         y, e = np.array(ys), np.array(es)
-        ax.plot(xs, y, label=titles.get(label, label), **style)
+        name = titles.get(label, label)
+        if over:  # drawn at its actual spend, dashed with hollow markers
+            name += f" {OVERSPENT} at actual spend"
+            style = {**style, "ls": "--", "mfc": "none"}
+        ax.plot(xs, y, label=name, **style)
         ax.fill_between(xs, y - e, y + e, color=style["color"], alpha=0.12, lw=0)
         if label == ref:
             bx.axhline(0.0, label=titles.get(label, label), **{**style, "marker": None})
         elif dx:
             d, f = np.array(dy), np.array(de)
-            bx.plot(dx, d, label=titles.get(label, label), **style)
+            bx.plot(dx, d, label=name, **style)
             bx.fill_between(dx, d - f, d + f, color=style["color"], alpha=0.12, lw=0)
     oracles = [
         ax.axhline(summary[name]["mean"], color="grey", ls=ls, lw=1, label=name.replace("_", "-"))
@@ -263,7 +316,7 @@ def plot(
     ax.legend(handles=oracles, fontsize=7, loc="lower right")
     for a in (ax, bx):
         a.set_xscale("log")
-        a.set_xlabel("budget (completions)")
+        a.set_xlabel(f"budget (completions; {OVERSPENT}: at the completions actually spent)")
         a.grid(alpha=0.3)
     ax.set_ylabel("test ACR (exact), mean ± SEM")
     ax.set_title(f"{title}: test ACR")

@@ -82,7 +82,9 @@ def _raises(exc: type[BaseException], match: str | None = None) -> Any:
 class AlgorithmSuite:
     """Conformance tests of the :class:`~iapo.algorithms.Algorithm` contract.
 
-    Implement :meth:`make`. Checked: the budget is never exceeded (each batch and in total),
+    Implement :meth:`make`. Checked: the budget is never exceeded (each batch and in total;
+    for an algorithm with ``may_overspend``: never past its ``max_spend``, and ``spent`` counts
+    exactly the completions asked for, the overspend included),
     the same seed gives the same batches and policy, different seeds can differ,
     ``min_budget`` is tight (it runs to a policy; one less is refused before anything is spent),
     the policy covers every context with a valid arm, and ask/tell misuse raises the documented
@@ -112,9 +114,10 @@ class AlgorithmSuite:
         """Run ``algo`` to the end, checking each batch; return its batches and policy."""
         p = algo.problem
         batches: list[list[PullRequest]] = []
+        limit = self.spend_limit(algo)
         while batch := algo.ask():
             cost = sum(r.n for r in batch)
-            assert algo.spent + cost <= algo.budget, f"a batch of {cost} passes the budget"
+            assert algo.spent + cost <= limit, f"a batch of {cost} passes the budget"
             for r in batch:
                 assert r.prompt in p.prompts and r.query in p.queries, r
                 assert 1 <= r.n <= p.n_max, r
@@ -123,6 +126,14 @@ class AlgorithmSuite:
             assert len(batches) <= 100_000, "the algorithm never finishes"
         assert algo.ask() == [], "ask() after the end must keep returning []"
         return batches, algo.policy()
+
+    @staticmethod
+    def spend_limit(algo: Algorithm) -> int:
+        """What ``algo`` may ask for in total: its budget, or its ``max_spend`` for an
+        algorithm that declares ``may_overspend``."""
+        if type(algo).may_overspend:
+            return type(algo).max_spend(algo.problem, algo.budget, **algo.params())
+        return algo.budget
 
     def check_policy(self, problem: Problem, policy: dict[str, Arm]) -> None:
         assert set(policy) == {c.name for c in problem.contexts}
@@ -137,7 +148,10 @@ class AlgorithmSuite:
             algo = self.make(problem, need + extra, 1)
             batches, policy = self.drive(algo, fake_puller(problem, extra))
             asked = sum(r.n for b in batches for r in b)
-            assert asked == algo.spent <= need + extra
+            # spent is the truth: every completion asked for, over the budget included
+            assert asked == algo.spent <= self.spend_limit(algo)
+            if not type(algo).may_overspend:
+                assert algo.spent <= need + extra
             self.check_policy(problem, policy)
 
     def test_same_seed_same_batches_and_policy(self) -> None:
@@ -164,7 +178,7 @@ class AlgorithmSuite:
         algo = self.make(problem, need, 0)
         batches, policy = self.drive(algo, fake_puller(problem))
         assert batches, "the smallest budget must fund at least one pull"
-        assert algo.spent <= need
+        assert algo.spent == sum(r.n for b in batches for r in b) <= self.spend_limit(algo)
         self.check_policy(problem, policy)
         with _raises(BudgetError, match=f"smallest budget that works is {need}"):
             short = self.make(problem, need - 1, 0)
