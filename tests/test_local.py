@@ -279,7 +279,10 @@ def test_server_serves_n_natively_and_by_fanout_then_stops() -> None:
             got = await client.complete(messages, 2, {"max_tokens": 6, "temperature": 0.8})
             assert len(got) == 2 and all(c.text is not None for c in got)
             assert client.requests_sent == (1 if mode == "native" else 2)
-            assert all((c.completion_tokens or 0) > 0 for c in got)
+            # native n: llama.cpp reports one choice's tokens for the whole request (see the
+            # README), split over the choices by text length, so a short text may get 0
+            tokens = [c.completion_tokens or 0 for c in got]
+            assert sum(tokens) > 0 and (mode == "native" or all(t > 0 for t in tokens))
             await client.aclose()
 
     asyncio.run(draw())
