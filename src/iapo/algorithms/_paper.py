@@ -13,9 +13,9 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from iapo.algorithms._base import ArmStats, RoundTrace, ceil_log2
+from iapo.algorithms._base import ArmStats, ceil_log2
 from iapo.algorithms._params import AlgorithmParams
-from iapo.algorithms._psst import PSST, halve
+from iapo.algorithms._psst import PSST
 from iapo.problem import Problem
 from iapo.types import PullRequest
 
@@ -113,27 +113,9 @@ class PSSTPaper(PSST):
         # interleaved across prompts, as PSST: a prefix of the batch covers every prompt evenly
         return [req for group in zip(*per_prompt, strict=True) for req in group]
 
-    def _observe(self, batch: Sequence[PullRequest], estimates: NDArray[np.float64]) -> None:
-        index = self.prompt_indices(batch)
-        k = estimates.shape[2]
-        live = self.active[:, index, :k].transpose(1, 0, 2)  # (pulls, C, k)
+    def _add(
+        self, batch: Sequence[PullRequest], index: NDArray[np.int64], estimates: NDArray[np.float64]
+    ) -> None:
+        """The released code's weighting: a pull of n adds ⌊n/k⌋ block observations at N = k."""
         n = np.fromiter((r.n for r in batch), np.int64, len(batch))
-        add_blocks(self.stats, index, n, np.where(live, estimates, np.nan))
-        sizes = self.live_sizes(self.active)
-        pulls: dict[str, int] = {}
-        for r in batch:
-            pulls[r.prompt] = pulls.get(r.prompt, 0) + 1
-        self.before_last = self.active
-        self.active = halve(self.active, self.stats.mean)
-        self.round += 1
-        self.trace.append(
-            RoundTrace(
-                round=self.round,
-                pulls=pulls,
-                n={p: int(s) for p, s in zip(self.problem.prompts, sizes, strict=True) if s},
-                completions=sum(r.n for r in batch),
-                alive={
-                    c.name: int(self.active[i].sum()) for i, c in enumerate(self.problem.contexts)
-                },
-            )
-        )
+        add_blocks(self.stats, index, n, estimates)

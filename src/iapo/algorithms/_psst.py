@@ -118,7 +118,7 @@ class PSST(Algorithm):
         index = self.prompt_indices(batch)
         k = estimates.shape[2]
         live = self.active[:, index, :k].transpose(1, 0, 2)  # (pulls, C, k)
-        self.stats.add(index, np.where(live, estimates, np.nan))
+        self._add(batch, index, np.where(live, estimates, np.nan))
         sizes = self.live_sizes(self.active)
         pulls: dict[str, int] = {}
         for r in batch:
@@ -137,6 +137,13 @@ class PSST(Algorithm):
                 },
             )
         )
+
+    def _add(
+        self, batch: Sequence[PullRequest], index: NDArray[np.int64], estimates: NDArray[np.float64]
+    ) -> None:
+        """Add a round's estimates (NaN where an arm is not active) to the statistics: one
+        observation per pull and N (a subclass may weight them otherwise)."""
+        self.stats.add(index, estimates)
 
     def candidates(self, context: int) -> NDArray[np.bool_]:
         if self.round >= self.rounds:
