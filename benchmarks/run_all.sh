@@ -33,3 +33,7 @@ any_run renze-temperature-all any-renze-temperature-all 500,1000,2000,4098,5000,
 any_run renze-temperature-all any-renze-temperature-all-matched 3996,4182,4649,5879,6479,9988 \
   --algorithms psst_any --shared "${SHARED:-/work/shared}"
 any_run synth-200x64 any-synth-200x64 500,1000,2000,5000,10000,20000,50000 --algorithms $ALGOS
+any_run synth-200x64 any-synth-200x64-matched 36350,36390,36571,37534,39695,44961,63747 \
+  --algorithms psst_any
+# target 3 on synth-200x64: psst_any at a quarter of strict PSST's minimum, strict PSST at it
+any_run synth-200x64 any-synth-200x64-quarter 44800,179200 --algorithms psst_any,psst --no-plot
