@@ -26,9 +26,9 @@ any_run() {  # any_run ENV NAME BUDGETS [extra bench args...]
     --out "$SCRATCH/$name" --quiet "$@"
   cp "$SCRATCH/$name/$env.json" "docs/bench/$name.json"
 }
-any_run synth-48x32 any-synth-48x32 500,1000,2000,4224,5000,10000,16896,20000 --algorithms $ALGOS
+any_run synth-48x32 any-synth-48x32 500,1000,2000,4224,5000,10000,16896,20000,50000 --algorithms $ALGOS
 any_run synth-48x32 any-synth-48x32-matched 4445,4560,4938,6079,6511,9987 --algorithms psst_any
-any_run renze-temperature-all any-renze-temperature-all 500,1000,2000,4098,5000,10000,16390,20000 \
+any_run renze-temperature-all any-renze-temperature-all 500,1000,2000,4098,5000,10000,16390,20000,50000 \
   --algorithms $ALGOS --shared "${SHARED:-/work/shared}"
 any_run renze-temperature-all any-renze-temperature-all-matched 3996,4182,4649,5879,6479,9988 \
   --algorithms psst_any --shared "${SHARED:-/work/shared}"
