@@ -8,7 +8,10 @@ tables (deceiving prompts, oracle ceilings). Placeholders in the template:
 * ``{{psst_loses}}``: every (environment, budget, algorithm) significantly better than PSST;
 * ``{{awareness}}``, ``{{ceilings}}``, ``{{deceiving}}``: section 2;
 * ``{{estimators}}``, ``{{engine}}``: sections 3 and 4;
-* ``{{runs}}``: what was run (runs per algorithm, wall time).
+* ``{{runs}}``: what was run (runs per algorithm, wall time);
+* ``{{any_budget:ENV}}``, ``{{any_budget_targets}}``: section 5 (issue #11, PSST at any budget),
+  from ``docs/bench/any-ENV.json`` (the main runs) and ``docs/bench/any-ENV-matched.json``
+  (``psst_any`` at ``psst_paper``'s actual spend), compared against ``psst_any``.
 
 Run: ``.venv/bin/python benchmarks/make_benchmarks.py`` (after the runs; see benchmarks/run_all.sh).
 """
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from any_budget_section import any_budget, any_budget_targets  # benchmarks/, beside this script
 
 from iapo.bench import BenchResult, build_environment, encode_pool, summarise
 from iapo.evaluation import Evaluation
@@ -38,6 +42,8 @@ ENVS = (
     "synth-categorical",
 )
 ALPHA = 0.05
+#: Section 5 (issue #11): the large-arm environments, compared against psst_any.
+ANY_ENVS = ("synth-48x32", "renze-temperature-all", "synth-200x64")
 
 
 _CACHE: dict[str, BenchResult | None] = {}
@@ -406,12 +412,15 @@ def main() -> None:
         "deceiving": deceiving,
         "estimators": estimators(),
         "engine": engine(),
+        "any_budget_targets": any_budget_targets(ANY_ENVS),
     }
 
     def sub(m: re.Match[str]) -> str:
         key = m.group(1)
         if key.startswith("exploration:"):
             return exploration(key.split(":", 1)[1])
+        if key.startswith("any_budget:"):
+            return any_budget(key.split(":", 1)[1])
         return fills.get(key, m.group(0))
 
     text = re.sub(r"\{\{([a-z_:\-0-9]+)\}\}", sub, template)

@@ -12,3 +12,28 @@ done
 for env in ccot-aqua-rat ccot-lsat-ar ccot-sat-math; do
   $IAPO bench --env "$env" --runs 50 --runs-for ucb=10,epsilon_greedy=10 --out docs/bench
 done
+
+# Section 5 (issue #11, PSST at any budget): the large-arm environments, written under scratch
+# names and copied to docs/bench/any-<env>.json; then psst_any alone at psst_paper's mean actual
+# spend (rounded down) where psst_paper overspent (same seed: run r pairs with run r), copied to
+# docs/bench/any-<env>-matched.json. The matched budgets below are the ones the main runs gave.
+ALGOS=psst_any,psst,psst_paper,psst_k1,psst_k4,triple_n1,uniform
+SCRATCH=$(mktemp -d)
+any_run() {  # any_run ENV NAME BUDGETS [extra bench args...]
+  local env=$1 name=$2 budgets=$3
+  shift 3
+  $IAPO bench --env "$env" --budgets "$budgets" --runs "${RUNS:-200}" --workers 2 \
+    --out "$SCRATCH/$name" --quiet "$@"
+  cp "$SCRATCH/$name/$env.json" "docs/bench/$name.json"
+}
+any_run synth-48x32 any-synth-48x32 500,1000,2000,4224,5000,10000,16896,20000,50000 --algorithms $ALGOS
+any_run synth-48x32 any-synth-48x32-matched 4445,4560,4938,6079,6511,9987 --algorithms psst_any
+any_run renze-temperature-all any-renze-temperature-all 500,1000,2000,4098,5000,10000,16390,20000,50000 \
+  --algorithms $ALGOS --shared "${SHARED:-/work/shared}"
+any_run renze-temperature-all any-renze-temperature-all-matched 3996,4182,4649,5879,6479,9988 \
+  --algorithms psst_any --shared "${SHARED:-/work/shared}"
+any_run synth-200x64 any-synth-200x64 500,1000,2000,5000,10000,20000,50000 --algorithms $ALGOS
+any_run synth-200x64 any-synth-200x64-matched 36350,36390,36571,37534,39695,44961,63747 \
+  --algorithms psst_any
+# target 3 on synth-200x64: psst_any at a quarter of strict PSST's minimum, strict PSST at it
+any_run synth-200x64 any-synth-200x64-quarter 44800,179200 --algorithms psst_any,psst --no-plot

@@ -1,0 +1,315 @@
+"""Section 5 of BENCHMARKS.md: PSST at any budget (issue #11), rendered from docs/bench/any-*.json.
+
+Inputs (written by ``iapo bench``, see benchmarks/run_all.sh, copied under these names):
+
+* ``docs/bench/any-ENV.json``: every algorithm at every budget (the main runs);
+* ``docs/bench/any-ENV-matched.json`` (optional): ``psst_any`` alone at the budgets equal to
+  ``psst_paper``'s mean actual spend where it overspent (same seed, so run r has the same
+  train/test split and is paired with run r of the main file);
+* ``docs/bench/any-ENV-quarter.json`` (optional): ``psst_any`` at a quarter of strict PSST's
+  minimum budget and ``psst`` at that minimum (same seed, paired by run).
+
+Every comparison is against ``psst_any`` (the budget-feasible PSST): the runs are re-summarised
+with it as the Wilcoxon reference. Every number printed here comes from these files.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.stats import wilcoxon
+
+from iapo.bench import BenchResult, summarise
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs" / "bench"
+REF = "psst_any"
+ALPHA = 0.05
+#: Environment → (strict PSST's minimum budget, the budget taken as "a quarter" of it).
+QUARTER = {
+    "synth-48x32": (16896, 4224),
+    "renze-temperature-all": (16390, 4098),
+    "synth-200x64": (179200, 44800),
+}
+
+_CACHE: dict[str, BenchResult | None] = {}
+
+
+def _budget(b: int) -> str:
+    return f"{b // 1000}k" if b % 1000 == 0 and b >= 1000 else str(b)
+
+
+def load(name: str) -> BenchResult | None:
+    """``docs/bench/NAME.json`` re-summarised against ``psst_any`` (None if absent)."""
+    if name not in _CACHE:
+        path = DOCS / f"{name}.json"
+        res = BenchResult.load(path) if path.exists() else None
+        if res is not None:
+            algos = res.data["algorithms"]
+            res.data["summary"] = summarise(
+                res.data["runs"],
+                [a["label"] for a in algos],
+                res.budgets,
+                {a["label"]: a["min_budget"] for a in algos},
+                [c["name"] for c in res.data["env"]["contexts"]],
+                reference=REF,
+            )
+        _CACHE[name] = res
+    return _CACHE[name]
+
+
+def _per_run(res: BenchResult, label: str, budget: int) -> dict[int, dict[str, Any]]:
+    key = str(budget)
+    return {
+        int(r["run"]): r["results"][label][key]
+        for r in res.data["runs"]
+        if key in r["results"].get(label, {})
+    }
+
+
+def paired(a: dict[int, dict[str, Any]], b: dict[int, dict[str, Any]]) -> dict[str, Any] | None:
+    """Paired comparison of two per-run result maps (a − b) over the runs both have."""
+    runs = sorted(set(a) & set(b))
+    if len(runs) < 2:
+        return None
+    x = np.array([a[i]["acr"] for i in runs])
+    y = np.array([b[i]["acr"] for i in runs])
+    d = x - y
+    p = 1.0 if np.all(d == 0) else float(wilcoxon(x, y).pvalue)
+    return {
+        "pairs": len(runs),
+        "a": float(x.mean()),
+        "a_sem": float(x.std(ddof=1) / math.sqrt(x.size)),
+        "b": float(y.mean()),
+        "b_sem": float(y.std(ddof=1) / math.sqrt(y.size)),
+        "diff": float(d.mean()),
+        "diff_sem": float(d.std(ddof=1) / math.sqrt(d.size)),
+        "p": p if math.isfinite(p) else 1.0,
+        "a_spent": float(np.mean([a[i].get("spent", math.nan) for i in runs])),
+        "b_spent": float(np.mean([b[i].get("spent", math.nan) for i in runs])),
+    }
+
+
+def _verdict(c: dict[str, Any]) -> str:
+    """How ``psst_any`` (a) compares with the other (b)."""
+    if c["p"] >= ALPHA:
+        return "not significantly different"
+    return "PSST-any significantly better" if c["diff"] > 0 else "PSST-any significantly WORSE"
+
+
+def matched(env: str) -> list[dict[str, Any]]:
+    """Per budget of ``psst_paper``: ``psst_any`` at (about) the same actual spend, paired."""
+    res = load(f"any-{env}")
+    if res is None or "psst_paper" not in res.titles:
+        return []
+    extra = load(f"any-{env}-matched")
+    rows = []
+    for b in res.budgets:
+        paper = _per_run(res, "psst_paper", b)
+        if not paper:
+            continue
+        over = any(v["spent"] > b for v in paper.values())
+        if not over:
+            where, mine = b, _per_run(res, REF, b)
+        else:
+            target = int(np.floor(np.mean([v["spent"] for v in paper.values()])))
+            where = target
+            mine = _per_run(extra, REF, target) if extra is not None else {}
+        c = paired(mine, paper)
+        rows.append({"budget": b, "overspent": over, "any_budget": where, "cmp": c})
+    return rows
+
+
+def _matched_table(env: str) -> str:
+    rows = matched(env)
+    if not rows:
+        return "*not run*"
+    out = [
+        "| psst_paper's budget | its mean actual spend | PSST-any run at | PSST-any mean spend "
+        "| PSST-any ACR | psst_paper ACR | paired difference (any − paper) | p | runs | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        c = r["cmp"]
+        if c is None:
+            out.append(
+                f"| {_budget(r['budget'])} | — | {_budget(r['any_budget'])} | not run | | | | | | |"
+            )
+            continue
+        out.append(
+            f"| {_budget(r['budget'])} | {c['b_spent']:,.0f}{' ✱' if r['overspent'] else ''} | "
+            f"{r['any_budget']:,} | {c['a_spent']:,.0f} | {c['a']:.4f} ± {c['a_sem']:.4f} | "
+            f"{c['b']:.4f} ± {c['b_sem']:.4f} | {c['diff']:+.4f} ± {c['diff_sem']:.4f} | "
+            f"{c['p']:.2g} | {c['pairs']} | {_verdict(c)} |"
+        )
+    return "\n".join(out)
+
+
+def _runs_line(res: BenchResult) -> str:
+    per = {a["label"]: a["runs"] for a in res.data["algorithms"]}
+    n = res.data["protocol"]["runs"]
+    fewer = {k: v for k, v in per.items() if v < n}
+    txt = f"{n} paired runs per cell"
+    if fewer:
+        txt += " (" + ", ".join(f"{res.titles[k]}: the first {v}" for k, v in fewer.items()) + ")"
+    return txt
+
+
+def any_budget(env: str) -> str:
+    """One environment's block: description, command, the bench's tables, plot, equal spend."""
+    res = load(f"any-{env}")
+    if res is None:
+        return f"*{env}: not run yet.*"
+    png = DOCS / f"any-{env}.png"
+    res.plot(png)
+    e = res.data["env"]
+    extra = load(f"any-{env}-matched")
+    matched_cmd = (
+        f"Command (PSST-any at psst_paper's actual spend; {extra.data['protocol']['runs']} runs, "
+        f"wall time {extra.data['wall_s'] / 60:.1f} min):\n\n```\n{extra.data['command']}\n```\n\n"
+        if extra is not None
+        else ""
+    )
+    return (
+        f"{e['description']}.\n\n"
+        f"{_runs_line(res)}; seed {res.data['protocol']['seed']}; wall time "
+        f"{res.data['wall_s'] / 60:.1f} min on 2 workers. Command:\n\n"
+        f"```\n{res.data['command']}\n```\n\n"
+        f"{res.markdown(heading='####')}\n"
+        f"![{env}: ACR vs budget](docs/bench/any-{env}.png)\n\n"
+        "Right panel: the paired difference to **PSST (any budget)**, the reference of this "
+        'section, although the axis label reads "PSST". Its dashed psst_paper ✱ line is '
+        "misleading: each point is psst_paper minus PSST-any at the same *nominal* budget "
+        "(PSST-any spending at most that budget), drawn at psst_paper's actual spend; the "
+        "equal-spend comparison is the table below (and the left panel).\n\n"
+        "#### PSST-any against psst_paper at equal actual spend\n\n"
+        "Where psst_paper overspent, PSST-any was run again (same seed, so run r has the same "
+        "split) at a budget equal to psst_paper's mean actual spend, rounded down; elsewhere "
+        "both ran at the same budget.\n\n"
+        f"{matched_cmd}"
+        f"{_matched_table(env)}\n"
+        f"{_quarter_block(env)}"
+    )
+
+
+def _quarter_block(env: str) -> str:
+    """The extra run behind target 3 where the main runs do not hold both budgets."""
+    q = load(f"any-{env}-quarter")
+    if q is None:
+        return ""
+    minimum, quarter = QUARTER[env]
+    c = paired(_per_run(q, REF, quarter), _per_run(q, "psst", minimum))
+    if c is None:
+        return ""
+    return (
+        f"\n#### PSST-any at a quarter of strict PSST's minimum ({quarter:,}) against strict "
+        f"PSST at its minimum ({minimum:,})\n\n"
+        f"{c['pairs']} paired runs, wall time {q.data['wall_s'] / 60:.1f} min. Command:\n\n"
+        f"```\n{q.data['command']}\n```\n\n"
+        "| PSST-any at the quarter | mean spend | strict PSST at the minimum | mean spend | "
+        "paired difference (any − strict) | p |\n|---|---|---|---|---|---|\n"
+        f"| {c['a']:.4f} ± {c['a_sem']:.4f} | {c['a_spent']:,.0f} | "
+        f"{c['b']:.4f} ± {c['b_sem']:.4f} | {c['b_spent']:,.0f} | "
+        f"{c['diff']:+.4f} ± {c['diff_sem']:.4f} | {c['p']:.2g} |\n"
+    )
+
+
+def _target1(env: str, res: BenchResult) -> str:
+    per = res.summary["algorithms"].get("psst", {})
+    bits = []
+    for b in res.budgets:
+        c = per.get(str(b), {})
+        if c.get("status") != "ok":
+            continue
+        vs = c["vs_reference"]
+        if vs["identical"]:
+            bits.append(f"{_budget(b)}: identical in all {vs['pairs']} runs")
+            continue
+        worse = vs["p"] < ALPHA and vs["mean_diff"] > 0
+        bits.append(
+            f"{_budget(b)}: strict − any = {vs['mean_diff']:+.4f}, p = {vs['p']:.2g}"
+            + (" (PSST-any significantly WORSE)" if worse else "")
+        )
+    if not bits:
+        mins = {int(c["min_budget"]) for c in per.values()}
+        return f"{env}: strict PSST infeasible at every budget run (minimum {min(mins):,})"
+    return f"{env} ({'; '.join(bits)})"
+
+
+def any_budget_targets(envs: tuple[str, ...]) -> str:
+    """The issue's three targets, checked against the numbers above."""
+    t1, t2, t3 = [], [], []
+    ok1 = ok2 = ok3 = True
+    for env in envs:
+        res = load(f"any-{env}")
+        if res is None:
+            t1.append(f"{env}: not run")
+            continue
+        line = _target1(env, res)
+        quarter_res = load(f"any-{env}-quarter")
+        if "infeasible at every" in line and quarter_res is not None:
+            line += "; in the target-3 run: " + _target1(env, quarter_res)
+        ok1 &= "WORSE" not in line
+        t1.append(line)
+        for r in matched(env):
+            c = r["cmp"]
+            if c is None:
+                ok2 = False
+                t2.append(f"{env} at {_budget(r['budget'])}: not checked (matched run missing)")
+                continue
+            bad = c["p"] < ALPHA and c["diff"] < 0
+            note = " — lower mean, not significant" if c["diff"] < 0 else ""
+            ok2 &= not bad
+            t2.append(
+                f"{env} at {_budget(r['budget'])} (spend {c['b_spent']:,.0f}): any − paper = "
+                f"{c['diff']:+.4f}, p = {c['p']:.2g}" + (" — significantly WORSE" if bad else note)
+            )
+        minimum, quarter = QUARTER[env]
+        src = load(f"any-{env}-quarter") if quarter not in res.budgets else res
+        strict_src = res if minimum in res.budgets else load(f"any-{env}-quarter")
+        mine = _per_run(src, REF, quarter) if src is not None else {}
+        strict = _per_run(strict_src, "psst", minimum) if strict_src is not None else {}
+        c = paired(mine, strict)
+        if c is None:
+            ok3 = False
+            t3.append(
+                f"{env}: not checked (strict PSST at its minimum {minimum:,} was not run: "
+                "beyond this session's compute)"
+            )
+            continue
+        reached = c["diff"] >= 0
+        ok3 &= reached
+        rel = c["diff"] / c["b"] * 100
+        t3.append(
+            f"{env}: PSST-any at {quarter:,} = {c['a']:.4f} ± {c['a_sem']:.4f} vs strict PSST at "
+            f"{minimum:,} = {c['b']:.4f} ± {c['b_sem']:.4f} ({c['pairs']} paired runs): "
+            + (
+                "reached"
+                if reached
+                else f"short by {-c['diff']:.4f} ({rel:+.1f} %), p = {c['p']:.2g}"
+                + (" (not significant)" if c["p"] >= ALPHA else " (significant)")
+            )
+        )
+    return "\n".join(
+        [
+            "1. **Where strict PSST is feasible, PSST-any is never significantly worse than it**: "
+            + ("met" if ok1 else "NOT met")
+            + ". "
+            + "; ".join(t1)
+            + ".",
+            "2. **At equal actual spend PSST-any is ≥ psst_paper at every budget (paired)**: "
+            + ("met (never significantly worse)" if ok2 else "NOT met")
+            + ". "
+            + "; ".join(t2)
+            + ".",
+            "3. **At a quarter of strict PSST's minimum budget PSST-any reaches strict PSST's ACR "
+            "at that minimum**: "
+            + ("met" if ok3 else "NOT met everywhere")
+            + ". "
+            + "; ".join(t3)
+            + ".",
+        ]
+    )
