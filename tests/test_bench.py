@@ -567,3 +567,31 @@ def test_cli_bench_cost_options_refused_on_synthetic_environments(
     assert main([*args, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "apply to pool environments" in err and err.count("\n") == 1
+
+
+def test_plot_names_its_reference_and_pairs_differences_at_the_nominal_budget() -> None:
+    """The right panel is the paired difference to the summary's reference (not always PSST),
+    drawn at the nominal budget where the pairs were made, even for an overspent cell."""
+    res = run_benchmark(
+        mv_env(n_prompts=3, n_queries=20),
+        algorithms=["psst_any", "psst_paper"],
+        budgets=[20, 400],
+        runs=3,
+        workers=1,
+    )
+    summary = _report.summarise(
+        res.data["runs"],
+        ["psst_any", "psst_paper"],
+        [20, 400],
+        {"psst_any": 3, "psst_paper": 1},
+        ["a", "b"],
+        reference="psst_any",
+    )
+    assert summary["algorithms"]["psst_paper"]["20"]["overspent"]
+    fig = _report.figure(summary, res.titles, [20, 400], "toy")
+    _, bx = fig.axes[:2]
+    ref_title = res.titles["psst_any"]
+    assert ref_title in bx.get_title() and "PSST (U-statistic)" not in bx.get_title()
+    assert ref_title in bx.get_ylabel()
+    paper = [ln for ln in bx.get_lines() if ln.get_label().startswith(res.titles["psst_paper"])]
+    assert paper and list(paper[0].get_xdata()) == [20, 400]

@@ -267,8 +267,24 @@ def plot(
     path: str | Path,
     title: str,
 ) -> None:
-    """Left: ACR vs budget, one line per algorithm with a ± SEM band, the oracles dashed.
-    Right: each algorithm's paired ACR difference to PSST (± SEM of the paired differences)."""
+    """Write :func:`figure` to ``path`` (PNG)."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(summary, titles, budgets, title)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def figure(
+    summary: Mapping[str, Any],
+    titles: Mapping[str, str],
+    budgets: Sequence[int],
+    title: str,
+) -> Any:
+    """Left: ACR vs budget, one line per algorithm with a ± SEM band, the oracles dashed; an
+    overspending algorithm at its actual spend. Right: each algorithm's paired ACR difference to
+    the summary's reference (± SEM of the paired differences), at the nominal budget where the
+    pairs were made."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -276,6 +292,7 @@ def plot(
 
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(13, 5), dpi=100)
     ref = summary.get("reference")
+    ref_name = titles.get(ref, ref) if ref else "the reference"
     for i, (label, per) in enumerate(summary["algorithms"].items()):
         style = _style(label, i)
         xs: list[float] = []
@@ -290,16 +307,17 @@ def plot(
             ys.append(c["acr_mean"])
             es.append(c["acr_sem"] or 0.0)
             vs = c.get("vs_reference")
-            if vs is not None:
-                dx.append(_x(c, b))
+            if vs is not None:  # paired with the reference at the same nominal budget
+                dx.append(b)
                 dy.append(vs["mean_diff"])
                 de.append(vs.get("sem_diff") or 0.0)
         if not xs:
             continue
         y, e = np.array(ys), np.array(es)
-        name = titles.get(label, label)
+        name = diff_name = titles.get(label, label)
         if over:  # drawn at its actual spend, dashed with hollow markers
             name += f" {OVERSPENT} at actual spend"
+            diff_name += f" {OVERSPENT}"
             style = {**style, "ls": "--", "mfc": "none"}
         ax.plot(xs, y, label=name, **style)
         ax.fill_between(xs, y - e, y + e, color=style["color"], alpha=0.12, lw=0)
@@ -307,29 +325,29 @@ def plot(
             bx.axhline(0.0, label=titles.get(label, label), **{**style, "marker": None})
         elif dx:
             d, f = np.array(dy), np.array(de)
-            bx.plot(dx, d, label=name, **style)
+            bx.plot(dx, d, label=diff_name, **style)
             bx.fill_between(dx, d - f, d + f, color=style["color"], alpha=0.12, lw=0)
     oracles = [
         ax.axhline(summary[name]["mean"], color="grey", ls=ls, lw=1, label=name.replace("_", "-"))
         for name, ls in (("oracle_test", "--"), ("oracle_train", ":"))
     ]
     ax.legend(handles=oracles, fontsize=7, loc="lower right")
+    ax.set_xlabel(f"budget (completions; {OVERSPENT}: at the completions actually spent)")
+    bx.set_xlabel("nominal budget (completions; the pairs' budget)")
     for a in (ax, bx):
         a.set_xscale("log")
-        a.set_xlabel(f"budget (completions; {OVERSPENT}: at the completions actually spent)")
         a.grid(alpha=0.3)
     ax.set_ylabel("test ACR (exact), mean ± SEM")
     ax.set_title(f"{title}: test ACR")
-    bx.set_ylabel("paired ACR difference to PSST, mean ± SEM")
-    bx.set_title(f"{title}: difference to PSST (same runs)")
+    bx.set_ylabel(f"paired ACR difference to {ref_name}, mean ± SEM")
+    bx.set_title(f"{title}: paired difference to {ref_name}")
     lows = sorted(float(np.min(np.asarray(ln.get_ydata(), dtype=float))) for ln in bx.get_lines())
     if len(lows) >= 3 and lows[0] < 2.0 * lows[1] - 0.01:
         # one far-off baseline would flatten the rest: let it leave the plot
         top = max(float(np.max(np.asarray(ln.get_ydata(), dtype=float))) for ln in bx.get_lines())
         pad = 0.15 * (top - lows[1] + 1e-3)
         bx.set_ylim(bottom=lows[1] - pad, top=top + pad)
-        bx.set_title(f"{title}: difference to PSST (same runs; clipped below)")
+        bx.set_title(f"{title}: paired difference to {ref_name} (clipped)")
     bx.legend(fontsize=7, loc="lower right", ncol=2)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    return fig
