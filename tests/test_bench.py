@@ -595,3 +595,22 @@ def test_plot_names_its_reference_and_pairs_differences_at_the_nominal_budget() 
     assert ref_title in bx.get_ylabel()
     paper = [ln for ln in bx.get_lines() if ln.get_label().startswith(res.titles["psst_paper"])]
     assert paper and list(paper[0].get_xdata()) == [20, 400]
+
+
+def test_cli_bench_takes_its_wilcoxon_reference(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--reference sets what the paired tests compare against (psst is not always benchmarked,
+    nor feasible); an algorithm that is not benchmarked is one line and exit 2."""
+    pool = _pool_file(tmp_path / "mine.jsonl")
+    base = ["bench", "--env", str(pool), "--runs", "3", "--quiet", "--no-plot", "--json"]
+    args = [*base, "--algorithms", "psst_any,uniform", "--budgets", "200", "--out", str(tmp_path)]
+    assert main([*args, "--reference", "psst_any"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["summary"]["reference"] == "psst_any" == data["protocol"]["reference"]
+    cell = data["summary"]["algorithms"]["uniform"]["200"]
+    assert "vs_reference" in cell  # uniform is tested against psst_any
+    assert "vs_reference" not in data["summary"]["algorithms"]["psst_any"]["200"]
+    assert main([*args, "--reference", "ucb"]) == 2
+    err = capsys.readouterr().err
+    assert "the reference 'ucb' is not benchmarked" in err and err.count("\n") == 1

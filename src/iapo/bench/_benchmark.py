@@ -108,6 +108,7 @@ def run_benchmark(
     command: str | None = None,
     cost_weights: Sequence[float] | None = None,
     cost_normalize: str | None = None,
+    reference: str | None = None,
 ) -> BenchResult:
     """Run the protocol on ``env`` (a name from :data:`ENVIRONMENTS`, a pool file, or an
     :class:`Environment`) and return every run's numbers with their summary.
@@ -121,6 +122,9 @@ def run_benchmark(
     ("max": costs divided by the pool's largest, the default; "none": the recorded costs) set
     the objective of a pool environment (not a synthetic one, whose contexts are fixed); both
     are recorded in the result's ``protocol`` and ``env``.
+
+    ``reference``: the benchmarked algorithm the paired Wilcoxon tests and the plot's difference
+    panel compare against (default: ``psst`` when it is benchmarked, else none).
     """
     t0 = time.perf_counter()
     weights = _check_cost_options(cost_weights, cost_normalize)
@@ -157,6 +161,11 @@ def run_benchmark(
         )
     if len(set(labels)) != len(labels):
         raise ConfigError("an algorithm is listed twice", field="algorithms")
+    if reference is not None and reference not in labels:
+        raise ConfigError(
+            f"the reference {reference!r} is not benchmarked: use one of {', '.join(labels)}",
+            field="reference",
+        )
     specs = [known[a] for a in labels]
     n_runs = runs if runs is not None else (QUICK_RUNS if quick else 200)
     if n_runs < 2:
@@ -181,7 +190,7 @@ def run_benchmark(
     show = _progress_printer(e.name) if progress is True else (progress or None)
     runs_out = execute_runs(sim, specs, ok, n_runs, seed, workers, show, caps)
     contexts = [c.name for c in e.contexts]
-    summary = summarise(runs_out, labels, bud, need, contexts)
+    summary = summarise(runs_out, labels, bud, need, contexts, reference=reference or "psst")
     data: dict[str, Any] = {
         "env": e.describe(),
         "command": command
@@ -189,7 +198,8 @@ def run_benchmark(
             f"run_benchmark({e.name!r}, runs={n_runs}, budgets={list(bud)}, seed={seed}"
             f"{f', runs_for={caps}' if caps else ''}"
             f"{f', cost_weights={list(weights)}' if weights is not None else ''}"
-            f"{f', cost_normalize={cost_normalize!r}' if cost_normalize is not None else ''})"
+            f"{f', cost_normalize={cost_normalize!r}' if cost_normalize is not None else ''}"
+            f"{f', reference={reference!r}' if reference is not None else ''})"
         ),
         "protocol": {
             "runs": n_runs,
@@ -204,6 +214,7 @@ def run_benchmark(
             "score": "exact test ACR = mean over contexts of Q_test(c, π(c))",
             "wilcoxon": "scipy.stats.wilcoxon, two-sided, paired by run, zero differences "
             "dropped; p = 1 when every run is identical",
+            "reference": summary["reference"],
             "workers": workers,
         },
         "algorithms": [

@@ -72,6 +72,7 @@ def _cmd_bench(args: Any) -> int:
         if args.cost_weights is not None
         else None,
         cost_normalize=args.cost_normalize,
+        reference=args.reference,
     )
     paths = res.save(args.out, with_plot=not args.no_plot)
     if args.json:
@@ -124,6 +125,11 @@ def register_cli(sub: Any) -> None:
     p.add_argument(
         "--cost-normalize",
         help="a pool's costs as recorded (none) or divided by the largest (max, the default)",
+    )
+    p.add_argument(
+        "--reference",
+        help="the algorithm the paired Wilcoxon tests and the difference plot compare against "
+        "(default: psst when benchmarked)",
     )
     p.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
