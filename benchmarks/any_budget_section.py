@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import wilcoxon
 
-from iapo.bench import BenchResult, summarise
+from iapo.bench import BenchResult
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "bench"
@@ -48,15 +48,7 @@ def load(name: str) -> BenchResult | None:
         path = DOCS / f"{name}.json"
         res = BenchResult.load(path) if path.exists() else None
         if res is not None:
-            algos = res.data["algorithms"]
-            res.data["summary"] = summarise(
-                res.data["runs"],
-                [a["label"] for a in algos],
-                res.budgets,
-                {a["label"]: a["min_budget"] for a in algos},
-                [c["name"] for c in res.data["env"]["contexts"]],
-                reference=REF,
-            )
+            res.resummarise(reference=REF)
         _CACHE[name] = res
     return _CACHE[name]
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from any_budget_section import any_budget, any_budget_targets  # benchmarks/, beside this script
 
-from iapo.bench import BenchResult, build_environment, encode_pool, summarise
+from iapo.bench import BenchResult, build_environment, encode_pool
 from iapo.evaluation import Evaluation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,14 +56,7 @@ def _load(env: str) -> BenchResult | None:
         path = DOCS / f"{env}.json"
         res = BenchResult.load(path) if path.exists() else None
         if res is not None:
-            algos = res.data["algorithms"]
-            res.data["summary"] = summarise(
-                res.data["runs"],
-                [a["label"] for a in algos],
-                res.budgets,
-                {a["label"]: a["min_budget"] for a in algos},
-                [c["name"] for c in res.data["env"]["contexts"]],
-            )
+            res.resummarise()
             res.plot(DOCS / f"{env}.png")
         _CACHE[env] = res
     return _CACHE[env]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from iapo.bench._report import markdown_tables, plot
+from iapo.bench._report import markdown_tables, plot, summarise
 from iapo.errors import InputError
 from iapo.fmt import strict_json
 
@@ -82,6 +82,19 @@ class BenchResult:
                 f"cannot write the results ({exc.strerror}): choose a writable --out", source=str(d)
             ) from None
         return paths
+
+    def resummarise(self, reference: str = "psst") -> None:
+        """Recompute the summary from the stored per-run numbers, the paired tests against
+        ``reference`` (how stored results are re-read, e.g. with another reference)."""
+        algos = self.data["algorithms"]
+        self.data["summary"] = summarise(
+            self.data["runs"],
+            [a["label"] for a in algos],
+            self.budgets,
+            {a["label"]: a["min_budget"] for a in algos},
+            [c["name"] for c in self.data["env"]["contexts"]],
+            reference=reference,
+        )
 
     def plot(self, path: str | Path) -> None:
         plot(self.summary, self.titles, self.budgets, path, self.data["env"]["name"])

@@ -205,18 +205,7 @@ def import_renze(
                 source=f"{source}:{lineno}",
                 field="gold",
             )
-        counts: dict[str, int] = {}
-        abstain = 0
-        for a in r.answers:
-            if a == "":
-                abstain += 1
-            else:
-                counts[a] = counts.get(a, 0) + 1
-        cost = r.output_tokens / len(r.answers)
-        query = f"{exam}-{r.problem_id}"
-        cells[(r.prompt, r.problem_id)] = compact_cell(
-            r.prompt, query, r.gold, counts, abstain, cost
-        )
+        cells[(r.prompt, r.problem_id)] = _cell(r, r.prompt, exam)
 
     query_ids: list[int] = []
     for _, r in selected:
@@ -226,14 +215,9 @@ def import_renze(
 
     studies = sorted({r.study for _, r in selected})
     study_name = studies[0]
-    repo, commit, files, paper = _RENZE_SOURCES.get(study_name, ("unknown", "unknown", "", ""))
     temp_used = sorted(temps)[0] if len(temps) == 1 else None
     meta: dict[str, Any] = {
-        "source": f"{repo} @ {commit} ({files}), via renze-mcqa/{path.name}",
-        "repo": repo,
-        "commit": commit,
-        "paper": paper,
-        "license": RENZE_LICENSE,
+        **_provenance(study_name, path),
         "description": (
             f"Self-consistency pool: {model} on {exam} (100 multiple-choice questions) at "
             f"temperature {temp_used}, prompts {', '.join(prompt_order)}; 10 samples per question, "
@@ -248,6 +232,30 @@ def import_renze(
         },
     }
     return pool_from_cells(ordered, objectives=("accuracy",), cost_unit="output_tokens", meta=meta)
+
+
+def _cell(r: _RenzeRow, prompt: str, exam: str) -> Cell:
+    """One record's compact cell: answer counts, abstentions (nothing parsed), and the cost per
+    sample (the request's output tokens over its samples)."""
+    counts: dict[str, int] = {}
+    for a in r.answers:
+        if a != "":
+            counts[a] = counts.get(a, 0) + 1
+    abstain = sum(1 for a in r.answers if a == "")
+    cost = r.output_tokens / len(r.answers)
+    return compact_cell(prompt, f"{exam}-{r.problem_id}", r.gold, counts, abstain, cost)
+
+
+def _provenance(study: str, path: Path) -> dict[str, Any]:
+    """Where a study's records come from and under which licence (kept with every pool)."""
+    repo, commit, files, paper = _RENZE_SOURCES.get(study, ("unknown", "unknown", "", ""))
+    return {
+        "source": f"{repo} @ {commit} ({files}), via renze-mcqa/{path.name}",
+        "repo": repo,
+        "commit": commit,
+        "paper": paper,
+        "license": RENZE_LICENSE,
+    }
 
 
 def config_id(model: str, prompt: str, temperature: float) -> str:
@@ -306,22 +314,10 @@ def import_renze_configs(path: str | Path, *, exam: str, study: str = "temperatu
         if r.problem_id not in common:
             continue
         cid = config_id(r.model, r.prompt, r.temperature)
-        counts: dict[str, int] = {}
-        for a in r.answers:
-            if a != "":
-                counts[a] = counts.get(a, 0) + 1
-        abstain = sum(1 for a in r.answers if a == "")
-        cells[(cid, r.problem_id)] = compact_cell(
-            cid, f"{exam}-{r.problem_id}", r.gold, counts, abstain, r.output_tokens / len(r.answers)
-        )
+        cells[(cid, r.problem_id)] = _cell(r, cid, exam)
     ordered = [cells[(c, q)] for c in order for q in sorted(common)]
-    repo, commit, files, paper = _RENZE_SOURCES.get(study, ("unknown", "unknown", "", ""))
     meta: dict[str, Any] = {
-        "source": f"{repo} @ {commit} ({files}), via renze-mcqa/{path.name}",
-        "repo": repo,
-        "commit": commit,
-        "paper": paper,
-        "license": RENZE_LICENSE,
+        **_provenance(study, path),
         "description": (
             f"Self-consistency pool over all {len(order)} (model, prompt, temperature) configs "
             f"of the {study} study on {exam} ({len(common)} questions); 10 samples per question, "
