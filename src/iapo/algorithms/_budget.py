@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
+from pydantic import Field
 
 from iapo.algorithms._base import RoundTrace, ceil_log2
 from iapo.algorithms._params import AlgorithmParams
@@ -77,10 +78,14 @@ class PSSTAny(PSST):
     name: ClassVar[str] = "psst_any"
 
     class Params(AlgorithmParams):
-        pass
+        #: query groups per round below strict PSST's minimum (1: all prompts on the same queries)
+        groups: int = Field(8, ge=1, le=1_000_000)
 
-    def __init__(self, problem: Problem, budget: int, seed: int = 0) -> None:
+    def __init__(self, problem: Problem, budget: int, seed: int = 0, *, groups: int = 8) -> None:
+        if groups < 1:
+            raise ValueError("groups must be at least 1")
         super().__init__(problem, budget, seed)
+        self.groups = groups
         self.strict = self.budget >= PSST.min_budget(problem)
         full = ceil_log2(len(problem.prompts) * problem.n_max)
         if not self.strict:
@@ -94,7 +99,7 @@ class PSSTAny(PSST):
         return len(problem.prompts)
 
     def params(self) -> dict[str, Any]:
-        return {}
+        return {"groups": self.groups}
 
     def round_budget(self) -> int:
         """B_r: what is left, shared evenly by the rounds left (the last round takes it all)."""
@@ -125,9 +130,15 @@ class PSSTAny(PSST):
         pulled = self.pull_sizes()
         m = self.pulls_per_prompt()
         live = [(p, int(n)) for p, n in zip(self.problem.prompts, pulled, strict=True) if n > 0]
-        queries = self.draw_queries(m)
+        g = min(self.groups, len(live))
+        group_of = self.rng.permutation(len(live)) % g if g > 1 else np.zeros(len(live), int)
+        queries = [self.draw_queries(m) for _ in range(g)]
+        per_prompt = [
+            [PullRequest(p, q, n) for q in queries[j]]
+            for (p, n), j in zip(live, group_of, strict=True)
+        ]
         # interleaved query by query, like PSST: any prefix covers every live prompt evenly
-        return [PullRequest(p, q, n) for q in queries for p, n in live]
+        return [req for step in zip(*per_prompt, strict=True) for req in step]
 
     def _observe(self, batch: Sequence[PullRequest], estimates: NDArray[np.float64]) -> None:
         if self.strict:

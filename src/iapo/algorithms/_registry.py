@@ -167,3 +167,11 @@ register_algorithm(
 # PSST at any budget (issue #11 item 1): strict PSST where the budget funds it (same seed group,
 # so a benchmark pairs the two), a budget-feasible schedule below; not the default yet.
 register_algorithm("psst_any", PSSTAny, title="PSST (any budget)", group="psst")
+register_algorithm(
+    "psst_any_paired",
+    PSSTAny,
+    {"groups": 1},
+    title="PSST (any budget), one query group (ablation)",
+    group="psst",
+    variant_of="psst_any",
+)
