@@ -144,10 +144,35 @@ def test_estimate_schedule(capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, err = cli(capsys, "estimate", str(MCQA), "--json")
     assert rc == 0, err
     pf = json.loads(out)
-    assert pf["min_budget"] == 6 * 50
-    assert pf["rounds"][0]["completions"] == (6000 // 6 // 50) * 50
+    # the default, psst_any, runs from one completion per prompt; 6,000 funds strict PSST (300)
+    assert pf["algorithm"] == "psst_any" and pf["min_budget"] == 5
+    assert pf["schedule"].startswith("strict PSST (the budget reaches its minimum, 300)")
+    first = pf["rounds"][0]
+    assert first["completions"] == (6000 // 6 // 50) * 50
+    assert first["prompts"] == 5 and first["n_min"] == first["n_max"] == 10
+    assert first["pulls"] == 5 * first["queries"]  # paired: every prompt on the same queries
     assert pf["completions"] <= 6000
     assert pf["completions"] == sum(r["completions"] for r in pf["rounds"])
+
+
+def test_estimate_schedule_below_strict_psst_minimum(capsys: pytest.CaptureFixture[str]) -> None:
+    """At 150 < 300 the schedule says so, and the rounds show pulls capped below N_max."""
+    rc, out, err = cli(capsys, "estimate", str(MCQA), "--budget", "150")
+    assert rc == 0, err
+    assert "schedule: below strict PSST's minimum (300): 6 rounds" in out
+    rc, out, err = cli(capsys, "estimate", str(MCQA), "--budget", "150", "--json")
+    pf = json.loads(out)
+    assert pf["completions"] <= 150
+    assert pf["rounds"][0] | {"expected_cost": None} == {
+        "round": 1,
+        "prompts": 5,
+        "pulls": 5,
+        "n_min": 5,  # B_1 = 150 // 6 = 25 funds a pull of 5 per prompt
+        "n_max": 5,
+        "queries": 5,  # 5 live prompts, 8 groups: one prompt per group, each its own query
+        "completions": 25,
+        "expected_cost": None,
+    }
 
 
 BASE = """
@@ -170,7 +195,7 @@ budget: 500
         (BASE.replace("majority_vote", "best_of_three"), "strategy"),
         (BASE + "prompts: []\n", "prompt set is empty"),
         (BASE.replace("cost_weight: [0.0]", "weights: {helpfulness: [1.0]}"), "helpfulness"),
-        (BASE.replace("budget: 500", "budget: 5"), "smallest budget that works is"),
+        (BASE.replace("budget: 500", "budget: 4"), "smallest budget that works is 5"),
         (BASE + "bogus_key: 1\n", "bogus_key"),
         (BASE.replace("builtin:mcqa-gpt35-comprehensive", "nope.jsonl"), "pool"),
     ],

@@ -116,8 +116,20 @@ def format_preflight(pf: dict[str, Any]) -> str:
     def cost(x: float | None) -> str:
         return "?" if x is None else amount(x)
 
+    def sizes(r: dict[str, Any]) -> str:
+        lo, hi = r["n_min"], r["n_max"]
+        return str(hi) if lo == hi else f"{lo}-{hi}"
+
     rows = [
-        [str(r["round"]), amount(r["pulls"]), amount(r["completions"]), cost(r["expected_cost"])]
+        [
+            str(r["round"]),
+            amount(r["prompts"]),
+            sizes(r),
+            amount(r["queries"]),
+            amount(r["pulls"]),
+            amount(r["completions"]),
+            cost(r["expected_cost"]),
+        ]
         for r in pf["rounds"]
     ]
     left = pf["budget"] - pf["completions"]
@@ -130,7 +142,19 @@ def format_preflight(pf: dict[str, Any]) -> str:
         f"{pf['algorithm']}: {pf['arms']} arms × {count(pf['contexts'], 'context')}, "
         f"budget {amount(pf['budget'])} completions (smallest that works: "
         f"{amount(pf['min_budget'])})",
-        table(["round", "pulls", "completions", f"expected cost ({unit})"], rows),
+        *([f"schedule: {pf['schedule']}"] if pf.get("schedule") else []),
+        table(
+            [
+                "round",
+                "prompts",
+                "pull size",
+                "queries",
+                "pulls",
+                "completions",
+                f"expected cost ({unit})",
+            ],
+            rows,
+        ),
         f"total (dry run): {amount(pf['completions'])} completions ({spare}; later rounds "
         "depend on which arms survive)",
     ]

@@ -187,11 +187,16 @@ def preflight(config: ConfigLike, *, budget: int | None = None) -> dict[str, Any
     mean_cost = s.mean_costs()
     fake = Sample(answer=None, scores={o: 0.0 for o in s.strategy.objectives})
     worst = _costliest_completion(backend, s.prompts, s.train)
+    schedule = algo.schedule()
     while batch := algo.ask():
         rounds.append(
             {
                 "round": len(rounds) + 1,
+                "prompts": len({r.prompt for r in batch}),
                 "pulls": len(batch),
+                "n_min": min(r.n for r in batch),
+                "n_max": max(r.n for r in batch),
+                "queries": len({r.query for r in batch}),
                 "completions": sum(r.n for r in batch),
                 "expected_cost": sum(r.n * mean_cost[r.prompt] for r in batch)
                 if mean_cost
@@ -202,6 +207,7 @@ def preflight(config: ConfigLike, *, budget: int | None = None) -> dict[str, Any
     most = type(algo).max_spend(algo.problem, algo.budget, **algo.params())
     return {
         "algorithm": algo.name,
+        "schedule": schedule,
         "budget": algo.budget,
         "completions": algo.spent,
         "rounds": rounds,

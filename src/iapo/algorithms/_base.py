@@ -174,10 +174,19 @@ class Algorithm(ABC):
             raise BudgetError(
                 f"{self.budget} completions cannot fund {self.name} on "
                 f"{len(self.problem.prompts)} prompts × N ≤ {self.problem.n_max}: "
-                f"the smallest budget that works is {need}",
+                f"the smallest budget that works is {need}{self.budget_hint()}",
                 field="budget",
             )
         self._budget_checked = True
+
+    def schedule(self) -> str:
+        """One line on how this run will spend its budget (``iapo estimate`` prints it; default:
+        none)."""
+        return ""
+
+    def budget_hint(self) -> str:
+        """Appended to the :class:`BudgetError` message: another way to run (default: none)."""
+        return ""
 
     # -- to implement -------------------------------------------------------------------
     @classmethod

@@ -101,6 +101,23 @@ class PSSTAny(PSST):
     def params(self) -> dict[str, Any]:
         return {"groups": self.groups}
 
+    def schedule(self) -> str:
+        need = PSST.min_budget(self.problem)
+        if self.strict:
+            return f"strict PSST (the budget reaches its minimum, {need:,}): " + (
+                self.halving_schedule()
+            )
+        queries = (
+            f"the live prompts dealt at random into {self.groups} query groups"
+            if self.groups > 1
+            else "every live prompt on the same queries"
+        )
+        return (
+            f"below strict PSST's minimum ({need:,}): {self.rounds} rounds sharing what is left, "
+            f"pulls capped at what a round can fund, {queries}; every context keeps "
+            f"{100 * self.keep:.0f} % of its measured arms per round"
+        )
+
     def round_budget(self) -> int:
         """B_r: what is left, shared evenly by the rounds left (the last round takes it all)."""
         return (self.budget - self.spent) // max(1, self.rounds - self.round)

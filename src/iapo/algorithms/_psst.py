@@ -94,6 +94,21 @@ class PSST(Algorithm):
     def params(self) -> dict[str, Any]:
         return {"active": self.active, "paired": self.paired}
 
+    def schedule(self) -> str:
+        return "strict PSST: " + self.halving_schedule()
+
+    def halving_schedule(self) -> str:
+        """Strict PSST's schedule in words."""
+        return (
+            f"{self.rounds} rounds, each pulls every live prompt at its largest live N on "
+            "shared queries; every context halves its arms per round"
+        )
+
+    def budget_hint(self) -> str:
+        if type(self) is not PSST:
+            return ""
+        return f", or use psst_any (the default), which runs from {len(self.problem.prompts)}"
+
     def pulls_per_prompt(self) -> int:
         """Eq. 6 for the current round."""
         return int((self.budget / self.rounds) // int(self.live_sizes(self.active).sum()))

@@ -19,6 +19,7 @@ from iapo.bench._protocol import (
     DEFAULT_ALGORITHMS,
     DEFAULT_BUDGETS,
     TEST_FRACTION,
+    default_reference,
     execute_runs,
     feasible_budgets,
 )
@@ -124,7 +125,8 @@ def run_benchmark(
     are recorded in the result's ``protocol`` and ``env``.
 
     ``reference``: the benchmarked algorithm the paired Wilcoxon tests and the plot's difference
-    panel compare against (default: ``psst`` when it is benchmarked, else none).
+    panel compare against (default: ``psst_any`` when it is benchmarked, else ``psst`` when it
+    is, else none).
     """
     t0 = time.perf_counter()
     weights = _check_cost_options(cost_weights, cost_normalize)
@@ -190,7 +192,9 @@ def run_benchmark(
     show = _progress_printer(e.name) if progress is True else (progress or None)
     runs_out = execute_runs(sim, specs, ok, n_runs, seed, workers, show, caps)
     contexts = [c.name for c in e.contexts]
-    summary = summarise(runs_out, labels, bud, need, contexts, reference=reference or "psst")
+    summary = summarise(
+        runs_out, labels, bud, need, contexts, reference=reference or default_reference(labels)
+    )
     data: dict[str, Any] = {
         "env": e.describe(),
         "command": command

@@ -129,7 +129,7 @@ def register_cli(sub: Any) -> None:
     p.add_argument(
         "--reference",
         help="the algorithm the paired Wilcoxon tests and the difference plot compare against "
-        "(default: psst when benchmarked)",
+        "(default: psst_any when benchmarked, else psst)",
     )
     p.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")

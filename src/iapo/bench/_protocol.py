@@ -34,6 +34,7 @@ from iapo.problem import Problem, split_queries
 __all__ = [
     "DEFAULT_ALGORITHMS",
     "DEFAULT_BUDGETS",
+    "default_reference",
     "execute_runs",
     "run_algorithm",
     "run_single",
@@ -47,6 +48,7 @@ DEFAULT_BUDGETS = (1000, 2000, 5000, 10_000, 20_000, 50_000)
 
 #: What ``iapo bench`` runs when no algorithms are named (registry names, in table order).
 DEFAULT_ALGORITHMS = (
+    "psst_any",
     "psst",
     "psst_paired_blocks",
     "psst_paper",
@@ -60,6 +62,12 @@ DEFAULT_ALGORITHMS = (
     "triple_n1",
     "triple_nrandom",
 )
+
+
+def default_reference(labels: Sequence[str]) -> str:
+    """The algorithm paired tests compare against when none is named: the default algorithm
+    (``psst_any``) when benchmarked, else strict ``psst``."""
+    return "psst_any" if "psst_any" in labels else "psst"
 
 
 def _seed(*parts: int) -> int:

@@ -251,10 +251,10 @@ def _x(c: Mapping[str, Any], budget: int) -> float:
     return float(c["spent_mean"]) if c.get("overspent") else float(budget)
 
 
-def _style(label: str, i: int) -> dict[str, Any]:
+def _style(label: str, i: int, reference: str | None) -> dict[str, Any]:
     import matplotlib
 
-    if label == "psst":
+    if label == reference:
         return {"color": "black", "lw": 2.2, "marker": "o", "ms": 4}
     cmap = matplotlib.colormaps["tab20"]
     return {"color": cmap((2 * i) % 20 + (i // 10) % 2), "lw": 1.2, "marker": "o", "ms": 3}
@@ -294,7 +294,7 @@ def figure(
     ref = summary.get("reference")
     ref_name = titles.get(ref, ref) if ref else "the reference"
     for i, (label, per) in enumerate(summary["algorithms"].items()):
-        style = _style(label, i)
+        style = _style(label, i, ref)
         xs: list[float] = []
         ys, es, dx, dy, de = [], [], [], [], []
         over = False

@@ -103,7 +103,7 @@ class ContextsConfig(StrictModel):
 
 
 class AlgorithmConfig(StrictModel):
-    name: str = "psst"
+    name: str = "psst_any"
     estimator: Literal["ustat", "blocks"] = "ustat"
     params: dict[str, Any] = Field(default_factory=dict)
 
