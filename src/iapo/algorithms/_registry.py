@@ -155,6 +155,16 @@ register_algorithm(
 # PSST with the blocks estimator, an ablation, not the paper's algorithm (psst_blocks: its old
 # name, kept so stored benchmark results and configs still run)
 register_algorithm("psst_paper", PSSTPaper, title="PSST (paper's code; may overspend)")
+# psst_unpaired: strict PSST with an independent random query per pull (the paper's sampling of
+# queries, everything else iapo's), an ablation measuring the pairing (BENCHMARKS.md section 6)
+register_algorithm(
+    "psst_unpaired",
+    PSST,
+    {"paired": False},
+    title="PSST unpaired queries (ablation)",
+    group="psst",
+    variant_of="psst",
+)
 register_algorithm(
     "psst_paired_blocks",
     PSST,
