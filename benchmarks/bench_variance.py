@@ -1,6 +1,7 @@
 """Variance of per-pull estimates: U-statistic vs the paper's disjoint blocks, four ways.
 
-One pull of n = 32 completions estimates Q at every N = k ≤ 32. Both estimators are computed on
+One pull of n = 32 completions estimates Q at every N = k ≤ 32 (environments whose N_max is
+smaller are measured at n = N_max as well: PSST's pulls there). Both estimators are computed on
 the same drawn pulls (i.i.d. from each cell's categorical law, as replay does) in one cost-blind
 context per environment, and each measurement reports the per-pull variance of each estimator and
 their ratio blocks / U-statistic, with a 95 % delta-method confidence interval. An algorithm
@@ -98,8 +99,8 @@ def _context(env_name: str, contexts: Sequence[Context]) -> int:
 def _estimates(
     sim: EncodedPool, prompt: NDArray[np.int64], query: NDArray[np.int64], rng: np.random.Generator
 ) -> dict[str, NDArray[np.float64]]:
-    """Both estimators on the same pulls of n = 32: method → (m, 32), every N = k ≤ 32."""
-    oc = sim.draw(prompt, query, N_PULL, rng)
+    """Both estimators on the same pulls of n = sim.n_max: method → (m, n), every N = k ≤ n."""
+    oc = sim.draw(prompt, query, sim.n_max, rng)
     return {m: sim.estimates_for(prompt, query, oc, m)[:, 0, :] for m in METHODS}  # type: ignore[arg-type]
 
 
@@ -111,14 +112,19 @@ def within_cell(sim: EncodedPool, cells: int, pulls: int, seed: int) -> dict[str
     )
     prompt, query = np.divmod(np.repeat(picks, pulls).astype(np.int64), n_q)
     est = {
-        m: e.reshape(len(picks), pulls, N_PULL)
+        m: e.reshape(len(picks), pulls, sim.n_max)
         for m, e in _estimates(sim, prompt, query, rng).items()
     }
     rows = []
-    for k in KS:
+    for k in _ks(sim.n_max):
         r = ratio_ci(est["ustat"][:, :, k - 1], est["blocks"][:, :, k - 1])
-        rows.append({"N": k, "blocks_used": N_PULL // k, **r})
+        rows.append({"N": k, "blocks_used": sim.n_max // k, **r})
     return {"how": HOW["within_cell"], "cells": len(picks), "pulls_per_cell": pulls, "rows": rows}
+
+
+def _ks(n: int) -> tuple[int, ...]:
+    """The N measured for pulls of n: those of KS below n (at N = n both use the whole pull)."""
+    return tuple(k for k in KS if k < n)
 
 
 def _pair_list(n_prompts: int, max_pairs: int, rng: np.random.Generator) -> list[tuple[int, int]]:
@@ -138,12 +144,12 @@ def random_query(sim: EncodedPool, total_pulls: int, max_pairs: int, seed: int) 
     queries = rng.integers(n_q, size=m)
     prompt = np.repeat(np.arange(n_p, dtype=np.int64), m)
     query = np.tile(queries, n_p).astype(np.int64)
-    est = {k: e.reshape(n_p, m, N_PULL) for k, e in _estimates(sim, prompt, query, rng).items()}
+    est = {k: e.reshape(n_p, m, sim.n_max) for k, e in _estimates(sim, prompt, query, rng).items()}
     exact = sim.exact[:, :, 0, :]  # (P, Q, n_max): the between-query part of every variance
     pairs = _pair_list(n_p, max_pairs, rng)
     a, b = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
     single, diff_p, diff_n = [], [], []
-    for k in KS:
+    for k in _ks(sim.n_max):
         c = k - 1
         r = ratio_ci(est["ustat"][:, :, c], est["blocks"][:, :, c])
         single.append({"N": k, **r, "between_query_share": _share(exact[:, :, c], r)})
@@ -154,7 +160,7 @@ def random_query(sim: EncodedPool, total_pulls: int, max_pairs: int, seed: int) 
         diff_p.append(
             {"N": k, **r, "between_query_share": _share(exact[a, :, c] - exact[b, :, c], r)}
         )
-    for k1, k2 in K_PAIRS:
+    for k1, k2 in (p for p in K_PAIRS if p[1] <= sim.n_max):
         c1, c2 = k1 - 1, k2 - 1
         r = ratio_ci(
             est["ustat"][:, :, c1] - est["ustat"][:, :, c2],
@@ -200,20 +206,28 @@ def _share(exact_by_query: NDArray[np.float64], r: dict[str, float | None]) -> f
 
 def measure(
     env_name: str, cells: int, pulls: int, total_pulls: int, max_pairs: int, seed: int
-) -> dict[str, Any]:
+) -> list[dict[str, Any]]:
+    """Every measurement of ``env_name`` with pulls of n = 32 and, where the environment's
+    N_max is smaller, also with n = N_max (the size of PSST's pulls there)."""
     env = build_environment(env_name)
     ctx = _context(env_name, env.contexts)
-    sim = encode_pool(env.pool, env.strategy, [env.contexts[ctx]], N_PULL)
-    return {
-        "env": env_name,
-        "strategy": env.strategy.name,
-        "context": env.contexts[ctx].name,
-        "prompts": len(sim.prompts),
-        "queries": len(sim.queries),
-        "n_per_pull": N_PULL,
-        "within_cell": within_cell(sim, cells, pulls, seed),
-        **random_query(sim, total_pulls, max_pairs, seed),
-    }
+    out = []
+    for n in sorted({N_PULL, min(env.n_max, N_PULL)}, reverse=True):
+        sim = encode_pool(env.pool, env.strategy, [env.contexts[ctx]], n)
+        out.append(
+            {
+                "env": env_name,
+                "strategy": env.strategy.name,
+                "context": env.contexts[ctx].name,
+                "prompts": len(sim.prompts),
+                "queries": len(sim.queries),
+                "n_max": env.n_max,
+                "n_per_pull": n,
+                "within_cell": within_cell(sim, cells, pulls, seed),
+                **random_query(sim, total_pulls, max_pairs, seed),
+            }
+        )
+    return out
 
 
 def timings() -> list[dict[str, Any]]:
@@ -234,7 +248,7 @@ def _time(fn: Any) -> float:
 
 
 def _print(t: dict[str, Any]) -> None:
-    print(f"{t['env']} ({t['strategy']}, {t['context']}):")
+    print(f"{t['env']} ({t['strategy']}, {t['context']}), n = {t['n_per_pull']}:")
     for key in ("within_cell", "random_query", "prompt_difference", "n_difference"):
         cells = [
             f"{r['N'] if 'N' in r else str(r['k']) + 'v' + str(r['k2'])}: "
@@ -263,14 +277,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     tables = [
-        measure(e, args.cells, args.pulls, args.random_pulls, args.max_pairs, args.seed)
+        t
         for e in args.envs.split(",")
+        for t in measure(e, args.cells, args.pulls, args.random_pulls, args.max_pairs, args.seed)
     ]
     result: dict[str, Any] = {
-        "command": "benchmarks/bench_variance.py "
+        "command": "python benchmarks/bench_variance.py "
         + " ".join(sys.argv[1:] if argv is None else argv),
         "seed": args.seed,
-        "ci": "95 % delta-method CI of the variance ratio, pulls i.i.d.",
+        "ci": "95 % delta-method CI of the variance ratio (pulls i.i.d.)",
         "estimators": tables,
         "wall_s": time.perf_counter() - t0,
     }
