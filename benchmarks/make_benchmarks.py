@@ -7,7 +7,8 @@ tables (deceiving prompts, oracle ceilings). Placeholders in the template:
 * ``{{exploration:ENV}}``: the environment, its command, the ACR table, links to the plot;
 * ``{{psst_loses}}``: every (environment, budget, algorithm) significantly better than PSST;
 * ``{{awareness}}``, ``{{ceilings}}``, ``{{deceiving}}``: section 2;
-* ``{{estimators}}``, ``{{engine}}``: sections 3 and 4;
+* ``{{estimators}}``, ``{{estimators_end_to_end}}`` (benchmarks/estimators_section.py),
+  ``{{engine}}``: sections 3 and 4;
 * ``{{runs}}``: what was run (runs per algorithm, wall time);
 * ``{{any_budget:ENV}}``, ``{{any_budget_targets}}``: section 5 (issue #11, PSST at any budget),
   from ``docs/bench/any-ENV.json`` (the main runs) and ``docs/bench/any-ENV-matched.json``
@@ -25,6 +26,8 @@ from typing import Any
 
 import numpy as np
 from any_budget_section import any_budget, any_budget_targets  # benchmarks/, beside this script
+from estimators_section import end_to_end
+from estimators_section import estimators as estimator_tables
 
 from iapo.bench import BenchResult, build_environment, encode_pool
 from iapo.evaluation import Evaluation
@@ -331,36 +334,11 @@ def ceilings_and_deceiving() -> tuple[str, str]:
 
 
 def estimators() -> str:
-    path = DOCS / "estimators.json"
-    if not path.exists():
-        return "*not run yet*"
-    data = json.loads(path.read_text())
-    out = [
-        "| environment (context) | N | blocks used | var U-stat | var blocks | var × 32 "
-        "(per completion) U-stat | blocks | ratio blocks / U-stat |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for t in data["variance"]:
-        for r in t["rows"]:
-            out.append(
-                f"| {t['env']} ({t['strategy']}) | {r['N']} | {r['blocks_used']} | "
-                f"{r['var_ustat']:.3e} | {r['var_blocks']:.3e} | "
-                f"{r['var_per_completion_ustat']:.3e} | {r['var_per_completion_blocks']:.3e} | "
-                f"**{r['ratio_blocks_over_ustat']:.2f}** |"
-            )
-    t0 = data["variance"][0]
-    out += [
-        "",
-        f"{t0['cells']} cells per environment, {t0['pulls_per_cell']} pulls of n = 32 per cell.",
-        "",
-        "Time to estimate every N ≤ 32 for 10⁴ pulls of n = 32 (best of 3):",
-        "",
-        "| kernel | ms |",
-        "|---|---|",
-    ]
-    for k in data["timing_1e4_pulls_n32_kmax32"]:
-        out.append(f"| {k['kernel']} | {k['seconds'] * 1e3:.1f} |")
-    return "\n".join(out)
+    return estimator_tables(DOCS / "estimators.json")
+
+
+def estimators_end_to_end() -> str:
+    return end_to_end({env: _load(env) for env in ENVS}, ALPHA)
 
 
 def engine() -> str:
@@ -404,6 +382,7 @@ def main() -> None:
         "ceilings": ceilings,
         "deceiving": deceiving,
         "estimators": estimators(),
+        "estimators_end_to_end": estimators_end_to_end(),
         "engine": engine(),
         "any_budget_targets": any_budget_targets(ANY_ENVS),
     }
