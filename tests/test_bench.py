@@ -502,6 +502,7 @@ def test_results_without_spend_still_render() -> None:
 
 def _pool_file(path: Path) -> Path:
     with path.open("w") as f:
+        f.write('{"iapo_pool": 1}\n')  # a header: no warning line before the errors tested
         for i in range(3):
             for j in range(10):
                 cell = {

@@ -193,7 +193,10 @@ def test_full_form_loads(tmp_path: Path) -> None:
     pool = load_pool(path)
     assert pool.objectives == ("helpful", "safe")  # sorted union of the score names
     assert pool.cost_unit == "unit"  # no header
-    assert dict(pool.meta) == {}
+    assert dict(pool.meta) == {  # no header: what was inferred is said
+        "description": "no header line: inferred objectives ['helpful', 'safe'], cost unit "
+        "'unit', full form"
+    }
     cell = pool.cell("cot", "aqua-155")
     assert cell.gold == "C"
     assert cell.outcomes == (

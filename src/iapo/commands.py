@@ -39,8 +39,9 @@ def format_result(result: RunResult) -> str:
             ]
         )
     acc = result.account
+    ties = " (tie_credit: half)" if result.config.get("tie_credit") == "half" else ""
     lines = [
-        f"run {result.run_id} ({result.name}): {result.algorithm} / {result.strategy}, "
+        f"run {result.run_id} ({result.name}): {result.algorithm} / {result.strategy}{ties}, "
         f"seed {result.seed}",
         table(["context", "chosen arm", "Q est.", "95% CI", "runner-up"], rows),
         "",

@@ -213,7 +213,7 @@ def _common(
 ) -> dict[str, Any]:
     """The fields every setup shares: strategy, contexts, split, where the run lives, its id."""
     try:
-        strategy = get_strategy(config.strategy, objectives)
+        strategy = get_strategy(config.strategy, objectives, config.tie_credit)
     except ValueError as exc:
         raise ConfigError(str(exc), source=src, field="strategy") from None
     contexts = tuple(config.build_contexts(objectives))
@@ -238,7 +238,11 @@ def _common(
     rdir = Path(run_dir) if run_dir else Path(config.run_dir or default_run_dir(config.name))
     store = storage or config.storage or f"sqlite:///{rdir / 'bank.sqlite'}"
     check_storage(store, "--storage" if storage else src)
-    ident = {"config": config.model_dump(exclude={"run_dir", "storage"}), **identity}
+    # the default tie rule stays out of the id: runs from before the option keep theirs
+    fixed = {"run_dir", "storage"} | (
+        {"tie_credit"} if config.tie_credit == "fractional" else set()
+    )
+    ident = {"config": config.model_dump(exclude=fixed), **identity}
     return {
         "config": config,
         "config_path": config_path,

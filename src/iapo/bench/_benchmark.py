@@ -27,6 +27,8 @@ from iapo.bench._report import summarise
 from iapo.bench._result import BenchResult
 from iapo.bench._sim import encode_pool
 from iapo.errors import ConfigError
+from iapo.estimators import check_tie_credit
+from iapo.strategies import TIE_CREDITS, MajorityVote
 from iapo.version import __version__
 
 __all__ = ["QUICK_RUNS", "run_benchmark"]
@@ -92,6 +94,34 @@ def _objective_note(e: Environment, weights: Sequence[float] | None, normalize: 
     return f"; here: {', '.join(parts)}" if parts else ""
 
 
+def _with_tie_credit(e: Environment, tie_credit: str | None) -> Environment:
+    """``e`` with majority vote's tie rule set (None: the environment's own, 1/t); its
+    description says when the rule is not the default. A ConfigError for a value not in
+    :data:`~iapo.strategies.TIE_CREDITS` or for a Best-of-N environment."""
+    if tie_credit is None:
+        return e
+    try:
+        rule = check_tie_credit(tie_credit)
+    except ValueError:
+        raise ConfigError(
+            f"--tie-credit: {tie_credit!r} is not {' or '.join(TIE_CREDITS)}", field="tie_credit"
+        ) from None
+    if not isinstance(e.strategy, MajorityVote):
+        raise ConfigError(
+            f"--tie-credit applies to majority-vote environments: {e.name} is "
+            f"{e.strategy.name}; drop it",
+            field="tie_credit",
+        )
+    if rule == e.strategy.tie_credit:
+        return e
+    note = {
+        "half": "; here: majority-vote ties credited 0.5 (tie_credit half, as the paper's "
+        "released code reportedly does) instead of 1/t",
+        "fractional": "; here: majority-vote ties credited 1/t (tie_credit fractional)",
+    }[rule]
+    return replace(e, strategy=MajorityVote(tie_credit=rule), description=e.description + note)
+
+
 def run_benchmark(
     env: str | Environment,
     *,
@@ -110,6 +140,7 @@ def run_benchmark(
     cost_weights: Sequence[float] | None = None,
     cost_normalize: str | None = None,
     reference: str | None = None,
+    tie_credit: str | None = None,
 ) -> BenchResult:
     """Run the protocol on ``env`` (a name from :data:`ENVIRONMENTS`, a pool file, or an
     :class:`Environment`) and return every run's numbers with their summary.
@@ -127,6 +158,11 @@ def run_benchmark(
     ``reference``: the benchmarked algorithm the paired Wilcoxon tests and the plot's difference
     panel compare against (default: ``psst_any`` when it is benchmarked, else ``psst`` when it
     is, else none).
+
+    ``tie_credit``: majority vote's credit for a tie at the top that includes gold, "fractional"
+    (1/t, the default) or "half" (0.5, the paper's released code); it applies to the ground
+    truth and the estimators alike, is recorded in ``protocol`` and, when not the default, in
+    the environment's description. A Best-of-N environment refuses it.
     """
     t0 = time.perf_counter()
     weights = _check_cost_options(cost_weights, cost_normalize)
@@ -154,6 +190,7 @@ def run_benchmark(
                 field="cost_weights",
             )
         e = replace(e, description=e.description + _objective_note(e, weights, cost_normalize))
+    e = _with_tie_credit(e, tie_credit)
     labels = list(algorithms) if algorithms else list(DEFAULT_ALGORITHMS)
     known = registry()
     unknown = [a for a in labels if a not in known]
@@ -203,7 +240,8 @@ def run_benchmark(
             f"{f', runs_for={caps}' if caps else ''}"
             f"{f', cost_weights={list(weights)}' if weights is not None else ''}"
             f"{f', cost_normalize={cost_normalize!r}' if cost_normalize is not None else ''}"
-            f"{f', reference={reference!r}' if reference is not None else ''})"
+            f"{f', reference={reference!r}' if reference is not None else ''}"
+            f"{f', tie_credit={tie_credit!r}' if tie_credit is not None else ''})"
         ),
         "protocol": {
             "runs": n_runs,
@@ -219,6 +257,8 @@ def run_benchmark(
             "wilcoxon": "scipy.stats.wilcoxon, two-sided, paired by run, zero differences "
             "dropped; p = 1 when every run is identical",
             "reference": summary["reference"],
+            # majority vote's tie rule (None: Best-of-N has no votes)
+            "tie_credit": e.strategy.tie_credit if isinstance(e.strategy, MajorityVote) else None,
             "workers": workers,
         },
         "algorithms": [

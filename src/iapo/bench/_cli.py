@@ -73,6 +73,7 @@ def _cmd_bench(args: Any) -> int:
         else None,
         cost_normalize=args.cost_normalize,
         reference=args.reference,
+        tie_credit=args.tie_credit,
     )
     paths = res.save(args.out, with_plot=not args.no_plot)
     if args.json:
@@ -130,6 +131,11 @@ def register_cli(sub: Any) -> None:
         "--reference",
         help="the algorithm the paired Wilcoxon tests and the difference plot compare against "
         "(default: psst_any when benchmarked, else psst)",
+    )
+    p.add_argument(
+        "--tie-credit",
+        help="majority vote's credit when gold ties for the most votes: fractional (1/t for t "
+        "tied answers, the default) or half (0.5, the paper's released code)",
     )
     p.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")

@@ -21,6 +21,7 @@ from iapo.config._sections import (
     SplitConfig,
     StrictModel,
 )
+from iapo.estimators import TieCredit
 from iapo.types import Context
 
 __all__ = ["LiveSource", "PoolSource", "RunConfig", "RunSource"]
@@ -29,6 +30,9 @@ __all__ = ["LiveSource", "PoolSource", "RunConfig", "RunSource"]
 class RunConfig(StrictModel):
     name: str = Field("run", min_length=1)
     strategy: Literal["majority_vote", "best_of_n"]
+    #: majority vote's credit for a tie at the top that includes gold: 1/t (fractional) or 0.5
+    #: (half, the paper's released code). Left at fractional, it stays out of the run's id.
+    tie_credit: TieCredit = "fractional"
     objectives: list[str] | None = None
     pool: str | None = None
     prompts: list[str] | list[PromptConfig] | None = None
@@ -98,6 +102,10 @@ class RunConfig(StrictModel):
         if self.strategy == "majority_vote" and self.objectives not in (None, ["accuracy"]):
             raise ValueError(
                 "objectives: majority_vote has one objective, 'accuracy': drop 'objectives'"
+            )
+        if self.strategy == "best_of_n" and self.tie_credit != "fractional":
+            raise ValueError(
+                "tie_credit: applies to majority_vote only (best_of_n has no votes): drop it"
             )
         if self.backend is not None and self.strategy == "best_of_n":
             if not self.scorers:

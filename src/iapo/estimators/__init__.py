@@ -10,19 +10,30 @@ k ≤ k_max, an estimate of the aggregated quantity at N = k:
 
 All kernels are vectorised over rows (one row = one pull, or one pull × context) and return an
 array of shape ``(rows, k_max)`` whose column ``k - 1`` is the value for N = k (``NaN`` where
-k > n).
+k > n). The majority-vote kernels take ``tie_credit`` (:data:`TIE_CREDITS`): how a tie at the
+top that includes the gold answer is credited.
 """
 
 from __future__ import annotations
 
 from iapo.estimators._bon import bon_blocks, bon_exact, bon_ustat
-from iapo.estimators._majority import mv_blocks, mv_exact, mv_ustat
+from iapo.estimators._majority import (
+    TIE_CREDITS,
+    TieCredit,
+    check_tie_credit,
+    mv_blocks,
+    mv_exact,
+    mv_ustat,
+)
 from iapo.estimators._sums import sum_blocks, sum_ustat
 
 __all__ = [
+    "TIE_CREDITS",
+    "TieCredit",
     "bon_blocks",
     "bon_exact",
     "bon_ustat",
+    "check_tie_credit",
     "mv_blocks",
     "mv_exact",
     "mv_ustat",

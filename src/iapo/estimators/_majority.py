@@ -13,19 +13,36 @@ weights are binomials ``C(c, x)`` for subsets of a pool of counts and ``p^x / x!
 generating functions, times ``k!`` at the end) for i.i.d. draws. The ``1/(1+t)`` weighting is
 ``∫_0^1 u^t du``, integrated exactly by Gauss-Legendre quadrature in ``y = u``. Every term is
 non-negative, so the result carries no cancellation error.
+
+``tie_credit`` chooses the rule for ties (:data:`TIE_CREDITS`): ``"fractional"`` (the default,
+above) credits ``1/t`` for t answers tied at the top with gold among them; ``"half"`` credits
+0.5 for any such tie (t ≥ 2), 1 when gold wins alone, 0 otherwise (the rule of the paper's
+released research code, as reported in issue #12: "0.5 to any tie"). In the generating function
+its weight ``[t = 0] + 0.5·[t ≥ 1]`` is ``0.5·(y^t at y = 0) + 0.5·(y^t at y = 1)``: the same
+programme with two quadrature nodes, 0 and 1, of weight 0.5 each.
 """
 
 from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["mv_blocks", "mv_exact", "mv_ustat"]
+__all__ = ["TIE_CREDITS", "TieCredit", "check_tie_credit", "mv_blocks", "mv_exact", "mv_ustat"]
+
+#: How a vote whose top count is shared by t ≥ 2 answers, gold among them, is credited:
+#: ``"fractional"`` 1/t, ``"half"`` 0.5 (the paper's released code).
+TieCredit = Literal["fractional", "half"]
+TIE_CREDITS: tuple[TieCredit, ...] = ("fractional", "half")
 
 ABSTAIN = -1
+#: ``half``'s "quadrature": nodes 0 and 1 of weight 0.5 (read-only).
+_HALF_NODES = (np.array([0.0, 1.0]), np.array([0.5, 0.5]))
+_HALF_NODES[0].setflags(write=False)
+_HALF_NODES[1].setflags(write=False)
 _CHUNK = 4096  # rows per pass: bounds the working memory
 _MAX_N = 1000
 
@@ -53,6 +70,23 @@ def _gauss01(n_nodes: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     return nodes, weights
 
 
+def check_tie_credit(tie_credit: str) -> TieCredit:
+    """``tie_credit`` if it is one of :data:`TIE_CREDITS`, else a ValueError naming them."""
+    for name in TIE_CREDITS:
+        if tie_credit == name:
+            return name
+    raise ValueError(f"tie_credit must be fractional or half (got {tie_credit!r})")
+
+
+def _tie_nodes(tie_credit: TieCredit, tmax: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Nodes and weights on [0, 1] whose sum ``Σ w·u^t`` is the credit of a gold answer tied
+    with t others, for every 0 ≤ t ≤ tmax: 1/(1 + t) (Gauss-Legendre, exact), or
+    ``[t = 0] + 0.5·[t ≥ 1]`` (nodes 0 and 1, weight 0.5 each)."""
+    if tie_credit == "half":
+        return _HALF_NODES
+    return _gauss01(tmax // 2 + 1)
+
+
 def _run_counts(sorted_labels: NDArray[np.int64]) -> NDArray[np.int64]:
     """Run lengths of a row-sorted array, written at each run's first position (0 elsewhere)."""
     rows, n = sorted_labels.shape
@@ -70,7 +104,9 @@ def _gold_counts(labels: NDArray[np.int64], gold: NDArray[np.int64]) -> NDArray[
     return g
 
 
-def _credit(labels: NDArray[np.int64], gold: NDArray[np.int64]) -> NDArray[np.float64]:
+def _credit(
+    labels: NDArray[np.int64], gold: NDArray[np.int64], tie_credit: TieCredit
+) -> NDArray[np.float64]:
     """Credit of one vote per row of ``labels`` (shape (rows, k), k ≥ 1)."""
     srt = np.sort(labels, axis=1)
     counts = _run_counts(srt)
@@ -79,17 +115,24 @@ def _credit(labels: NDArray[np.int64], gold: NDArray[np.int64]) -> NDArray[np.fl
     ties = (counts == top[:, None]).sum(axis=1)
     g = _gold_counts(labels, gold)
     win = (g > 0) & (g == top)
+    if tie_credit == "half":
+        return np.where(win, np.where(ties > 1, 0.5, 1.0), 0.0)
     return np.where(win, 1.0 / np.maximum(ties, 1), 0.0)
 
 
 def _tie_poly(
-    lower: NDArray[np.float64], tie: NDArray[np.float64], j: int, dmax: int
+    lower: NDArray[np.float64],
+    tie: NDArray[np.float64],
+    j: int,
+    dmax: int,
+    tie_credit: TieCredit,
 ) -> NDArray[np.float64]:
     """Tie-weighted product of the non-gold class polynomials at gold count ``j``.
 
     ``lower[s, x - 1]`` (shape (S, j - 1, R)) is the weight of x votes (1 ≤ x < j) for class s,
     the weight of 0 votes being 1; ``tie[s]`` (shape (S, R)) is the weight of exactly j votes.
-    Returns ``q`` of shape (dmax + 1, R) with ``q[d] = Σ_t [z^d y^t] Π_s P_s / (1 + t)``.
+    Returns ``q`` of shape (dmax + 1, R) with ``q[d] = Σ_t [z^d y^t] Π_s P_s · f(t)``, the tie
+    credit ``f(t)`` being 1/(1 + t) (``fractional``) or ``[t = 0] + 0.5·[t ≥ 1]`` (``half``).
     """
     n_cls, _, n_rows = lower.shape
     if j == 1:
@@ -99,9 +142,12 @@ def _tie_poly(
         elem[0] = 1.0
         for s in range(n_cls):
             elem[1:] += tie[s] * elem[:-1]
+        if tie_credit == "half":
+            elem[1:] *= 0.5
+            return elem
         return elem / np.arange(1.0, dmax + 2.0)[:, None]
     tmax = min(n_cls, dmax // j)
-    nodes, weights = _gauss01(tmax // 2 + 1)
+    nodes, weights = _tie_nodes(tie_credit, tmax)
     q = np.zeros((dmax + 1, nodes.size, n_rows))
     q[0] = 1.0
     tie_u = nodes[None, :, None] * tie[:, None, :]  # (S, U, R)
@@ -134,13 +180,20 @@ def _check(rows_arr: NDArray[np.generic], per_row: NDArray[np.generic], k_max: i
         raise ValueError(f"k_max must be >= 0, got {k_max}")
 
 
-def mv_ustat(labels: NDArray[np.int64], gold: NDArray[np.int64], k_max: int) -> NDArray[np.float64]:
+def mv_ustat(
+    labels: NDArray[np.int64],
+    gold: NDArray[np.int64],
+    k_max: int,
+    tie_credit: TieCredit = "fractional",
+) -> NDArray[np.float64]:
     """Mean MV credit over all C(n, k) k-subsets of each row's n answers, for k = 1..k_max.
 
     ``labels`` (rows, n) holds arbitrary integer answers, ``-1`` = abstain; ``gold`` (rows,) the
     gold answer of each row (possibly absent from the row). Returns (rows, k_max), NaN for k > n.
     Exact up to rounding; polynomial time (n ≤ 1000, so that binomials fit in float64).
+    ``tie_credit``: the credit of a tie at the top that includes gold (:data:`TIE_CREDITS`).
     """
+    tie_credit = check_tie_credit(tie_credit)
     labels = np.asarray(labels, dtype=np.int64)
     gold = np.asarray(gold, dtype=np.int64)
     _check(labels, gold, k_max)
@@ -152,12 +205,12 @@ def mv_ustat(labels: NDArray[np.int64], gold: NDArray[np.int64], k_max: int) -> 
     if kc > 0:
         for lo in range(0, n_rows, _CHUNK):
             hi = min(lo + _CHUNK, n_rows)
-            out[lo:hi, :kc] = _mv_ustat_rows(labels[lo:hi], gold[lo:hi], kc)
+            out[lo:hi, :kc] = _mv_ustat_rows(labels[lo:hi], gold[lo:hi], kc, tie_credit)
     return out
 
 
 def _mv_ustat_rows(
-    labels: NDArray[np.int64], gold: NDArray[np.int64], kc: int
+    labels: NDArray[np.int64], gold: NDArray[np.int64], kc: int, tie_credit: TieCredit
 ) -> NDArray[np.float64]:
     n_rows, n = labels.shape
     srt = np.sort(labels, axis=1)
@@ -188,19 +241,23 @@ def _mv_ustat_rows(
         below = pas[c[:, None, :], np.arange(1, j)[None, :, None]]  # C(c, x), 1 <= x < j
         lower = np.where(big[:, None, :], below, 0.0)
         tie = np.where(big, pas[c, j], 0.0)
-        q = _tie_poly(lower, tie, j, dmax)
+        q = _tie_poly(lower, tie, j, dmax, tie_credit)
         free = n - g[rows] - np.where(big, c, 0).sum(axis=0)
         total[j - 1 :, rows] += gj * _trunc_conv(pas[free, : dmax + 1].T, q)
     return np.asarray((total / pas[n, 1 : kc + 1, None]).T, dtype=np.float64)
 
 
 def mv_blocks(
-    labels: NDArray[np.int64], gold: NDArray[np.int64], k_max: int
+    labels: NDArray[np.int64],
+    gold: NDArray[np.int64],
+    k_max: int,
+    tie_credit: TieCredit = "fractional",
 ) -> NDArray[np.float64]:
     """Mean MV credit over the ⌊n/k⌋ consecutive disjoint blocks of size k (the paper's re-use).
 
     Same arguments and shape conventions as :func:`mv_ustat`.
     """
+    tie_credit = check_tie_credit(tie_credit)
     labels = np.asarray(labels, dtype=np.int64)
     gold = np.asarray(gold, dtype=np.int64)
     _check(labels, gold, k_max)
@@ -210,21 +267,25 @@ def mv_blocks(
         return out
     for k in range(1, min(n, k_max) + 1):
         b = n // k
-        credit = _credit(labels[:, : b * k].reshape(n_rows * b, k), np.repeat(gold, b))
+        credit = _credit(labels[:, : b * k].reshape(n_rows * b, k), np.repeat(gold, b), tie_credit)
         out[:, k - 1] = credit.reshape(n_rows, b).mean(axis=1)
     return out
 
 
 def mv_exact(
-    probs: NDArray[np.float64], gold_index: NDArray[np.int64], k_max: int
+    probs: NDArray[np.float64],
+    gold_index: NDArray[np.int64],
+    k_max: int,
+    tie_credit: TieCredit = "fractional",
 ) -> NDArray[np.float64]:
     """Expected MV credit of k i.i.d. draws from a categorical answer distribution, k = 1..k_max.
 
     ``probs`` (rows, M): probabilities of M answer classes; the remaining mass
     ``1 - probs.sum()`` (clipped at 0) is abstention. ``gold_index`` (rows,): column of the gold
     class, or -1 if the gold answer is none of them (credit 0). Columns of probability 0 are
-    harmless padding. Returns (rows, k_max), no NaN.
+    harmless padding. ``tie_credit`` as in :func:`mv_ustat`. Returns (rows, k_max), no NaN.
     """
+    tie_credit = check_tie_credit(tie_credit)
     probs = np.asarray(probs, dtype=np.float64)
     gold_index = np.asarray(gold_index, dtype=np.int64)
     _check(probs, gold_index, k_max)
@@ -238,12 +299,12 @@ def mv_exact(
     rows = np.flatnonzero(pg > 0.0)
     for lo in range(0, rows.size, _CHUNK):
         sel = rows[lo : lo + _CHUNK]
-        out[sel] = _mv_exact_rows(probs[sel], gold_index[sel], k_max)
+        out[sel] = _mv_exact_rows(probs[sel], gold_index[sel], k_max, tie_credit)
     return out
 
 
 def _mv_exact_rows(
-    probs: NDArray[np.float64], gold_index: NDArray[np.int64], k_max: int
+    probs: NDArray[np.float64], gold_index: NDArray[np.int64], k_max: int, tie_credit: TieCredit
 ) -> NDArray[np.float64]:
     """Rows whose gold class has positive probability."""
     n_rows = probs.shape[0]
@@ -278,6 +339,6 @@ def _mv_exact_rows(
             total[j - 1 :] += pw_gold[j] * pw_free[: dmax + 1]
             continue
         lower = pw_cls[1:j].transpose(1, 0, 2)  # (S, j - 1, R)
-        q = _tie_poly(lower, pw_cls[j], j, dmax)
+        q = _tie_poly(lower, pw_cls[j], j, dmax, tie_credit)
         total[j - 1 :] += pw_gold[j] * _trunc_conv(pw_abstain[: dmax + 1], q)
     return np.asarray((total / scale[1:, None]).T, dtype=np.float64)

@@ -5,6 +5,10 @@ Header (optional, first line)::
     {"iapo_pool": 1, "objectives": ["helpful"], "cost_unit": "output_tokens",
      "meta": {"source": "...", "license": "...", "description": "..."}}
 
+Without it the reader infers the objectives (the score names, else ``accuracy``), the cost unit
+(``unit``) and the form, warns in one line on stderr and says so in ``meta["description"]``;
+a first line that names ``iapo_pool`` but is not a valid header is an error.
+
 Full form (one outcome per recorded sample)::
 
     {"prompt": "cot", "query": "aqua-155", "gold": "C",

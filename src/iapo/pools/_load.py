@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import gc
 import json
+import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -144,11 +145,23 @@ def _check_objectives(
                     )
 
 
+def _inferred(pool: Pool, parsed: Sequence[_Parsed]) -> str:
+    """What was inferred for a pool file without a header line, as one phrase."""
+    full = any(p.cell.samples is not None for p in parsed)
+    compact = any(p.cell.samples is None for p in parsed)
+    form = "full and compact forms" if full and compact else "full form" if full else "compact form"
+    return (
+        f"no header line: inferred objectives {list(pool.objectives)}, "
+        f"cost unit {pool.cost_unit!r}, {form}"
+    )
+
+
 def load_pool(
     path: str | Path,
     *,
     require_gold: bool = False,
     objectives: Sequence[str] | None = None,
+    quiet: bool = False,
 ) -> Pool:
     """Read and validate a pool file (the format is described in :mod:`iapo.pools._format`).
 
@@ -156,19 +169,26 @@ def load_pool(
     ``objectives``: every sample of every cell must carry a score for each of these (except
     ``accuracy``, which comes from answers and gold). Raises :class:`PoolError` with a one-line
     message naming the file, the line, the field and the fix.
+
+    A file without a header line is read with what its cells imply (objectives: the score
+    names, else accuracy; cost unit "unit"; the form its cells use): that is said in
+    ``meta["description"]`` and, unless ``quiet``, in one warning line on stderr. A malformed
+    header stays an error.
     """
     # A large pool allocates many small objects that all survive; pausing the cyclic GC while they
     # are built more than halves the load time (30k full-form lines x 10 samples: ~6 s → ~2.5 s).
     paused = gc.isenabled()
     gc.disable()
     try:
-        return _load_pool(Path(path), require_gold=require_gold, objectives=objectives)
+        return _load_pool(Path(path), require_gold=require_gold, objectives=objectives, quiet=quiet)
     finally:
         if paused:
             gc.enable()
 
 
-def _load_pool(path: Path, *, require_gold: bool, objectives: Sequence[str] | None) -> Pool:
+def _load_pool(
+    path: Path, *, require_gold: bool, objectives: Sequence[str] | None, quiet: bool
+) -> Pool:
     name = str(path)
     lines = _read_lines(path, name)
 
@@ -263,9 +283,19 @@ def _load_pool(path: Path, *, require_gold: bool, objectives: Sequence[str] | No
             cells.append(
                 compact_cell(c.prompt, c.query, c.gold, c.answer_counts, c.abstain or 0, cost)
             )
-    return pool_from_cells(
-        cells,
-        objectives=header.objectives if header is not None else None,
-        cost_unit=header.cost_unit if header is not None and header.cost_unit else "unit",
-        meta=header.meta if header is not None else None,
-    )
+    if header is not None:
+        return pool_from_cells(
+            cells,
+            objectives=header.objectives,
+            cost_unit=header.cost_unit or "unit",
+            meta=header.meta,
+        )
+    pool = pool_from_cells(cells)
+    note = _inferred(pool, parsed)
+    if not quiet:
+        print(
+            f"iapo: warning: {name}: {note}; add a first line "
+            '{"iapo_pool": 1, "objectives": [...], "cost_unit": "..."} to state them',
+            file=sys.stderr,
+        )
+    return replace(pool, meta={"description": note})

@@ -1,4 +1,6 @@
-"""Majority voting (self-consistency) with 1/t credit for t tied plurality answers."""
+"""Majority voting (self-consistency): credit 1/t for t tied plurality answers that include the
+gold answer (``tie_credit="fractional"``, the default) or 0.5 for any such tie (``"half"``, the
+paper's released code)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from iapo.estimators import mv_blocks, mv_exact, mv_ustat
+from iapo.estimators import TieCredit, check_tie_credit, mv_blocks, mv_exact, mv_ustat
 from iapo.pools import Cell
 from iapo.strategies._base import Method, ProfileCache, Strategy
 from iapo.types import Context, Sample
@@ -21,29 +23,46 @@ ACCURACY = "accuracy"
 ABSTAIN_CODE = -1
 
 
-def vote_credit(answers: Sequence[str | None], gold: str | None) -> float:
-    """1/t if ``gold`` is among the t answers tied for the most votes, else 0; None abstains."""
+def vote_credit(
+    answers: Sequence[str | None], gold: str | None, tie_credit: TieCredit = "fractional"
+) -> float:
+    """1 if ``gold`` alone has the most votes; if it is among t ≥ 2 answers tied for the most,
+    1/t (``tie_credit="fractional"``) or 0.5 (``"half"``); else 0. None abstains."""
+    rule = check_tie_credit(tie_credit)
     counts = Counter(a for a in answers if a is not None)
     if not counts or gold is None:
         return 0.0
     top = max(counts.values())
     tied = [a for a, c in counts.items() if c == top]
-    return 1.0 / len(tied) if gold in tied else 0.0
+    if gold not in tied:
+        return 0.0
+    if len(tied) > 1 and rule == "half":
+        return 0.5
+    return 1.0 / len(tied)
 
 
 class MajorityVote(Strategy):
-    """``R = w_accuracy · credit − w_cost · Σ cost``: the objective is the vote's correctness."""
+    """``R = w_accuracy · credit − w_cost · Σ cost``: the objective is the vote's correctness.
+
+    ``tie_credit`` ("fractional" or "half", see :func:`vote_credit`) applies to the definition,
+    every estimator and the exact expectation alike."""
 
     name: ClassVar[str] = "majority_vote"
 
-    def __init__(self, objectives: Sequence[str] = (ACCURACY,)) -> None:
+    def __init__(
+        self, objectives: Sequence[str] = (ACCURACY,), tie_credit: TieCredit = "fractional"
+    ) -> None:
         if tuple(objectives) != (ACCURACY,):
             raise ValueError("majority_vote has exactly one objective, 'accuracy'")
         super().__init__(objectives)
+        self.tie_credit: TieCredit = check_tie_credit(tie_credit)
+
+    def __repr__(self) -> str:
+        return f"MajorityVote(tie_credit={self.tie_credit!r})"
 
     def quality(self, samples: Sequence[Sample], gold: str | None, context: Context) -> float:
         w = float(context.weights.get(ACCURACY, 1.0))
-        return w * vote_credit([s.answer for s in samples], gold)
+        return w * vote_credit([s.answer for s in samples], gold, self.tie_credit)
 
     def aggregate(self, samples: Sequence[Sample], context: Context) -> Sample | None:
         counts = Counter(s.answer for s in samples if s.answer is not None)
@@ -82,7 +101,7 @@ class MajorityVote(Strategy):
         computed once per distinct vote profile (n, gold votes, abstentions, the other answers'
         counts in descending order) and memoised there: a dictionary lookup per repeated pull."""
         labels = np.asarray(codes[:, :, 0], dtype=np.int64)
-        credit = _credit(labels, k_max, method, cache)
+        credit = _credit(labels, k_max, method, cache, self.tie_credit)
         return credit[:, None, :] * self._weights(contexts)[None, :, None]
 
     def exact_quality(
@@ -103,20 +122,24 @@ class MajorityVote(Strategy):
                 probs_arr[r, j] = p
                 if answer == cell.gold:
                     gold_idx[r] = j
-        credit = mv_exact(probs_arr, gold_idx, k_max)
+        credit = mv_exact(probs_arr, gold_idx, k_max, self.tie_credit)
         return credit[:, None, :] * self._weights(contexts)[None, :, None]
 
 
 def _credit(
-    labels: NDArray[np.int64], k_max: int, method: Method, cache: ProfileCache | None
+    labels: NDArray[np.int64],
+    k_max: int,
+    method: Method,
+    cache: ProfileCache | None,
+    tie_credit: TieCredit,
 ) -> NDArray[np.float64]:
     """Vote credit (m, k_max) of code rows (gold = 0, abstain = -1)."""
     m, n = labels.shape
     gold = np.zeros(m, dtype=np.int64)
     if method == "blocks":  # order matters: no profile sharing
-        return mv_blocks(labels, gold, k_max)
+        return mv_blocks(labels, gold, k_max, tie_credit)
     if cache is None:
-        return mv_ustat(labels, gold, k_max)
+        return mv_ustat(labels, gold, k_max, tie_credit)
     if n == 1 and k_max >= 1:  # one vote: credit 1 for gold, 0 for a wrong answer or abstention
         one = np.full((m, k_max), np.nan)
         one[:, 0] = labels[:, 0] == 0
@@ -126,7 +149,7 @@ def _credit(
         wrong = sorted(counts[2:].tolist(), reverse=True)
         gold_votes = int(counts[1]) if len(counts) > 1 else 0
         prof = np.array([n, gold_votes, int(counts[0]), *wrong], dtype=np.int64)
-        return _profile_credit(prof, k_max, cache)[None, :]
+        return _profile_credit(prof, k_max, cache, tie_credit)[None, :]
     # vote profile: n, gold count, abstentions, the other answers' counts (descending)
     width = max(int(labels.max()) + 2, 2)  # column 0: abstain, 1: gold, 2…: wrong answers
     flat = (np.arange(m)[:, None] * width + labels + 1).ravel()
@@ -143,19 +166,20 @@ def _credit(
         uniq = profile[first]
     else:
         uniq, inverse = np.unique(profile, axis=0, return_inverse=True)
-    vals = np.array([_profile_credit(prof, k_max, cache) for prof in uniq])
+    vals = np.array([_profile_credit(prof, k_max, cache, tie_credit) for prof in uniq])
     return np.asarray(vals[np.asarray(inverse).ravel()], dtype=np.float64)
 
 
 def _profile_credit(
-    prof: NDArray[np.int64], k_max: int, cache: ProfileCache
+    prof: NDArray[np.int64], k_max: int, cache: ProfileCache, tie_credit: TieCredit
 ) -> NDArray[np.float64]:
     """The U-statistic credit (k_max,) of one vote profile; the values for k ≤ min(n, k_max)
-    are memoised in ``cache``, shared by every k_max ≥ n."""
+    are memoised in ``cache`` (keyed by the tie rule too), shared by every k_max ≥ n."""
     n = int(prof[0])
     kc = min(n, k_max)
     used = 3 + int(np.count_nonzero(prof[3:]))  # without the trailing zero counts
-    key = kc.to_bytes(4, "little") + prof[:used].tobytes()
+    rule = b"h" if tie_credit == "half" else b"f"
+    key = rule + kc.to_bytes(4, "little") + prof[:used].tobytes()
     hit = cache.get(key)
     if hit is None:
         gold_count, abstain = int(prof[1]), int(prof[2])
@@ -163,7 +187,7 @@ def _profile_credit(
         for label, c in enumerate(prof[3:used], start=1):
             row += [label] * int(c)
         assert len(row) == n
-        res = mv_ustat(np.array([row], dtype=np.int64), np.zeros(1, dtype=np.int64), kc)
+        res = mv_ustat(np.array([row], dtype=np.int64), np.zeros(1, dtype=np.int64), kc, tie_credit)
         hit = cache[key] = np.asarray(res[0], dtype=np.float64)
     out = np.full(k_max, np.nan)
     out[:kc] = hit
