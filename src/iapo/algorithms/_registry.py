@@ -8,7 +8,14 @@ from types import MappingProxyType
 from typing import Any
 
 from iapo.algorithms._base import Algorithm
-from iapo.algorithms._baselines import UCB, EpsilonGreedy, SequentialHalving, Triple, Uniform
+from iapo.algorithms._baselines import (
+    UCB,
+    EpsilonGreedy,
+    SequentialHalving,
+    Softmax,
+    Triple,
+    Uniform,
+)
 from iapo.algorithms._budget import PSSTAny
 from iapo.algorithms._paper import PSSTPaper
 from iapo.algorithms._psst import PSST, PSSTTopK
@@ -144,6 +151,7 @@ register_algorithm("uniform", Uniform, title="Uniform")
 register_algorithm("sequential_halving", SequentialHalving, title="Seq. Halving per context")
 register_algorithm("ucb", UCB, title="UCB (c = 0.1)")
 register_algorithm("epsilon_greedy", EpsilonGreedy, title="ε-greedy (ε = 0.15)")
+register_algorithm("softmax", Softmax, title="Softmax (τ = 0.03)")
 register_algorithm("triple", Triple, {"n": "one"}, title="TRIPLE (prompt-only)")
 register_algorithm(
     "triple_n1", Triple, {"n": "one"}, title="TRIPLE N=1 (prompt-only)", group="triple"
