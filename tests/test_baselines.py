@@ -4,13 +4,18 @@ limits (τ → 0 greedy, τ large uniform), seeded reproducibility, and the tune
 from __future__ import annotations
 
 import copy
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
 from conftest import bernoulli_pool, replay_puller
 
 from iapo import algorithms
-from iapo.algorithms import Algorithm, Softmax
+from iapo.algorithms import UCB, Algorithm, EpsilonGreedy, Softmax
+from iapo.bench._protocol import seed_key
 from iapo.contexts import context_grid
 from iapo.pools import Pool
 from iapo.problem import Problem
@@ -141,3 +146,65 @@ def test_softmax_is_benchmarked_after_epsilon_greedy() -> None:
     i = DEFAULT_ALGORITHMS.index("epsilon_greedy")
     assert DEFAULT_ALGORITHMS[i + 1] == "softmax"
     assert algorithms.get("softmax").cls is Softmax
+
+
+# -- the constants: the paper's under the paper's names, the tuned ones beside them ------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tuning_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "tune_baselines", REPO / "benchmarks" / "tune_baselines.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_paper_constants_keep_their_names_and_tuned_ones_pair_with_them() -> None:
+    problem = one_context_problem(spread_pool())
+    ucb = algorithms.create("ucb", problem, 1000)
+    eps = algorithms.create("epsilon_greedy", problem, 1000)
+    assert isinstance(ucb, UCB) and ucb.c == 0.1
+    assert isinstance(eps, EpsilonGreedy) and eps.epsilon == 0.15
+    for tuned, base in (("ucb_tuned", "ucb"), ("epsilon_greedy_tuned", "epsilon_greedy")):
+        entry = algorithms.get(tuned)
+        assert entry.base is algorithms.get(base)
+        # the same seed group: a benchmark run gives both the same random streams
+        assert seed_key(entry) == seed_key(algorithms.get(base))
+
+
+def test_registered_tuned_constants_are_the_recorded_tuning_choice() -> None:
+    record = json.loads((REPO / "docs" / "bench" / "baseline-tuning.json").read_text())
+    choice = {family: c["best"] for family, c in record["choice"].items()}
+    assert algorithms.get("ucb_tuned").all_params == {"c": choice["ucb"]}
+    assert algorithms.get("epsilon_greedy_tuned").all_params == {
+        "epsilon": choice["epsilon_greedy"]
+    }
+    assert Softmax.Params is not None
+    assert Softmax.Params.model_fields["tau"].default == choice["softmax"]
+    problem = one_context_problem(spread_pool())
+    softmax = algorithms.create("softmax", problem, 1000)
+    assert isinstance(softmax, Softmax) and softmax.tau == choice["softmax"]
+
+
+def test_tuning_ranks_ties_equally_and_picks_the_best_mean_rank() -> None:
+    script = tuning_script()
+    script.GRID = {"ucb": ("c", (0.1, 0.3, 1.0))}
+    script.BUDGETS = (100, 200)
+    regret = {0.1: (0.2, 0.30), 0.3: (0.2, 0.10), 1.0: (0.5, 0.25)}  # ranks 1.5/3, 1.5/1, 3/2
+    cells = {
+        script.label("ucb", v): {
+            str(b): {"regret": r, "acr_runs": [1 - r, 1 - r + 0.01 * v]}
+            for b, r in zip((100, 200), rs, strict=True)
+        }
+        for v, rs in regret.items()
+    }
+    got = script.choose({"env": {"cells": cells}})["ucb"]
+    assert got["scores"]["0.1"]["mean_rank"] == 2.25
+    assert got["scores"]["0.3"]["mean_rank"] == 1.25
+    assert got["scores"]["1"]["mean_rank"] == 2.5
+    assert got["best"] == 0.3 and got["paper"] == 0.1
+    assert set(got["best_vs_paper"]) == {"env 100", "env 200"}

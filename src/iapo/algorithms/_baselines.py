@@ -276,17 +276,18 @@ class Softmax(_Sequential):
     """Softmax (Boltzmann) exploration with temperature ``tau``: an untried affordable arm first
     (uniformly among them), else an affordable arm drawn with probability ∝ exp(mean / tau).
 
-    ``tau`` → 0 is greedy (ties at random); ``tau`` large is uniform over affordable arms. The
-    paper lists softmax among its baselines without a temperature we know of: the default is
-    tuned (benchmarks/tune_baselines.py).
+    ``tau`` → 0 is greedy (ties at random); ``tau`` large is uniform over affordable arms.
+    ``tau`` is in the utilities' units: rescaled utilities need a rescaled ``tau``. The paper
+    lists softmax among its baselines without a temperature we know of; the default 0.003 is
+    tuned (benchmarks/tune_baselines.py, docs/bench/baseline-tuning.md).
     """
 
     name: ClassVar[str] = "softmax"
 
     class Params(AlgorithmParams):
-        tau: Finite = Field(0.03, gt=0.0, le=1e6)
+        tau: Finite = Field(0.003, gt=0.0, le=1e6)
 
-    def __init__(self, problem: Problem, budget: int, seed: int = 0, *, tau: float = 0.03) -> None:
+    def __init__(self, problem: Problem, budget: int, seed: int = 0, *, tau: float = 0.003) -> None:
         super().__init__(problem, budget, seed)
         self.tau = tau
 
