@@ -9,7 +9,14 @@ A new algorithm subclasses :class:`Algorithm` and should pass
 from __future__ import annotations
 
 from iapo.algorithms._base import Algorithm, ArmStats, RoundTrace
-from iapo.algorithms._baselines import UCB, EpsilonGreedy, SequentialHalving, Triple, Uniform
+from iapo.algorithms._baselines import (
+    UCB,
+    EpsilonGreedy,
+    SequentialHalving,
+    Softmax,
+    Triple,
+    Uniform,
+)
 from iapo.algorithms._budget import PSSTAny
 from iapo.algorithms._paper import PSSTPaper
 from iapo.algorithms._psst import PSST, PSSTTopK, halve
@@ -27,6 +34,7 @@ __all__ = [
     "PSSTTopK",
     "RoundTrace",
     "SequentialHalving",
+    "Softmax",
     "Triple",
     "Uniform",
     "create",

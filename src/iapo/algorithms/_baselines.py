@@ -1,4 +1,5 @@
-"""The paper's baselines: Uniform, per-context Sequential Halving, TRIPLE, UCB, ε-greedy."""
+"""The paper's baselines: Uniform, per-context Sequential Halving, TRIPLE, UCB, ε-greedy,
+softmax."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from iapo.algorithms._psst import PSST, halve
 from iapo.problem import Problem
 from iapo.types import Arm, PullRequest, PullResult
 
-__all__ = ["UCB", "EpsilonGreedy", "SequentialHalving", "Triple", "Uniform"]
+__all__ = ["UCB", "EpsilonGreedy", "SequentialHalving", "Softmax", "Triple", "Uniform"]
 
 
 class Uniform(Algorithm):
@@ -173,8 +174,14 @@ class Triple(Algorithm):
 
 
 class _Sequential(Algorithm):
-    """Shared machinery of UCB and ε-greedy: one pull per step for a random context; the pull
-    of (p, n) informs every (p, k ≤ n) in every context."""
+    """Shared machinery of UCB, ε-greedy and softmax: one pull per step for a random context;
+    the pull of (p, n) informs every (p, k ≤ n) in every context.
+
+    Conventions (they differ from textbook UCB1 and matter for the constants): ``steps`` counts
+    every pull so far, whatever its context; an arm's count in a context counts every pull of
+    (p, n' ≥ n), in any context, since each of them informs it; means are the context's own
+    utilities (the problem's normalisation, weights and costs included).
+    """
 
     one_pull_per_step: ClassVar[bool] = True
 
@@ -263,3 +270,36 @@ class EpsilonGreedy(_Sequential):
         count = self.stats.count[context]
         values = np.where(count > 0, self._mean(context), np.inf)
         return self._argmax(values, affordable)
+
+
+class Softmax(_Sequential):
+    """Softmax (Boltzmann) exploration with temperature ``tau``: an untried affordable arm first
+    (uniformly among them), else an affordable arm drawn with probability ∝ exp(mean / tau).
+
+    ``tau`` → 0 is greedy (ties at random); ``tau`` large is uniform over affordable arms.
+    ``tau`` is in the utilities' units: rescaled utilities need a rescaled ``tau``. The paper
+    lists softmax among its baselines without a temperature we know of; the default 0.003 is
+    tuned (benchmarks/tune_baselines.py, docs/bench/baseline-tuning.md).
+    """
+
+    name: ClassVar[str] = "softmax"
+
+    class Params(AlgorithmParams):
+        tau: Finite = Field(0.003, gt=0.0, le=1e6)
+
+    def __init__(self, problem: Problem, budget: int, seed: int = 0, *, tau: float = 0.003) -> None:
+        super().__init__(problem, budget, seed)
+        self.tau = tau
+
+    def params(self) -> dict[str, Any]:
+        return {"tau": self.tau}
+
+    def _choose(self, context: int, affordable: NDArray[np.bool_]) -> tuple[int, int]:
+        untried = affordable & (self.stats.count[context] == 0)
+        if untried.any():
+            return self._argmax(np.zeros(affordable.shape), untried)
+        logits = np.where(affordable, self._mean(context) / self.tau, -np.inf)
+        weights = np.exp(logits - logits.max()).ravel()
+        flat = int(self.rng.choice(weights.size, p=weights / weights.sum()))
+        p, n = divmod(flat, affordable.shape[1])
+        return p, n + 1

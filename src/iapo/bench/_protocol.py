@@ -59,6 +59,7 @@ DEFAULT_ALGORITHMS = (
     "sequential_halving",
     "ucb",
     "epsilon_greedy",
+    "softmax",
     "triple_n1",
     "triple_nrandom",
 )
