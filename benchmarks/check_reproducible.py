@@ -257,10 +257,12 @@ def _summary_line(name: str, got: Check, runs: int | None, seconds: float) -> st
         return f"{name}: ok, {got.cells} cells bit-identical ({scope}; {fields}) in {seconds:.1f} s"
     n_bad = sum(got.bad_cells.values())
     other = len({(m.algorithm, m.field, m.run) for m in got.mismatches if m.budget is None})
-    parts = [f"{n_bad} of {got.cells} cells mismatch"] + ([f"{other} other"] if other else [])
+    parts = [f"{n_bad} of {got.cells} cells mismatch" if n_bad else f"{got.cells} cells identical"]
+    if other:
+        parts.append(f"{other} other mismatch{'es' if other > 1 else ''}")
     per = ", ".join(f"{a} {k}/{got.cells_of[a]}" for a, k in sorted(got.bad_cells.items()))
     return (
-        f"{name}: {' + '.join(parts)} ({scope}{'; ' + per if per else ''}); "
+        f"{name}: {', '.join(parts)} ({scope}{'; ' + per if per else ''}); "
         f"first: {got.mismatches[0]}"
     )
 
