@@ -116,9 +116,15 @@ class Check:
 
 
 def is_bench_result(data: Any) -> bool:
-    """Whether ``data`` has the shape ``iapo bench`` writes."""
-    return isinstance(data, dict) and all(
-        k in data for k in ("env", "protocol", "algorithms", "runs")
+    """Whether ``data`` has the shape ``iapo bench`` writes (its top two levels)."""
+    return (
+        isinstance(data, dict)
+        and isinstance(data.get("env"), dict)
+        and isinstance(data["env"].get("name"), str)
+        and isinstance(data.get("protocol"), dict)
+        and all(k in data["protocol"] for k in ("seed", "budgets", "runs"))
+        and isinstance(data.get("algorithms"), list)
+        and isinstance(data.get("runs"), list)
     )
 
 
@@ -340,7 +346,14 @@ def _check_group(
         return [(i, f"{name}: {what}: {exc}", not skip) for i, name, _ in group]
     out = []
     for i, name, data in group:
-        got = check(data, sim, env, runs)
+        try:
+            got = check(data, sim, env, runs)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InputError(
+                f"an incomplete iapo bench result ({type(exc).__name__}: {exc}): write it again "
+                "with iapo bench",
+                source=name,
+            ) from None
         line = _summary_line(name, got, runs, time.perf_counter() - t0)
         out.append((i, line, bool(got.mismatches)))
         t0 = time.perf_counter()
@@ -368,7 +381,8 @@ def _main(args: argparse.Namespace) -> int:
     groups: dict[str, list[tuple[int, str, dict[str, Any]]]] = {}
     for i, (path, data) in enumerate(loaded):
         if isinstance(data, str):
-            lines[i] = (f"{_display(path)}: {data}", False)
+            if not wanted:
+                lines[i] = (f"{_display(path)}: {data}", False)
         elif not wanted or data["env"]["name"] in wanted:
             groups.setdefault(_env_key(data), []).append((i, _display(path), data))
     order = sorted(lines.keys() | {i for g in groups.values() for i, _, _ in g})

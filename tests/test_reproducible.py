@@ -231,6 +231,7 @@ def test_other_json_files_in_the_folder_are_skipped_with_a_line(
     [
         (["missing.json"], "missing.json: not found: name a JSON file written by iapo bench"),
         (["bad.json"], "bad.json: cannot be read as JSON"),
+        (["cut.json"], "cut.json: an incomplete iapo bench result (KeyError: 'run'): write it"),
         (["mine.json", "--runs", "0"], "--runs: 0 runs: give at least 1 (or --all)"),
         (["mine.json", "--envs", "tot-game24"], "--envs: no stored result on 'tot-game24': use"),
     ],
@@ -246,8 +247,11 @@ def test_bad_input_is_one_line_and_exit_2(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bad.json").write_text("{not json")
     shutil.copy(stored["custom"], tmp_path / "mine.json")
+    _copy(stored["custom"], tmp_path / "cut.json", lambda d: d["runs"][0].pop("run"))
+    text = {p.name: p.read_text() for p in tmp_path.glob("*.json")}
     assert checker.main(args) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.startswith("check_reproducible: " + says), captured.err
     assert captured.err.count("\n") == 1
+    assert {p.name: p.read_text() for p in tmp_path.glob("*.json")} == text  # left intact
