@@ -268,7 +268,7 @@ def _summary_line(name: str, got: Check, runs: int | None, seconds: float) -> st
         parts.append(f"{other} other mismatch{'es' if other > 1 else ''}")
     per = ", ".join(f"{a} {k}/{got.cells_of[a]}" for a, k in sorted(got.bad_cells.items()))
     return (
-        f"{name}: {', '.join(parts)} ({scope}{'; ' + per if per else ''}); "
+        f"{name}: {', '.join(parts)} ({scope}{'; ' + per if per else ''}) in {seconds:.1f} s; "
         f"first: {got.mismatches[0]}"
     )
 

@@ -128,10 +128,11 @@ def test_one_ulp_in_a_stored_acr_is_a_mismatch(
     text = path.read_text()
     assert checker.main([str(path), "--workers", "1"]) == 1
     line = capsys.readouterr().out.strip()
+    seconds = line.split(") in ")[1].split(" s; ")[0]
     assert line == (
         f"{path}: 1 of 14 cells mismatch (run 0 at each algorithm's smallest and largest "
-        f"feasible budget; ucb 1/2); first: ucb, budget 800, run 0: acr stored {after!r} "
-        f"now {before!r}"
+        f"feasible budget; ucb 1/2) in {seconds} s; first: ucb, budget 800, run 0: acr stored "
+        f"{after!r} now {before!r}"
     )
     assert path.read_text() == text  # the stored file is left as it was
 
