@@ -1,30 +1,25 @@
 """Re-run a slice of every stored ``iapo bench`` result and compare it bit for bit.
 
 For each JSON file written by ``iapo bench`` (default: ``docs/bench/*.json``; other JSON files
-there are skipped with a line), the environment is rebuilt from the stored ``env`` and
-``protocol`` (name or pool file, ``env_seed``, N_max, cost weights and normalisation), and every
-stored algorithm is re-run alone, with the stored seed, on a slice of the cells:
+there get a skip line), the environment is rebuilt from the stored ``env`` and ``protocol`` (name
+or pool file, ``env_seed``, N_max, cost weights and normalisation) and every stored algorithm is
+re-run alone with the stored seed: by default the first ``--runs`` runs (1) at its smallest and
+largest feasible budget; ``--all``: every run at every budget (minutes to hours).
 
-* default: the first ``--runs`` runs (2) at the algorithm's smallest and largest feasible budget;
-* ``--all``: every run at every budget (the whole table: minutes to hours).
+Run r of algorithm a at budget b depends on (seed, r, a's seed group) only: the split on
+(seed, r), the algorithm's and simulator's streams on (seed, r, group), each budget a fresh run
+(UCB, ε-greedy: a copy of the long run, equal to a fresh one). So a cell does not depend on the
+table's other algorithms, budgets or runs, and re-run alone it must give the stored bits.
+Compared (canonical JSON, so floats bit for bit): every per-run field stored except ``cpu_s``
+(``acr``, ``found``, ``spent``, ``arms`` where stored), each run's split and oracle ACRs, the
+environment's shape, each algorithm's definition and minimum budget.
 
-Run r of algorithm a at budget b is seeded from (seed, r, a's seed group) only: the split from
-(seed, r), the algorithm and simulator streams from (seed, r, group), each budget a fresh run
-(UCB and ε-greedy: a copy of the long run, exactly equal to a fresh one). So a cell does not
-depend on the other algorithms, budgets or runs of the table, and running it alone must give the
-stored numbers. Compared, bit for bit (the canonical JSON of each value): every per-run field the
-file stores except ``cpu_s`` (``acr``, ``found``, ``spent``, ``arms`` where stored), each run's
-test split and oracle ACRs, the environment's shape (prompts, queries, N_max, contexts, cost
-scale), each algorithm's definition (base algorithm, parameters, estimator) and minimum budget.
+One line per file: ``ok``, or the mismatches with the first (algorithm, budget, run, field,
+stored vs now), or ``skipped`` (not an ``iapo bench`` result; shared data absent, looked for as
+``iapo bench`` does: ``--shared DIR``, ``$IAPO_SHARED``, ``../shared``). Exit status 0: nothing
+mismatched; 1: a mismatch or a result that cannot be re-run; 2: bad input (one line).
 
-Prints one line per file: ``ok`` (cells compared, fields, seconds), ``N mismatches`` with the
-first (algorithm, budget, run, field, stored vs now), or ``skipped`` with the reason (not an
-``iapo bench`` result; the shared data the environment needs is absent: it is found like
-``iapo bench --shared``: ``--shared DIR``, ``$IAPO_SHARED``, then ``../shared``).
-Exit status: 0 when nothing mismatched, 1 on any mismatch or a result that cannot be re-run, 2 on
-bad input (one line naming the file or option and the fix).
-
-    .venv/bin/python benchmarks/check_reproducible.py                 # the CI slice
+    .venv/bin/python benchmarks/check_reproducible.py --shared ../shared    # the CI slice
     .venv/bin/python benchmarks/check_reproducible.py --envs tot-game24 --runs 5
     .venv/bin/python benchmarks/check_reproducible.py docs/bench/mcqa-gpt35.json --all
 """
@@ -86,22 +81,18 @@ class Mismatch:
     now: Any
 
     def __str__(self) -> str:
-        where = [self.algorithm]
-        if self.budget is not None:
-            where.append(f"budget {self.budget}")
-        if self.run is not None:
-            where.append(f"run {self.run}")
-        return (
-            f"{', '.join(where)}: {self.field} stored {_short(self.stored)} now {_short(self.now)}"
-        )
+        at = [f"budget {self.budget}"] * (self.budget is not None)
+        at += [f"run {self.run}"] * (self.run is not None)
+        values = f"stored {_short(self.stored)} now {_short(self.now)}"
+        return f"{', '.join([self.algorithm, *at])}: {self.field} {values}"
+
+
+_ABSENT: Any = object()
 
 
 def _short(value: Any, limit: int = 60) -> str:
     text = "absent" if value is _ABSENT else canonical(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-_ABSENT: Any = object()
 
 
 @dataclass
@@ -181,9 +172,9 @@ def check(data: dict[str, Any], sim: EncodedPool, env: Environment, runs: int | 
     out = Check()
     described = env.describe()
     for key in ENV_FIELDS:
-        if key in data["env"] and canonical(data["env"][key]) != canonical(described[key]):
-            out.mismatches.append(
-                Mismatch("(environment)", None, None, key, data["env"][key], described[key])
+        if key in data["env"]:
+            _differ(
+                out, Mismatch("(environment)", None, None, key, data["env"][key], described[key])
             )
     proto = data["protocol"]
     seed, budgets = int(proto["seed"]), [int(b) for b in proto["budgets"]]
@@ -201,14 +192,10 @@ def check(data: dict[str, Any], sim: EncodedPool, env: Environment, runs: int | 
             out.mismatches.append(Mismatch(label, None, None, "label", label, _ABSENT))
             continue
         now_def = spec.to_dict()
-        for key in ALGO_FIELDS:
-            if key in algo and canonical(algo[key]) != canonical(now_def[key]):
-                out.mismatches.append(Mismatch(label, None, None, key, algo[key], now_def[key]))
+        for key in (k for k in ALGO_FIELDS if k in algo):
+            _differ(out, Mismatch(label, None, None, key, algo[key], now_def[key]))
         ok, need = feasible_budgets(sim, [spec], chosen)
-        if need[label] != int(algo["min_budget"]):
-            out.mismatches.append(
-                Mismatch(label, None, None, "min_budget", algo["min_budget"], need[label])
-            )
+        _differ(out, Mismatch(label, None, None, "min_budget", algo["min_budget"], need[label]))
         if n < 1 or not chosen:
             continue
         now_runs = execute_runs(sim, [spec], ok, n, seed, 1)
@@ -218,13 +205,18 @@ def check(data: dict[str, Any], sim: EncodedPool, env: Environment, runs: int | 
             if r not in split_checked:
                 split_checked.add(r)
                 for key in ("test", "oracle_train", "oracle_test"):
-                    if canonical(stored.get(key)) != canonical(now[key]):
-                        out.mismatches.append(
-                            Mismatch("(split)", None, r, key, stored.get(key, _ABSENT), now[key])
-                        )
+                    _differ(
+                        out, Mismatch("(split)", None, r, key, stored.get(key, _ABSENT), now[key])
+                    )
             for b in chosen:
                 _compare_cell(out, label, b, r, stored, now)
     return out
+
+
+def _differ(out: Check, m: Mismatch) -> None:
+    """Record ``m`` when its stored and current values differ in any bit."""
+    if m.stored is _ABSENT or m.now is _ABSENT or canonical(m.stored) != canonical(m.now):
+        out.mismatches.append(m)
 
 
 def _compare_cell(
@@ -285,14 +277,12 @@ def _load(path: Path, named: bool) -> dict[str, Any] | str:
     that is no ``iapo bench`` result). Raises InputError on a file that cannot be read."""
     try:
         data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(
-            "not found: name a JSON file written by iapo bench", source=str(path)
-        ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        why = (
+            "not found" if isinstance(exc, FileNotFoundError) else f"cannot be read as JSON ({exc})"
+        )
         raise InputError(
-            f"cannot be read as JSON ({exc}): name a JSON file written by iapo bench",
-            source=str(path),
+            f"{why}: name a JSON file written by iapo bench", source=str(path)
         ) from None
     if is_bench_result(data):
         return dict(data)
@@ -315,15 +305,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="every run at every budget")
     p.add_argument("--envs", help="only results on these environments (comma-separated)")
     p.add_argument("--shared", help="the shared data folder (holding data/pools), as iapo bench")
-    p.add_argument(
-        "--workers", type=int, default=2, help="processes, one environment each (default 2)"
-    )
+    p.add_argument("--workers", type=int, default=2, help="processes (default 2)")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Check the files; print one line each; return the exit status (0 ok, 1 mismatch, 2 bad
-    input)."""
+    """Check the files, one line each; the exit status: 0 ok, 1 a mismatch, 2 bad input."""
     args = _parser().parse_args(argv)
     try:
         return _main(args)
@@ -370,12 +357,9 @@ def _main(args: argparse.Namespace) -> int:
     loaded = [(p, _load(p, bool(args.files))) for p in paths]
     wanted = {e for e in (args.envs or "").replace(" ", "").split(",") if e}
     have = {d["env"]["name"] for _, d in loaded if isinstance(d, dict)}
-    if wanted - have:
-        missing = sorted(wanted - have)[0]
-        raise ConfigError(
-            f"no stored result on {missing!r}: use one of {', '.join(sorted(have))}",
-            field="--envs",
-        )
+    for missing in sorted(wanted - have)[:1]:
+        use = ", ".join(sorted(have))
+        raise ConfigError(f"no stored result on {missing!r}: use one of {use}", field="--envs")
     runs = None if args.all else int(args.runs)
     lines: dict[int, tuple[str, bool]] = {}
     groups: dict[str, list[tuple[int, str, dict[str, Any]]]] = {}
