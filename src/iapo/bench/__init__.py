@@ -16,7 +16,12 @@ from __future__ import annotations
 from iapo.bench._benchmark import run_benchmark
 from iapo.bench._cli import register_cli
 from iapo.bench._envs import ENVIRONMENTS, Environment, build_environment, find_shared
-from iapo.bench._protocol import DEFAULT_ALGORITHMS, DEFAULT_BUDGETS
+from iapo.bench._protocol import (
+    DEFAULT_ALGORITHMS,
+    DEFAULT_BUDGETS,
+    execute_runs,
+    feasible_budgets,
+)
 from iapo.bench._report import summarise
 from iapo.bench._result import BenchResult
 from iapo.bench._sim import EncodedPool, encode_pool
@@ -38,6 +43,8 @@ __all__ = [
     "build_environment",
     "categorical_contexts",
     "encode_pool",
+    "execute_runs",
+    "feasible_budgets",
     "find_shared",
     "register_cli",
     "run_benchmark",
