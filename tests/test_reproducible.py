@@ -40,6 +40,7 @@ checker = _load_checker()
 
 def _pool_file(path: Path) -> Path:
     with path.open("w") as f:
+        f.write('{"iapo_pool": 1}\n')  # a header: no warning line before the errors tested
         for i in range(3):
             for j in range(10):
                 counts = {"A": 3 + i + j % 4, "B": 4 + (i * j) % 3, "C": 2}
