@@ -256,7 +256,8 @@ def _game24(seed: int, shared: str | Path | None = None, **kw: Any) -> Environme
     return _from_pool(
         "tot-game24",
         pool,
-        "ToT Game of 24 (puzzles 900-999): Best-of-N on correctness (0/1), arms = (model/prompt, "
+        "ToT Game of 24 (puzzles 900-999): Best-of-N on correctness (0/1), selecting with the gold "
+        "answer (a perfect verifier), arms = (model/prompt, "
         "N) over gpt-4/standard, gpt-4/cot, gpt-3.5-turbo/cot; 100 recorded samples per cell, "
         "N_max 32; cost = output tokens normalised to [0, 1]; 3 cost contexts",
         f"{d} (import_tot_game24)",
