@@ -11,6 +11,11 @@ Inputs (written by ``iapo bench``, see benchmarks/run_all.sh, copied under these
 
 Every comparison is against ``psst_any`` (the budget-feasible PSST): the runs are re-summarised
 with it as the Wilcoxon reference. Every number printed here comes from these files.
+
+Placeholders: ``{{any_budget:ENV}}`` (a large-arm environment, full block with plot),
+``{{any_budget_pool:ENV}}`` (an existing pool, compact: ACR, spent, equal spend),
+``{{any_budget_ablation}}`` (``psst_any`` against ``psst_any_paired``, groups 8 vs 1) and
+``{{any_budget_targets}}`` (the issue's three targets over every environment).
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from iapo.bench import BenchResult
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "bench"
 REF = "psst_any"
+#: The ablation: the previous schedule (one query group per round, groups = 1).
+ABLATION = "psst_any_paired"
 ALPHA = 0.05
 #: Environment → (strict PSST's minimum budget, the budget taken as "a quarter" of it).
 QUARTER = {
@@ -39,7 +46,7 @@ _CACHE: dict[str, BenchResult | None] = {}
 
 
 def _budget(b: int) -> str:
-    return f"{b // 1000}k" if b % 1000 == 0 and b >= 1000 else str(b)
+    return f"{b // 1000}k" if b % 1000 == 0 and b >= 1000 else f"{b:,}"
 
 
 def load(name: str) -> BenchResult | None:
@@ -209,8 +216,186 @@ def _quarter_block(env: str) -> str:
     )
 
 
+def _strict_min(res: BenchResult) -> int | None:
+    """Strict PSST's minimum budget on this environment (None if psst was not benchmarked)."""
+    for a in res.data["algorithms"]:
+        if a["label"] == "psst":
+            return int(a["min_budget"])
+    return None
+
+
+def _budgets(bs: list[int]) -> str:
+    return ", ".join(_budget(b) for b in bs)
+
+
+def _feasibility(res: BenchResult) -> str:
+    """Where strict PSST is feasible on this environment, in one sentence."""
+    m = _strict_min(res)
+    if m is None:
+        return "Strict PSST was not benchmarked here."
+    below = [b for b in res.budgets if b < m]
+    if not below:
+        return (
+            f"**Strict PSST is feasible at every budget here** (its minimum is {m:,} "
+            "completions), so PSST-any *is* strict PSST at every budget: its rows show the "
+            "identity ((=): identical in every run)."
+        )
+    if len(below) == len(res.budgets):
+        return (
+            f"Strict PSST needs {m:,} completions, more than every budget here: PSST-any runs "
+            "its own (budget-feasible) schedule everywhere."
+        )
+    above = [b for b in res.budgets if b >= m]
+    return (
+        f"Strict PSST needs {m:,} completions: below it ({_budgets(below)}) PSST-any runs its "
+        f"own (budget-feasible) schedule; at {_budgets(above)} it *is* strict PSST ((=): "
+        "identical in every run)."
+    )
+
+
+def _acr_cell(c: dict[str, Any], label: str) -> str:
+    if c["status"] != "ok":
+        return f"infeasible (min {c['min_budget']:,})" if c["status"] == "infeasible" else "—"
+    sem = c["acr_sem"]
+    txt = f"{c['acr_mean']:.4f}" + (f" ± {sem:.4f}" if sem is not None else "")
+    if c.get("overspent"):
+        txt += " ✱"
+    if label == REF:
+        return f"**{txt}**"
+    vs = c.get("vs_reference")
+    if vs is None:
+        return txt + " (n/a)"
+    if vs["identical"]:
+        return txt + " (=)"
+    mark = (" ▲" if vs["mean_diff"] > 0 else " ▼") if vs["p"] < ALPHA else ""
+    return f"{txt}{mark} p={vs['p']:.2g}"
+
+
+def _compact_tables(res: BenchResult) -> str:
+    """ACR ± SEM (Wilcoxon against PSST-any) and completions actually spent, one table each."""
+    head = "| algorithm | " + " | ".join(_budget(b) for b in res.budgets) + " |"
+    rule = "|---|" + "---|" * len(res.budgets)
+    algos = res.summary["algorithms"]
+    acr = [head, rule]
+    spent = [head, rule]
+    for label, per in algos.items():
+        title = res.titles.get(label, label)
+        acr.append(
+            f"| {title} | " + " | ".join(_acr_cell(per[str(b)], label) for b in res.budgets) + " |"
+        )
+        cells = []
+        for b in res.budgets:
+            c = per[str(b)]
+            if c["status"] != "ok" or "spent_mean" not in c:
+                cells.append("—")
+            else:
+                mark = " ✱" if c.get("overspent") else ""
+                cells.append(f"{c['spent_mean']:,.0f} ({c['spent_max']:,}){mark}")
+        spent.append(f"| {title} | " + " | ".join(cells) + " |")
+    o = res.summary["oracle_test"]
+    sem = f" ± {o['sem']:.4f}" if o["sem"] is not None else ""
+    acr.append(
+        "| *oracle-test* | " + " | ".join([f"*{o['mean']:.4f}{sem}*"] * len(res.budgets)) + " |"
+    )
+    return (
+        "Test ACR, mean ± SEM (▲/▼: significantly better/worse than PSST-any, paired two-sided "
+        "Wilcoxon, p < 0.05; (=): identical in every run; ✱: spent more than the budget):\n\n"
+        + "\n".join(acr)
+        + "\n\nCompletions actually spent per run, mean (max; ✱: more than the budget):\n\n"
+        + "\n".join(spent)
+        + "\n"
+    )
+
+
+def any_budget_pool(env: str) -> str:
+    """An existing pool's compact block: command, ACR, spent, equal spend with psst_paper."""
+    res = load(f"any-{env}")
+    if res is None:
+        return f"*{env}: not run in this session (see the targets below).*\n"
+    e = res.data["env"]
+    extra = load(f"any-{env}-matched")
+    matched_cmd = (
+        f"PSST-any at psst_paper's mean actual spend ({extra.data['protocol']['runs']} runs, "
+        f"wall time {extra.data['wall_s'] / 60:.1f} min):\n\n```\n{extra.data['command']}\n```\n\n"
+        if extra is not None
+        else ""
+    )
+    runs = res.data["protocol"]["runs"]
+    fewer = (
+        f" (fewer than the issue's 200: {runs} is what the session's time allowed on a 2-core "
+        "machine shared with other work)"
+        if runs < 200
+        else ""
+    )
+    return (
+        f"{e['description']}.\n\n{_feasibility(res)}\n\n"
+        f"{_runs_line(res)}{fewer}; seed {res.data['protocol']['seed']}; wall time "
+        f"{res.data['wall_s'] / 60:.1f} min on 2 workers. Command:\n\n"
+        f"```\n{res.data['command']}\n```\n\n"
+        f"{_compact_tables(res)}\n"
+        "PSST-any against psst_paper at equal actual spend (where psst_paper overspent, "
+        "PSST-any at its mean actual spend rounded down, same seed, paired by run):\n\n"
+        f"{matched_cmd}"
+        f"{_matched_table(env)}\n"
+    )
+
+
+def any_budget_ablation(envs: tuple[str, ...]) -> str:
+    """``psst_any`` (groups 8) against ``psst_any_paired`` (groups 1), paired by run."""
+    out = [
+        "| environment | budget | PSST-any (groups 8) | PSST-any paired (groups 1) "
+        "| paired difference (8 − 1) | runs better / worse / tied | p | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for env in envs:
+        res = load(f"any-{env}")
+        if res is None or ABLATION not in res.titles:
+            out.append(f"| {env} | — | not run | | | | | |")
+            continue
+        same: list[int] = []
+        cells = [(res, b) for b in res.budgets]
+        extra = load(f"any-{env}-quarter-paired")  # the target-3 budget, where not in the main run
+        if extra is not None and ABLATION in extra.titles:
+            cells += [(extra, b) for b in extra.budgets if b not in res.budgets]
+        for src, b in cells:
+            a, o = _per_run(src, REF, b), _per_run(src, ABLATION, b)
+            c = paired(a, o)
+            if c is None:
+                continue
+            runs = sorted(set(a) & set(o))
+            d = np.array([a[i]["acr"] - o[i]["acr"] for i in runs])
+            if np.all(d == 0):
+                same.append(b)
+                continue
+            if c["p"] >= ALPHA:
+                verdict = "not significantly different"
+            else:
+                verdict = "groups 8 significantly " + ("better" if c["diff"] > 0 else "WORSE")
+            out.append(
+                f"| {env} | {_budget(b)} | {c['a']:.4f} ± {c['a_sem']:.4f} | "
+                f"{c['b']:.4f} ± {c['b_sem']:.4f} | {c['diff']:+.4f} ± {c['diff_sem']:.4f} | "
+                f"{int((d > 0).sum())} / {int((d < 0).sum())} / {int((d == 0).sum())} | "
+                f"{c['p']:.2g} | {verdict} |"
+            )
+        if same:
+            out.append(
+                f"| {env} | {_budgets(same)} | identical in every run (strict PSST's schedule) "
+                "| | | | | |"
+            )
+    cmds = []
+    for env in envs:
+        extra = load(f"any-{env}-quarter-paired")
+        if extra is not None:
+            cmds.append(
+                f"\nThe separate run on {env} ({extra.data['protocol']['runs']} runs, wall time "
+                f"{extra.data['wall_s'] / 60:.1f} min):\n\n```\n{extra.data['command']}\n```\n"
+            )
+    return ("\n".join(out) + "\n" + "".join(cmds)).rstrip("\n")
+
+
 def _target1(env: str, res: BenchResult) -> str:
     per = res.summary["algorithms"].get("psst", {})
+    same: list[int] = []
     bits = []
     for b in res.budgets:
         c = per.get(str(b), {})
@@ -218,27 +403,65 @@ def _target1(env: str, res: BenchResult) -> str:
             continue
         vs = c["vs_reference"]
         if vs["identical"]:
-            bits.append(f"{_budget(b)}: identical in all {vs['pairs']} runs")
+            same.append(b)
             continue
         worse = vs["p"] < ALPHA and vs["mean_diff"] > 0
         bits.append(
             f"{_budget(b)}: strict − any = {vs['mean_diff']:+.4f}, p = {vs['p']:.2g}"
             + (" (PSST-any significantly WORSE)" if worse else "")
         )
+    if same:
+        bits.insert(0, f"identical in every run at {_budgets(same)}")
     if not bits:
         mins = {int(c["min_budget"]) for c in per.values()}
         return f"{env}: strict PSST infeasible at every budget run (minimum {min(mins):,})"
     return f"{env} ({'; '.join(bits)})"
 
 
+def _equal_spend_table(envs: tuple[str, ...]) -> str:
+    """Target 2 at a glance: PSST-any − psst_paper at equal actual spend, per env and budget."""
+    budgets = sorted({r["budget"] for env in envs for r in matched(env)})
+    out = [
+        "| environment | " + " | ".join(_budget(b) for b in budgets) + " |",
+        "|---|" + "---|" * len(budgets),
+    ]
+    for env in envs:
+        rows = {r["budget"]: r for r in matched(env)}
+        if not rows:
+            out.append(f"| {env} | not run |" + " |" * (len(budgets) - 1))
+            continue
+        cells = []
+        for b in budgets:
+            r = rows.get(b)
+            if r is None:
+                cells.append("")
+                continue
+            c = r["cmp"]
+            if c is None:
+                cells.append("not run")
+                continue
+            mark = (" ▲" if c["diff"] > 0 else " ▼") if c["p"] < ALPHA else ""
+            cells.append(f"{c['diff']:+.4f}{mark}{' ✱' if r['overspent'] else ''}")
+        out.append(f"| {env} | " + " | ".join(cells) + " |")
+    return (
+        "Target 2 at a glance: PSST-any − psst_paper, mean paired difference in test ACR at "
+        "equal actual spend (▲/▼: PSST-any significantly better/worse, paired two-sided "
+        "Wilcoxon, p < 0.05; ✱: psst_paper overspent this budget, so PSST-any ran at its mean "
+        "actual spend; an empty cell: that budget was not run on that environment). Columns are "
+        "psst_paper's nominal budgets.\n\n" + "\n".join(out) + "\n"
+    )
+
+
 def any_budget_targets(envs: tuple[str, ...]) -> str:
     """The issue's three targets, checked against the numbers above."""
     t1, t2, t3 = [], [], []
+    missing = []
     ok1 = ok2 = ok3 = True
+    n2: dict[str, list[str]] = {"better": [], "same": []}
     for env in envs:
         res = load(f"any-{env}")
         if res is None:
-            t1.append(f"{env}: not run")
+            missing.append(env)
             continue
         line = _target1(env, res)
         quarter_res = load(f"any-{env}-quarter")
@@ -248,17 +471,23 @@ def any_budget_targets(envs: tuple[str, ...]) -> str:
         t1.append(line)
         for r in matched(env):
             c = r["cmp"]
+            where = f"{env} at {_budget(r['budget'])}"
             if c is None:
                 ok2 = False
-                t2.append(f"{env} at {_budget(r['budget'])}: not checked (matched run missing)")
+                t2.append(f"{where}: not checked (matched run missing)")
                 continue
-            bad = c["p"] < ALPHA and c["diff"] < 0
-            note = " — lower mean, not significant" if c["diff"] < 0 else ""
-            ok2 &= not bad
-            t2.append(
-                f"{env} at {_budget(r['budget'])} (spend {c['b_spent']:,.0f}): any − paper = "
-                f"{c['diff']:+.4f}, p = {c['p']:.2g}" + (" — significantly WORSE" if bad else note)
-            )
+            if c["p"] < ALPHA and c["diff"] < 0:
+                ok2 = False
+                t2.append(
+                    f"{where} (spend {c['b_spent']:,.0f}): any − paper = {c['diff']:+.4f} ± "
+                    f"{c['diff_sem']:.4f}, p = {c['p']:.2g}"
+                )
+            elif c["p"] < ALPHA:
+                n2["better"].append(where)
+            else:
+                n2["same"].append(where)
+        if env not in QUARTER:
+            continue
         minimum, quarter = QUARTER[env]
         src = load(f"any-{env}-quarter") if quarter not in res.budgets else res
         strict_src = res if minimum in res.budgets else load(f"any-{env}-quarter")
@@ -285,23 +514,54 @@ def any_budget_targets(envs: tuple[str, ...]) -> str:
                 + (" (not significant)" if c["p"] >= ALPHA else " (significant)")
             )
         )
-    return "\n".join(
-        [
-            "1. **Where strict PSST is feasible, PSST-any is never significantly worse than it**: "
-            + ("met" if ok1 else "NOT met")
-            + ". "
-            + "; ".join(t1)
-            + ".",
-            "2. **At equal actual spend PSST-any is ≥ psst_paper at every budget (paired)**: "
-            + ("met (never significantly worse)" if ok2 else "NOT met")
-            + ". "
-            + "; ".join(t2)
-            + ".",
-            "3. **At a quarter of strict PSST's minimum budget PSST-any reaches strict PSST's ACR "
-            "at that minimum**: "
-            + ("met" if ok3 else "NOT met everywhere")
-            + ". "
-            + "; ".join(t3)
-            + ".",
-        ]
-    )
+    cells2 = len(t2) + len(n2["better"]) + len(n2["same"])
+    lines = [
+        "1. **Where strict PSST is feasible, PSST-any is never significantly worse than it**: "
+        + ("met" if ok1 else "NOT met")
+        + ". "
+        + "; ".join(t1)
+        + ".",
+        "2. **At equal actual spend PSST-any is ≥ psst_paper at every budget (paired)**: "
+        + ("met (never significantly worse)" if ok2 else "NOT met")
+        + f". Of {cells2} (environment, budget) cells, PSST-any is significantly better in "
+        f"{len(n2['better'])}, not significantly different in {len(n2['same'])} and "
+        f"significantly worse (or not checked) in {len(t2)}"
+        + (": " + "; ".join(t2) if t2 else "")
+        + ".",
+        "3. **At a quarter of strict PSST's minimum budget PSST-any reaches strict PSST's ACR "
+        "at that minimum** (the three large-arm environments): "
+        + ("met" if ok3 else "NOT met everywhere")
+        + ". "
+        + "; ".join(t3)
+        + ".",
+    ]
+    if missing:
+        lines.append(
+            "\nNot run in this session, hence in none of the targets: " + ", ".join(missing) + "."
+        )
+    return "\n".join(lines) + "\n\n" + _equal_spend_table(envs)
+
+
+def any_budget_loses(envs: tuple[str, ...]) -> str:
+    """Every (environment, budget, algorithm) significantly better than PSST-any, with spend."""
+    out = []
+    for env in envs:
+        res = load(f"any-{env}")
+        if res is None:
+            continue
+        m = _strict_min(res)
+        for label, per in res.summary["algorithms"].items():
+            if label == REF:
+                continue
+            bits = []
+            for b in res.budgets:
+                c = per[str(b)]
+                vs = c.get("vs_reference") if c["status"] == "ok" else None
+                if vs is None or vs["identical"] or vs["p"] >= ALPHA or vs["mean_diff"] <= 0:
+                    continue
+                where = "" if m is None or b < m else ", PSST-any = strict PSST"
+                over = f", spending {c['spent_mean']:,.0f} ✱" if c.get("overspent") else ""
+                bits.append(f"{_budget(b)} ({vs['mean_diff']:+.4f}{over}{where})")
+            if bits:
+                out.append(f"* {env}, {res.titles.get(label, label)}: " + "; ".join(bits))
+    return "\n".join(out) + "\n" if out else "*none*\n"

@@ -12,7 +12,9 @@ tables (deceiving prompts, oracle ceilings). Placeholders in the template:
 * ``{{runs}}``: what was run (runs per algorithm, wall time);
 * ``{{any_budget:ENV}}``, ``{{any_budget_targets}}``: section 5 (issue #11, PSST at any budget),
   from ``docs/bench/any-ENV.json`` (the main runs) and ``docs/bench/any-ENV-matched.json``
-  (``psst_any`` at ``psst_paper``'s actual spend), compared against ``psst_any``.
+  (``psst_any`` at ``psst_paper``'s actual spend), compared against ``psst_any``;
+  ``{{any_budget_pool:ENV}}`` (the existing pools, compact) and ``{{any_budget_ablation}}``
+  (``psst_any`` against ``psst_any_paired``).
 
 Run: ``.venv/bin/python benchmarks/make_benchmarks.py`` (after the runs; see benchmarks/run_all.sh).
 """
@@ -25,7 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from any_budget_section import any_budget, any_budget_targets  # benchmarks/, beside this script
+from any_budget_section import (  # benchmarks/, beside this script
+    any_budget,
+    any_budget_ablation,
+    any_budget_loses,
+    any_budget_pool,
+    any_budget_targets,
+)
 from estimators_section import end_to_end
 from estimators_section import estimators as estimator_tables
 
@@ -47,6 +55,19 @@ ENVS = (
 ALPHA = 0.05
 #: Section 5 (issue #11): the large-arm environments, compared against psst_any.
 ANY_ENVS = ("synth-48x32", "renze-temperature-all", "synth-200x64")
+#: Section 5 on the existing (small-arm) pools, compact blocks.
+ANY_POOLS = (
+    "mcqa-gpt35",
+    "tot-writing",
+    "tot-game24",
+    "ccot-aqua-rat",
+    "ccot-lsat-ar",
+    "ccot-sat-math",
+    "ccot-logiqa-en",
+    "ccot-medmcqa-dev",
+    "synth-bernoulli",
+    "synth-categorical",
+)
 
 
 _CACHE: dict[str, BenchResult | None] = {}
@@ -384,7 +405,9 @@ def main() -> None:
         "estimators": estimators(),
         "estimators_end_to_end": estimators_end_to_end(),
         "engine": engine(),
-        "any_budget_targets": any_budget_targets(ANY_ENVS),
+        "any_budget_targets": any_budget_targets(ANY_ENVS + ANY_POOLS),
+        "any_budget_ablation": any_budget_ablation(ANY_ENVS),
+        "any_budget_loses": any_budget_loses(ANY_ENVS + ANY_POOLS),
     }
 
     def sub(m: re.Match[str]) -> str:
@@ -393,6 +416,8 @@ def main() -> None:
             return exploration(key.split(":", 1)[1])
         if key.startswith("any_budget:"):
             return any_budget(key.split(":", 1)[1])
+        if key.startswith("any_budget_pool:"):
+            return any_budget_pool(key.split(":", 1)[1])
         return fills.get(key, m.group(0))
 
     text = re.sub(r"\{\{([a-z_:\-0-9]+)\}\}", sub, template)
