@@ -34,6 +34,7 @@ from any_budget_section import (  # benchmarks/, beside this script
     any_budget_pool,
     any_budget_targets,
 )
+from deviations_section import paired_effect, tie_credit_effect
 from estimators_section import end_to_end
 from estimators_section import estimators as estimator_tables
 
@@ -407,6 +408,8 @@ def main() -> None:
         "engine": engine(),
         "any_budget_targets": any_budget_targets(ANY_ENVS + ANY_POOLS),
         "any_budget_ablation": any_budget_ablation(ANY_ENVS),
+        "deviations_paired": paired_effect(),
+        "deviations_tie_credit": tie_credit_effect(tuple(dict.fromkeys(ANY_POOLS + ANY_ENVS))),
         "any_budget_loses": any_budget_loses(ANY_ENVS + ANY_POOLS),
     }
 

@@ -59,3 +59,12 @@ done
 any_run synth-bernoulli any-synth-bernoulli-matched 3037,3145,3537,5239 --algorithms psst_any --no-plot
 any_run synth-categorical any-synth-categorical-matched 4192,4201,4365,5652 --algorithms psst_any \
   --no-plot
+
+# Section 6 (deviations from the paper), row 1: strict PSST with independent queries per prompt
+# (psst_unpaired) against paired (psst), copied to docs/bench/paired-<env>.json.
+for env in mcqa-gpt35 synth-bernoulli synth-categorical tot-writing tot-game24 synth-48x32; do
+  $IAPO bench --env "$env" --shared "${SHARED:-/work/shared}" --algorithms psst,psst_unpaired \
+    --budgets 1000,2000,5000,10000,20000,50000 --runs 200 --workers 2 --out "$SCRATCH/paired-$env" \
+    --quiet --no-plot
+  cp "$SCRATCH/paired-$env/$env.json" "docs/bench/paired-$env.json"
+done
