@@ -160,15 +160,25 @@ def _env_key(data: dict[str, Any]) -> str:
     )
 
 
+@dataclass(frozen=True)
+class Slice:
+    """What is re-run: the first ``runs`` runs (None: every run at every budget) at each
+    algorithm's smallest and largest feasible budget not above ``max_budget`` (None: any; an
+    algorithm feasible only above it: its smallest feasible budget)."""
+
+    runs: int | None = 1
+    max_budget: int | None = None
+
+
 def _slice_budgets(feasible: Sequence[int], every: bool) -> tuple[int, ...]:
     if every or len(feasible) <= 2:
         return tuple(feasible)
     return (feasible[0], feasible[-1])
 
 
-def check(data: dict[str, Any], sim: EncodedPool, env: Environment, runs: int | None) -> Check:
-    """Re-run ``data``'s slice (the first ``runs`` runs of every algorithm at its smallest and
-    largest feasible budget; ``runs`` None: every run at every budget) on ``sim`` and compare."""
+def check(data: dict[str, Any], sim: EncodedPool, env: Environment, sl: Slice) -> Check:
+    """Re-run ``data``'s slice ``sl`` on ``sim`` and compare."""
+    runs = sl.runs
     out = Check()
     described = env.describe()
     for key in ENV_FIELDS:
@@ -186,6 +196,8 @@ def check(data: dict[str, Any], sim: EncodedPool, env: Environment, runs: int | 
         n_runs = int(algo.get("runs", proto["runs"]))
         n = n_runs if runs is None else min(runs, n_runs)
         feasible = [b for b in budgets if b >= int(algo["min_budget"])]
+        if sl.max_budget is not None:  # the ends up to the cap, else the smallest feasible
+            feasible = [b for b in feasible if b <= sl.max_budget] or feasible[:1]
         chosen = _slice_budgets(feasible, runs is None)
         spec = known.get(label)
         if spec is None:
@@ -243,12 +255,14 @@ def _compare_cell(
         out.mismatches.extend(found)
 
 
-def _summary_line(name: str, got: Check, runs: int | None, seconds: float) -> str:
+def _summary_line(name: str, got: Check, sl: Slice, seconds: float) -> str:
+    runs = sl.runs
     first = "run 0" if runs == 1 else f"runs 0-{(runs or 1) - 1}"
+    cap = "" if sl.max_budget is None else f" up to {sl.max_budget}"
     scope = (
         "every run and budget"
         if runs is None
-        else f"{first} at each algorithm's smallest and largest feasible budget"
+        else f"{first} at each algorithm's smallest and largest feasible budget{cap}"
     )
     if not got.mismatches:
         fields = ", ".join(sorted(got.fields)) or "no stored fields"
@@ -303,6 +317,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="*", type=Path, help="result JSON files (default: docs/bench)")
     p.add_argument("--runs", type=int, default=1, help="the first RUNS runs (default 1)")
     p.add_argument("--all", action="store_true", help="every run at every budget")
+    p.add_argument(
+        "--max-budget", type=int, help="only budgets up to this one in the slice (CI: 10000)"
+    )
     p.add_argument("--envs", help="only results on these environments (comma-separated)")
     p.add_argument("--shared", help="the shared data folder (holding data/pools), as iapo bench")
     p.add_argument("--workers", type=int, default=2, help="processes (default 2)")
@@ -320,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check_group(
-    group: Sequence[tuple[int, str, dict[str, Any]]], shared: Path | None, runs: int | None
+    group: Sequence[tuple[int, str, dict[str, Any]]], shared: Path | None, sl: Slice
 ) -> list[tuple[int, str, bool]]:
     """Check results on one environment (built once): (index, line, failed) per file."""
     t0 = time.perf_counter()
@@ -334,14 +351,14 @@ def _check_group(
     out = []
     for i, name, data in group:
         try:
-            got = check(data, sim, env, runs)
+            got = check(data, sim, env, sl)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise InputError(
                 f"an incomplete iapo bench result ({type(exc).__name__}: {exc}): write it again "
                 "with iapo bench",
                 source=name,
             ) from None
-        line = _summary_line(name, got, runs, time.perf_counter() - t0)
+        line = _summary_line(name, got, sl, time.perf_counter() - t0)
         out.append((i, line, bool(got.mismatches)))
         t0 = time.perf_counter()
     return out
@@ -360,7 +377,9 @@ def _main(args: argparse.Namespace) -> int:
     for missing in sorted(wanted - have)[:1]:
         use = ", ".join(sorted(have))
         raise ConfigError(f"no stored result on {missing!r}: use one of {use}", field="--envs")
-    runs = None if args.all else int(args.runs)
+    if args.max_budget is not None and args.max_budget < 1:
+        raise ConfigError(f"--max-budget {args.max_budget}: give at least 1", field="--max-budget")
+    sl = Slice(None if args.all else int(args.runs), None if args.all else args.max_budget)
     lines: dict[int, tuple[str, bool]] = {}
     groups: dict[str, list[tuple[int, str, dict[str, Any]]]] = {}
     for i, (path, data) in enumerate(loaded):
@@ -383,12 +402,12 @@ def _main(args: argparse.Namespace) -> int:
     show([])
     if args.workers == 1 or len(groups) <= 1:
         for group in groups.values():
-            show(_check_group(group, shared, runs))
+            show(_check_group(group, shared, sl))
     else:
         methods = mp.get_all_start_methods()
         ctx = mp.get_context("fork" if "fork" in methods and sys.platform != "darwin" else "spawn")
         with ProcessPoolExecutor(args.workers, mp_context=ctx) as ex:
-            futures = [ex.submit(_check_group, g, shared, runs) for g in groups.values()]
+            futures = [ex.submit(_check_group, g, shared, sl) for g in groups.values()]
             for future in as_completed(futures):
                 show(future.result())
     return 1 if any(failed for _, failed in lines.values()) else 0

@@ -99,6 +99,22 @@ def test_a_fresh_result_reproduces_on_every_slice(
     assert f": ok, {cells} cells bit-identical (every run and budget;" in capsys.readouterr().out
 
 
+def test_max_budget_caps_the_slice(
+    stored: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--max-budget B: each algorithm at its smallest feasible budget and the largest one up to
+    B; an algorithm feasible only above B at its smallest feasible budget (strict PSST here)."""
+    path = str(stored["custom"])
+    assert checker.main([path, "--max-budget", "400", "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert ": ok, 14 cells bit-identical (run 0 at " in out and "budget up to 400;" in out
+    # 100: every algorithm but psst at 50 only; psst (first feasible at 200) at 200 only
+    assert checker.main([path, "--max-budget", "100", "--workers", "1"]) == 0
+    assert ": ok, 7 cells bit-identical" in capsys.readouterr().out
+    assert checker.main([path, "--max-budget", "0", "--workers", "1"]) == 2
+    assert "--max-budget 0: give at least 1" in capsys.readouterr().err
+
+
 def test_each_environment_is_rebuilt_with_its_objective(
     stored: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
