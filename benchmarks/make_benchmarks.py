@@ -118,6 +118,8 @@ def _acr_table(res: BenchResult) -> str:
                     txt += (" ▲" if vs["mean_diff"] > 0 else " ▼") + f" p={vs['p']:.1g}"
                 else:
                     txt += f" (p={vs['p']:.2f})"
+            if c.get("overspent"):
+                txt += f" ✱ spent {c['spent_mean']:,.0f}"
             cells.append(txt)
         lines.append(f"| {titles[label]} | " + " | ".join(cells) + " |")
     for key, title in (("oracle_train", "*oracle-train*"), ("oracle_test", "*oracle-test*")):
@@ -127,6 +129,12 @@ def _acr_table(res: BenchResult) -> str:
             + " | ".join([f"*{o['mean']:.4f} ± {o['sem']:.4f}*"] * len(budgets))
             + " |"
         )
+    if any(c.get("overspent") for per in s["algorithms"].values() for c in per.values()):
+        lines += [
+            "",
+            "✱ spent more completions than the budget (mean actual spend given): not comparable "
+            "with the other cells of its column (section 5 compares psst_paper at equal spend).",
+        ]
     return "\n".join(lines)
 
 
