@@ -48,6 +48,8 @@ ENVS = (
     "ccot-aqua-rat",
     "ccot-lsat-ar",
     "ccot-sat-math",
+    "ccot-logiqa-en",
+    "ccot-medmcqa-dev",
     "tot-writing",
     "tot-game24",
     "synth-bernoulli",
