@@ -187,7 +187,7 @@ register_algorithm(
 )
 
 # PSST at any budget (issue #11 item 1): strict PSST where the budget funds it (same seed group,
-# so a benchmark pairs the two), a budget-feasible schedule below; not the default yet.
+# so a benchmark pairs the two), a budget-feasible schedule below; the default (AlgorithmConfig).
 register_algorithm("psst_any", PSSTAny, title="PSST (any budget)", group="psst")
 register_algorithm(
     "psst_any_paired",
