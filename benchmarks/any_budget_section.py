@@ -147,11 +147,12 @@ def _matched_table(env: str) -> str:
     return "\n".join(out)
 
 
-def _runs_line(res: BenchResult) -> str:
+def runs_line(res: BenchResult, unit: str = "paired runs per cell") -> str:
+    """ "N UNIT", naming each algorithm that ran fewer runs (its first ones)."""
     per = {a["label"]: a["runs"] for a in res.data["algorithms"]}
     n = res.data["protocol"]["runs"]
     fewer = {k: v for k, v in per.items() if v < n}
-    txt = f"{n} paired runs per cell"
+    txt = f"{n} {unit}"
     if fewer:
         txt += " (" + ", ".join(f"{res.titles[k]}: the first {v}" for k, v in fewer.items()) + ")"
     return txt
@@ -174,7 +175,7 @@ def any_budget(env: str) -> str:
     )
     return (
         f"{e['description']}.\n\n"
-        f"{_runs_line(res)}; seed {res.data['protocol']['seed']}; wall time "
+        f"{runs_line(res)}; seed {res.data['protocol']['seed']}; wall time "
         f"{res.data['wall_s'] / 60:.1f} min on 2 workers. Command:\n\n"
         f"```\n{res.data['command']}\n```\n\n"
         f"{res.markdown(heading='####')}\n"
@@ -329,7 +330,7 @@ def any_budget_pool(env: str) -> str:
     )
     return (
         f"{e['description']}.\n\n{_feasibility(res)}\n\n"
-        f"{_runs_line(res)}{fewer}; seed {res.data['protocol']['seed']}; wall time "
+        f"{runs_line(res)}{fewer}; seed {res.data['protocol']['seed']}; wall time "
         f"{res.data['wall_s'] / 60:.1f} min on 2 workers. Command:\n\n"
         f"```\n{res.data['command']}\n```\n\n"
         f"{_compact_tables(res)}\n"

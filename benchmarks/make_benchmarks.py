@@ -33,6 +33,7 @@ from any_budget_section import (  # benchmarks/, beside this script
     any_budget_loses,
     any_budget_pool,
     any_budget_targets,
+    runs_line,
 )
 from deviations_section import paired_effect, tie_credit_effect
 from estimators_section import end_to_end
@@ -165,16 +166,6 @@ def _found_cpu_tables(res: BenchResult) -> str:
     )
 
 
-def _runs_line(res: BenchResult) -> str:
-    per = {a["label"]: a["runs"] for a in res.data["algorithms"]}
-    n = res.data["protocol"]["runs"]
-    fewer = {k: v for k, v in per.items() if v < n}
-    txt = f"{n} runs"
-    if fewer:
-        txt += " (" + ", ".join(f"{res.titles[k]}: the first {v}" for k, v in fewer.items()) + ")"
-    return txt
-
-
 def exploration(env: str) -> str:
     res = _load(env)
     if res is None:
@@ -182,7 +173,7 @@ def exploration(env: str) -> str:
     e = res.data["env"]
     return (
         f"{e['description']}.\n\n"
-        f"{_runs_line(res)}; seed {res.data['protocol']['seed']}; wall time "
+        f"{runs_line(res, 'runs')}; seed {res.data['protocol']['seed']}; wall time "
         f"{res.data['wall_s'] / 60:.1f} min on 2 workers. Command:\n\n"
         f"```\n{res.data['command']}\n```\n\n"
         f"{_acr_table(res)}\n\n"
