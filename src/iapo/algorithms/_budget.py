@@ -118,6 +118,9 @@ class PSSTAny(PSST):
             f"{100 * self.keep:.0f} % of its measured arms per round"
         )
 
+    def budget_hint(self) -> str:
+        return ""  # its floor, |P|, is the smallest budget anything can run with
+
     def round_budget(self) -> int:
         """B_r: what is left, shared evenly by the rounds left (the last round takes it all)."""
         return (self.budget - self.spent) // max(1, self.rounds - self.round)

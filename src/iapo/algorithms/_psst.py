@@ -105,8 +105,6 @@ class PSST(Algorithm):
         )
 
     def budget_hint(self) -> str:
-        if type(self) is not PSST:
-            return ""
         return f", or use psst_any (the default), which runs from {len(self.problem.prompts)}"
 
     def pulls_per_prompt(self) -> int:
