@@ -8,7 +8,8 @@ tables (deceiving prompts, oracle ceilings). Placeholders in the template:
 * ``{{psst_loses}}``: every (environment, budget, algorithm) significantly better than PSST;
 * ``{{awareness}}``, ``{{ceilings}}``, ``{{deceiving}}``: section 2;
 * ``{{estimators}}``, ``{{estimators_end_to_end}}`` (benchmarks/estimators_section.py),
-  ``{{engine}}``: sections 3 and 4;
+  ``{{engine}}``: sections 3 and 4; ``{{include:NAME}}``: docs/bench/NAME.md as written by its
+  benchmark script (section 4's throughput parts);
 * ``{{runs}}``: what was run (runs per algorithm, wall time);
 * ``{{any_budget:ENV}}``, ``{{any_budget_targets}}``: section 5 (issue #11, PSST at any budget),
   from ``docs/bench/any-ENV.json`` (the main runs) and ``docs/bench/any-ENV-matched.json``
@@ -394,6 +395,12 @@ def engine() -> str:
     )
 
 
+def include(name: str) -> str:
+    """``docs/bench/NAME.md`` as its benchmark script wrote it (command line included)."""
+    path = DOCS / f"{name}.md"
+    return path.read_text().strip() if path.exists() else "*not run yet*"
+
+
 def main() -> None:
     template = (ROOT / "benchmarks" / "BENCHMARKS.template.md").read_text()
     ceilings, deceiving = ceilings_and_deceiving()
@@ -422,6 +429,8 @@ def main() -> None:
             return any_budget(key.split(":", 1)[1])
         if key.startswith("any_budget_pool:"):
             return any_budget_pool(key.split(":", 1)[1])
+        if key.startswith("include:"):
+            return include(key.split(":", 1)[1])
         return fills.get(key, m.group(0))
 
     text = re.sub(r"\{\{([a-z_:\-0-9]+)\}\}", sub, template)
