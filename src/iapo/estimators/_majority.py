@@ -52,9 +52,17 @@ _FAST_FROM = 65
 _MAX_N = 1000
 
 
-@lru_cache(maxsize=16)
 def _pascal(n: int) -> NDArray[np.float64]:
-    """``tab[a, b] = C(a, b)`` for ``0 ≤ a, b ≤ n`` (0 where b > a), each correctly rounded."""
+    """``tab[a, b] = C(a, b)`` for ``0 ≤ a, b ≤ n`` (0 where b > a), each correctly rounded: a
+    corner of a table for the next power of two (runs pull many sizes n; one table serves)."""
+    size = 64
+    while size < n:
+        size *= 2
+    return _pascal_table(size)[: n + 1, : n + 1]
+
+
+@lru_cache(maxsize=8)
+def _pascal_table(n: int) -> NDArray[np.float64]:
     tab = np.zeros((n + 1, n + 1))
     row = [1]
     for a in range(n + 1):

@@ -8,6 +8,10 @@ convolution (a sliding-window product) instead of one numpy call per (x, d); eve
 count whose non-gold classes cannot reach j votes (all of them once j > k_max / 2) contributes
 ``C(g, j) · C(n - g, d)``, summed for all such j at once in a single convolution. The numpy calls
 per chunk of rows drop from about S·k_max²/4 to about S·k_max/2 (S: classes that reach j).
+
+One row (a memoised vote profile, the ``iapo bench`` path) takes scalar bookkeeping and numpy's
+own convolution; the gold counts at which only the largest class can tie gold (every j above the
+second-largest class count) take a closed form from one cumulative (k_max × j) table.
 """
 
 from __future__ import annotations
@@ -99,7 +103,14 @@ def _one_row(
     """:func:`ustat_totals` of one row (a memoised vote profile), with scalar bookkeeping."""
     total = np.zeros(kc)
     plain = np.zeros(kc + 1)
+    # gold counts j where the largest class alone can reach j: closed form, see _one_class
+    top, second = [*cls, 0, 0][:2]
+    alone = range(second + 1, min(top, kc // 2, g) + 1)
+    if len(alone):
+        _one_class(total, alone, top, g, n, kc, pas)
     for j in range(1, min(g, kc) + 1):
+        if j in alone:
+            continue
         dmax = kc - j
         big = [c for c in cls if c >= j] if j <= dmax else []
         if not big:
@@ -118,3 +129,32 @@ def _one_row(
         total[j - 1 :] += pas[g, j] * last
     total += np.convolve(plain, pas[n - g, : min(n - g, kc) + 1])[1 : kc + 1]
     return total[:, None]
+
+
+def _one_class(
+    total: NDArray[np.float64],
+    gold_counts: range,
+    c: int,
+    g: int,
+    n: int,
+    kc: int,
+    pas: NDArray[np.float64],
+) -> None:
+    """Add the terms of gold counts j at which one class (of c answers) alone can tie gold.
+
+    The other answers are free: ``[z^d] (1 + z)^free · (Σ_{x<j} C(c, x) z^x + ½ C(c, j) z^j)``
+    (a tie of two: 1/2 under either rule) is a prefix sum over x of C(c, x)·C(free, d - x) plus
+    the tie term, so every j costs one slice of one cumulative table."""
+    free = n - g - c
+    rows, cols = kc - gold_counts[0] + 1, gold_counts[-1]  # d ≤ kc - j, x ≤ j - 1
+    lagged = np.zeros(2 * kc + 1)
+    lagged[kc : kc + min(free, kc) + 1] = pas[free, : min(free, kc) + 1]
+    step = lagged.strides[0]
+    # toeplitz[d, x] = C(free, d - x), 0 where x > d (a strided view, no copy)
+    toeplitz = as_strided(lagged[kc:], (rows, cols), (step, -step))
+    prefix = np.cumsum(toeplitz * pas[c, :cols], axis=1)  # Σ_{x ≤ m} C(c, x)·C(free, d - x)
+    for j in gold_counts:
+        dmax = kc - j
+        q = prefix[: dmax + 1, j - 1].copy()
+        q[j:] += 0.5 * pas[c, j] * pas[free, : dmax + 1 - j]
+        total[j - 1 :] += pas[g, j] * q
