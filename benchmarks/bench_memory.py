@@ -147,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def render(out: dict[str, Any]) -> str:
     lines = [
-        "| run | peak RSS before | peak RSS now | of which pool encoding (now) | CPU s before "
-        "| CPU s now | same policy |",
+        "| run | peak RSS before | peak RSS now | of it, after encoding the pool | CPU s before "
+        "| CPU s now | same policy and statistics |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]
     for row in out["memory"]:
