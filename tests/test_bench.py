@@ -180,13 +180,13 @@ def test_split_never_leaks_test_queries_into_learning(monkeypatch: pytest.Monkey
     labels = ["psst", "psst_k1", "uniform", "ucb", "epsilon_greedy", "triple_n1"]
     state = small_state(env, labels, (400, 900))
     asked: list[str] = []
-    original = EncodedPool.simulate
+    original = EncodedPool.simulate_lazy  # what the driver calls
 
     def spy(self: EncodedPool, batch: Any, *args: Any, **kw: Any) -> Any:
         asked.extend(r.query for r in batch)
         return original(self, batch, *args, **kw)
 
-    monkeypatch.setattr(EncodedPool, "simulate", spy)
+    monkeypatch.setattr(EncodedPool, "simulate_lazy", spy)
     for run in range(3):
         asked.clear()
         out = _protocol.run_single(run, state)

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
+from iapo.algorithms._estimates import Estimates, add_sums
 from iapo.algorithms._params import AlgorithmParams, validate_against
 from iapo.errors import BudgetError
 from iapo.problem import Problem
@@ -33,25 +34,13 @@ class ArmStats:
         self.total_sq = np.zeros(shape)
         self.count = np.zeros(shape, dtype=np.int64)
 
-    def add(self, prompt_index: NDArray[np.int64], estimates: NDArray[np.float64]) -> None:
-        """``estimates``: (pulls, C, k_max ≤ n_max) with NaN where a pull says nothing."""
-        if len(prompt_index) == 0:
-            return
-        k = estimates.shape[2]
-        ok = ~np.isnan(estimates)
-        vals = np.where(ok, estimates, 0.0)
-        # sum each prompt's pulls in one pass (sorted by prompt, np.add.reduceat), then add once
-        # per prompt: much faster than np.add.at on big batches
-        order = np.argsort(prompt_index, kind="stable")
-        sorted_index = prompt_index[order]
-        starts = np.flatnonzero(np.r_[True, sorted_index[1:] != sorted_index[:-1]])
-        prompts = sorted_index[starts]
-        v = vals[order]
-        self.total[:, prompts, :k] += np.add.reduceat(v, starts, axis=0).transpose(1, 0, 2)
-        self.total_sq[:, prompts, :k] += np.add.reduceat(v * v, starts, axis=0).transpose(1, 0, 2)
-        self.count[:, prompts, :k] += np.add.reduceat(
-            ok[order].astype(np.int64), starts, axis=0
-        ).transpose(1, 0, 2)
+    def add(
+        self, prompt_index: NDArray[np.int64], estimates: NDArray[np.float64] | Estimates
+    ) -> None:
+        """``estimates``: (pulls, C, k_max ≤ n_max) with NaN where a pull says nothing, as an
+        array or as :class:`Estimates` (then summed a bounded block of pulls at a time, to the
+        same floats)."""
+        add_sums(self.total, self.total_sq, self.count, prompt_index, estimates)
 
     def add_one(self, context: int, prompt: int, n: int, value: float) -> None:
         self.total[context, prompt, n - 1] += value
@@ -240,10 +229,12 @@ class Algorithm(ABC):
         p = self.problem
         self.tell_estimates(p.strategy.estimate(results, p.contexts, p.n_max, p.method))
 
-    def tell_estimates(self, estimates: NDArray[np.float64]) -> None:
+    def tell_estimates(self, estimates: NDArray[np.float64] | Estimates) -> None:
         """Answer the pending batch with its utility estimates directly: an array (pulls, C, k)
         whose column j is the estimate at N = j + 1 (NaN where a pull says nothing), with
-        max(n of the batch) ≤ k ≤ n_max; a narrower array than n_max saves work.
+        max(n of the batch) ≤ k ≤ n_max; a narrower array than n_max saves work. Or the same
+        as :class:`Estimates`, computed on demand: an algorithm that overrides
+        :meth:`_observe_estimates` then never holds the whole array.
 
         For simulators that estimate from encoded samples without building :class:`PullResult`
         objects (``iapo bench``); ``tell`` computes the same array from results.
@@ -256,7 +247,16 @@ class Algorithm(ABC):
             )
         batch, self._pending = self._pending, None
         self.spent += sum(r.n for r in batch)
-        self._observe(batch, estimates)
+        if isinstance(estimates, Estimates):
+            self._observe_estimates(batch, estimates)
+        else:
+            self._observe(batch, estimates)
+
+    def _observe_estimates(self, batch: Sequence[PullRequest], estimates: Estimates) -> None:
+        """:meth:`_observe` for estimates computed on demand; by default it materialises them.
+        An algorithm that only adds them to :class:`ArmStats` (which takes them as they are)
+        overrides it to keep its memory bounded."""
+        self._observe(batch, estimates.dense())
 
     def absorb(self, results: Sequence[PullResult]) -> None:
         """Add results drawn outside the schedule (the affordable prefix of a batch that a cost

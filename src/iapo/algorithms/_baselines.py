@@ -12,6 +12,7 @@ from numpy.typing import NDArray
 from pydantic import Field
 
 from iapo.algorithms._base import Algorithm, RoundTrace, ceil_log2
+from iapo.algorithms._estimates import ArrayEstimates, Estimates
 from iapo.algorithms._params import AlgorithmParams, Finite
 from iapo.algorithms._psst import PSST, halve
 from iapo.problem import Problem
@@ -43,6 +44,9 @@ class Uniform(Algorithm):
         return [PullRequest(pr, q, p.n_max) for pr in p.prompts for q in queries]
 
     def _observe(self, batch: Sequence[PullRequest], estimates: NDArray[np.float64]) -> None:
+        self._observe_estimates(batch, ArrayEstimates(estimates))
+
+    def _observe_estimates(self, batch: Sequence[PullRequest], estimates: Estimates) -> None:
         self.stats.add(self.prompt_indices(batch), estimates)
         self._done = True
         self.trace.append(

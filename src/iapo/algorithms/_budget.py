@@ -11,6 +11,7 @@ from numpy.typing import NDArray
 from pydantic import Field
 
 from iapo.algorithms._base import RoundTrace, ceil_log2
+from iapo.algorithms._estimates import Estimates
 from iapo.algorithms._params import AlgorithmParams
 from iapo.algorithms._psst import PSST
 from iapo.problem import Problem
@@ -160,14 +161,12 @@ class PSSTAny(PSST):
         # interleaved query by query, like PSST: any prefix covers every live prompt evenly
         return [req for step in zip(*per_prompt, strict=True) for req in step]
 
-    def _observe(self, batch: Sequence[PullRequest], estimates: NDArray[np.float64]) -> None:
+    def _observe_estimates(self, batch: Sequence[PullRequest], estimates: Estimates) -> None:
         if self.strict:
-            super()._observe(batch, estimates)
+            super()._observe_estimates(batch, estimates)
             return
         index = self.prompt_indices(batch)
-        k = estimates.shape[2]
-        live = self.active[:, index, :k].transpose(1, 0, 2)  # (pulls, C, k)
-        self.stats.add(index, np.where(live, estimates, np.nan))
+        self.stats.add(index, estimates.masked(self.active, index))
         pulls: dict[str, int] = {}
         sizes: dict[str, int] = {}
         for r in batch:

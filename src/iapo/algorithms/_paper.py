@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from iapo.algorithms._base import ArmStats, ceil_log2
+from iapo.algorithms._estimates import Estimates
 from iapo.algorithms._params import AlgorithmParams
 from iapo.algorithms._psst import PSST
 from iapo.problem import Problem
@@ -114,8 +115,8 @@ class PSSTPaper(PSST):
         return [req for group in zip(*per_prompt, strict=True) for req in group]
 
     def _add(
-        self, batch: Sequence[PullRequest], index: NDArray[np.int64], estimates: NDArray[np.float64]
+        self, batch: Sequence[PullRequest], index: NDArray[np.int64], estimates: Estimates
     ) -> None:
         """The released code's weighting: a pull of n adds ⌊n/k⌋ block observations at N = k."""
         n = np.fromiter((r.n for r in batch), np.int64, len(batch))
-        add_blocks(self.stats, index, n, estimates)
+        add_blocks(self.stats, index, n, estimates.dense())

@@ -11,6 +11,7 @@ from numpy.typing import NDArray
 from pydantic import Field
 
 from iapo.algorithms._base import Algorithm, ArmStats, RoundTrace, ceil_log2
+from iapo.algorithms._estimates import ArrayEstimates, Estimates
 from iapo.algorithms._params import AlgorithmParams, Finite
 from iapo.problem import Problem
 from iapo.types import Arm, PullRequest
@@ -126,12 +127,13 @@ class PSST(Algorithm):
         return [req for group in zip(*per_prompt, strict=True) for req in group]
 
     def _observe(self, batch: Sequence[PullRequest], estimates: NDArray[np.float64]) -> None:
+        self._observe_estimates(batch, ArrayEstimates(estimates))
+
+    def _observe_estimates(self, batch: Sequence[PullRequest], estimates: Estimates) -> None:
         # Algorithm 1 updates an arm's statistics in the contexts where it is active: an arm a
         # context has eliminated keeps the estimate it was dropped with.
         index = self.prompt_indices(batch)
-        k = estimates.shape[2]
-        live = self.active[:, index, :k].transpose(1, 0, 2)  # (pulls, C, k)
-        self._add(batch, index, np.where(live, estimates, np.nan))
+        self._add(batch, index, estimates.masked(self.active, index))
         sizes = self.live_sizes(self.active)
         pulls: dict[str, int] = {}
         for r in batch:
@@ -152,7 +154,7 @@ class PSST(Algorithm):
         )
 
     def _add(
-        self, batch: Sequence[PullRequest], index: NDArray[np.int64], estimates: NDArray[np.float64]
+        self, batch: Sequence[PullRequest], index: NDArray[np.int64], estimates: Estimates
     ) -> None:
         """Add a round's estimates (NaN where an arm is not active) to the statistics: one
         observation per pull and N (a subclass may weight them otherwise)."""
@@ -215,6 +217,9 @@ class PSSTTopK(Algorithm):
         return self.inner.ask()
 
     def _observe(self, batch: Sequence[PullRequest], estimates: NDArray[np.float64]) -> None:
+        self._observe_estimates(batch, ArrayEstimates(estimates))
+
+    def _observe_estimates(self, batch: Sequence[PullRequest], estimates: Estimates) -> None:
         if self.inner is None:
             self.stats.add(self.prompt_indices(batch), estimates)
             n1 = np.nan_to_num(self.stats.mean[:, :, 0], nan=-np.inf)  # (C, P)

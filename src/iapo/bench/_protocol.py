@@ -86,7 +86,7 @@ def split_for_run(queries: tuple[str, ...], seed: int, run: int) -> tuple[tuple[
 
 def _drive(algo: Algorithm, sim: EncodedPool, rng: np.random.Generator) -> None:
     while batch := algo.ask():
-        algo.tell_estimates(sim.simulate(batch, algo.problem.method, rng, narrow=True))
+        algo.tell_estimates(sim.simulate_lazy(batch, algo.problem.method, rng))
 
 
 def seed_key(entry: AlgorithmEntry) -> int:
@@ -144,7 +144,7 @@ def run_algorithm(
         batch = algo.ask()
         if not batch:
             break
-        algo.tell_estimates(sim.simulate(batch, algo.problem.method, rng, narrow=True))
+        algo.tell_estimates(sim.simulate_lazy(batch, algo.problem.method, rng))
     out[order[-1]] = (algo.policy(), time.process_time() - t0 - side, algo)
     return out
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from iapo.algorithms import Estimates
 from iapo.pools import Pool
 from iapo.strategies import Method, ProfileCache, Strategy, exact_cell_utilities
 from iapo.types import Context, PullRequest
@@ -31,6 +32,44 @@ from iapo.types import Context, PullRequest
 __all__ = ["EncodedPool", "encode_pool"]
 
 _PAD_CUM = 2.0  # cumulative probability of padding outcomes: never drawn (u < 1)
+
+
+class _Drawn(Estimates):
+    """The estimates of a simulated batch, computed from its drawn outcomes when read.
+
+    ``drawn[n]``: the outcome indices (pulls of size n, n) of the batch's pulls of size n, in
+    batch order; a block of pulls is estimated per size as :meth:`EncodedPool.simulate` does."""
+
+    def __init__(
+        self,
+        sim: EncodedPool,
+        pulls: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]],
+        drawn: dict[int, NDArray[np.int64]],
+        method: Method,
+        width: int,
+    ) -> None:
+        self.prompt, self.query, n = pulls
+        super().__init__(len(n), len(sim.contexts), width, sizes=n)
+        self.sim, self.drawn, self.method = sim, drawn, method
+        self.at = np.empty(len(n), dtype=np.int64)  # each pull's row in drawn[its n]
+        for size in drawn:
+            sel = np.flatnonzero(n == size)
+            self.at[sel] = np.arange(len(sel))
+
+    def rows(self, index: NDArray[np.int64], width: int) -> NDArray[np.float64]:
+        out = np.empty((len(index), self.shape[1], width))
+        sizes = self.sizes[index] if self.sizes is not None else np.zeros(0, np.int64)
+        for size in np.unique(sizes):
+            sel = np.flatnonzero(sizes == size)
+            pulls = index[sel]
+            out[sel] = self.sim.estimates_for(
+                self.prompt[pulls],
+                self.query[pulls],
+                self.drawn[int(size)][self.at[pulls]],
+                self.method,
+                width,
+            )
+        return out
 
 
 @dataclass
@@ -133,6 +172,21 @@ class EncodedPool:
         narrower array to the same effect (adding NaN-masked zeros changes nothing), at a
         fraction of the cost when N_max is large and the pulls small (TRIPLE, screening).
         """
+        got = self.simulate_lazy(batch, method, rng, narrow=narrow)
+        return got.dense() if isinstance(got, Estimates) else got
+
+    def simulate_lazy(
+        self,
+        batch: Sequence[PullRequest],
+        method: Method,
+        rng: np.random.Generator,
+        *,
+        narrow: bool = True,
+    ) -> NDArray[np.float64] | Estimates:
+        """:meth:`simulate` (narrow by default) without the dense array: the outcomes are drawn
+        now (the same random stream), the estimates computed from them a block of pulls at a
+        time when read (:class:`~iapo.algorithms.Estimates`; the same numbers). A single
+        U-statistic pull comes back as its small array."""
         if len(batch) == 1 and method == "ustat":
             r = batch[0]
             width = min(r.n, self.n_max) if narrow else self.n_max
@@ -141,12 +195,11 @@ class EncodedPool:
             )
         prompt, query, n = self.pull_arrays(batch)
         width = min(int(n.max()), self.n_max) if (narrow and len(batch)) else self.n_max
-        out = np.empty((len(batch), len(self.contexts), width))
+        drawn = {}
         for size in np.unique(n):
             sel = np.flatnonzero(n == size)
-            outcomes = self.draw(prompt[sel], query[sel], int(size), rng)
-            out[sel] = self.estimates_for(prompt[sel], query[sel], outcomes, method, width)
-        return out
+            drawn[int(size)] = self.draw(prompt[sel], query[sel], int(size), rng)
+        return _Drawn(self, (prompt, query, n), drawn, method, width)
 
 
 def encode_pool(
