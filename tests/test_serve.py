@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import logging
 import os
 import re
 import signal
@@ -13,7 +14,7 @@ import subprocess
 import sys
 import urllib.request
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,13 @@ from hypothesis import strategies as st
 from live_helpers import script, write_config
 
 import iapo
+from iapo.backends import Backend
 from iapo.cli import main
 from iapo.deploy import Policy, _QuestionSlots
 from iapo.serve import PolicyServer, ServeWarning
 from iapo.serve._protocol import split_text
 from iapo.testing.fake_openai import FakeOpenAIServer, FaultPlan
+from iapo.types import Query, Sample
 
 CTX = "accuracy=1,cost=0"
 
@@ -347,6 +350,23 @@ def test_a_slow_upstream_is_504_at_the_deadline(learned: Path, tmp_path: Path) -
                 assert caught.value.body["type"] == "timeout"
 
 
+def test_a_body_that_does_not_arrive_in_time_is_408(
+    learned: Path, tmp_path: Path, upstream: FakeOpenAIServer
+) -> None:
+    policy = make_policy(learned, tmp_path, upstream.base_url, n=1)
+    with PolicyServer(policy, port=0, timeout=0.3) as server:
+        conn = http.client.HTTPConnection(*server.address, timeout=30)
+        conn.putrequest("POST", "/v1/chat/completions")
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Content-Length", "100")
+        conn.endheaders(b'{"model"')  # and nothing more
+        resp = conn.getresponse()
+        assert resp.status == 408
+        assert json.loads(resp.read())["error"]["type"] == "invalid_request_error"
+        conn.close()
+    assert upstream.requests == 0
+
+
 @pytest.mark.parametrize("kind", ["transient", "permanent"])
 def test_an_upstream_failure_is_502(learned: Path, tmp_path: Path, kind: str) -> None:
     fake = (
@@ -364,9 +384,12 @@ def test_an_upstream_failure_is_502(learned: Path, tmp_path: Path, kind: str) ->
     assert ("HTTP 500" if kind == "transient" else "HTTP 403") in body["message"]
 
 
-def test_concurrency_is_enforced_across_all_requests(learned: Path, tmp_path: Path) -> None:
-    """64 clients at once, the arm's 3 samples fanned out: every answer right, and never more
-    than the configured 4 requests at the upstream endpoint."""
+def test_concurrency_is_enforced_across_all_requests(
+    learned: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """64 clients at once, the arm's 3 samples fanned out: every answer right, never more than
+    the configured 4 requests at the upstream endpoint, nothing logged as an error."""
+    caplog.set_level(logging.WARNING)
     with FakeOpenAIServer(fixed, latency=0.02) as srv:
         policy = make_policy(learned, tmp_path, srv.base_url, n=3, concurrency=4, n_mode="fanout")
         with PolicyServer(policy, port=0) as server:
@@ -388,6 +411,7 @@ def test_concurrency_is_enforced_across_all_requests(learned: Path, tmp_path: Pa
     assert contents == [fixed([{"content": f"What is question {i}?"}], {}, 0) for i in range(64)]
     assert srv.requests == srv.completions_served == 64 * 3
     assert srv.max_in_flight <= 4
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 def test_ad_hoc_questions_are_kept_in_a_bounded_cache(
@@ -523,3 +547,32 @@ def test_the_question_cache_is_an_lru_that_never_evicts_a_question_in_use(
         assert len(set(ids.values())) == len(ids)  # no two questions under one id
         assert all(q in ids for q, _ in held)  # in use: still registered
     assert slots.ids_made <= size + most_held
+
+
+class _Broken(Backend):
+    """A backend with a bug: every draw raises."""
+
+    def cache_key(self, prompt: str, query: str) -> str:
+        return prompt + query
+
+    def add_query(self, query: Query) -> None:
+        pass
+
+    async def sample(self, prompt: str, query: str, indices: Sequence[int]) -> list[Sample]:
+        raise RuntimeError("a bug in the backend")
+
+
+def test_a_bug_is_a_logged_500_and_the_server_goes_on(
+    learned: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    policy = Policy.load(learned, backend=_Broken())
+    with PolicyServer(policy, port=0) as server:
+        for _ in range(2):
+            with pytest.raises(openai.InternalServerError) as caught:
+                sdk(server).chat.completions.create(**ask("What is question number 1?"))
+            assert isinstance(caught.value.body, dict)
+            assert caught.value.body["type"] == "server_error"
+            assert "bug in the backend" not in caught.value.message  # no internals to clients
+    logged = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(logged) == 2 and all(r.exc_info for r in logged)

@@ -112,6 +112,7 @@ class PolicyServer:
         config = uvicorn.Config(
             make_app(policy, self.limits),
             lifespan="on",
+            log_config=None,  # the application's logging, untouched
             log_level="warning",
             access_log=False,
             backlog=BACKLOG,
