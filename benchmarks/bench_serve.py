@@ -344,7 +344,7 @@ def main() -> None:
         upstream_stats = stats(upstream)
     result = {
         "benchmark": "serve",
-        "command": "nice -n 15 python benchmarks/bench_serve.py " + " ".join(sys.argv[1:]),
+        "command": " ".join(["nice -n 15 python benchmarks/bench_serve.py", *sys.argv[1:]]),
         "upstream_latency_s": LATENCY,
         "arm_n": N,
         "ideal": "concurrency / 0.2 s: N = 3 samples by native n, one upstream request per answer",

@@ -506,6 +506,9 @@ def test_the_cli_refuses_a_missing_key_and_a_replayed_policy(
     assert "--api-key-env" in err and "SERVE_TEST_NO_KEY" in err
     err = _one_line_error(capsys, "serve", str(finished_mcqa.run_dir), "--port", "0")
     assert "replaying" in err and "backend" in err
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # `import uvicorn` fails: not installed
+    err = _one_line_error(capsys, "serve", str(learned), "--port", "0")
+    assert "pip install 'iapo[serve]'" in err
 
 
 @given(

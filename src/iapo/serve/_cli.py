@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import os
 import sys
 import warnings
@@ -26,8 +25,13 @@ def _positive(text: str) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from iapo.deploy import Policy
 
-    if not all(importlib.util.find_spec(m) for m in ("starlette", "uvicorn")):
-        raise ConfigError("needs Starlette and uvicorn: pip install 'iapo[serve]'", field="serve")
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "needs Starlette and uvicorn: pip install 'iapo[serve]'", field="serve"
+        ) from None
     from iapo.serve._server import PolicyServer, ServeWarning
 
     key = os.environ.get(args.api_key_env) if args.api_key_env else None
