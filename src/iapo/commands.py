@@ -284,25 +284,6 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_serve(args: argparse.Namespace) -> int:
-    from iapo.deploy import Policy
-    from iapo.serve import PolicyServer
-
-    server = PolicyServer(Policy.load(args.result), args.host, args.port)
-    print(
-        f"serving {len(server.policy.arms)} contexts at {server.base_url} "
-        "(the request's 'model' names the context); Ctrl-C stops",
-        file=sys.stderr,
-    )
-    try:
-        server.httpd.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.httpd.server_close()
-    return 0
-
-
 def register_cli(sub: Any) -> None:
     """Add the core commands to the ``iapo`` argument parser's subparsers."""
 
@@ -372,10 +353,6 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_ask)
 
-    p = sub.add_parser("serve", help="an OpenAI-compatible proxy: model = context name")
-    p.add_argument("result", help="a run directory or its result.json")
-    p.add_argument(
-        "--host", default="127.0.0.1", help="local address to listen on (0.0.0.0: every one)"
-    )
-    p.add_argument("--port", type=int, default=8000, help="port to listen on (0: any free one)")
-    p.set_defaults(func=_cmd_serve)
+    from iapo.serve import register_cli as register_serve  # its heavy parts load when run
+
+    register_serve(sub)
