@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from pydantic_core import from_json
@@ -26,6 +27,7 @@ __all__ = ["read_compact"]
 _ALLOWED = frozenset({"prompt", "query", "gold", "answer_counts", "abstain", "cost"})
 #: An escaped UTF-16 surrogate: a lone one is not a string the full reader accepts.
 _SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+_LINES_PER_PASS = 8192
 
 
 def read_compact(lines: Sequence[str], skip: int | None) -> PoolArrays | None:
@@ -34,39 +36,11 @@ def read_compact(lines: Sequence[str], skip: int | None) -> PoolArrays | None:
     numbers = [i for i, t in enumerate(lines) if i != skip and t.strip()]
     if not numbers:
         return None
-    body = "\n,".join(lines[i] for i in numbers)
-    if _SURROGATE.search(body):
-        return None
-    try:
-        objs = from_json("[" + body + "]")
-    except (ValueError, RecursionError):
-        return None
-    if type(objs) is not list or len(objs) != len(numbers):
-        return None
-
-    if set(map(type, objs)) != {dict} or not all(d.keys() <= _ALLOWED for d in objs):
-        return None
-    prompts = [d.get("prompt") for d in objs]
-    queries = [d.get("query") for d in objs]
-    golds = [d.get("gold") for d in objs]
-    counts = [d.get("answer_counts") for d in objs]
-    abstains = [d.get("abstain") for d in objs]
-    costs = [d.get("cost") for d in objs]
-    if not (
-        set(map(type, prompts)) == {str}
-        and set(map(type, queries)) == {str}
-        and set(map(type, counts)) == {dict}
-        and set(map(type, golds)) <= {str, type(None)}
-        and set(map(type, abstains)) <= {int, type(None)}
-        and set(map(type, costs)) <= {int, float, type(None)}
-        and all(prompts)
-        and all(queries)
-    ):
-        return None
-    answers = [a for ac in counts for a in ac]
-    values = [c for ac in counts for c in ac.values()]
-    if values and set(map(type, values)) != {int}:
-        return None
+    fields: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [])
+    for lo in range(0, len(numbers), _LINES_PER_PASS):  # bounded memory: dicts of one pass
+        if not _parse(lines, numbers[lo : lo + _LINES_PER_PASS], fields):
+            return None
+    prompts, queries, golds, n_ans, answers, values, abstains, costs = fields
     try:
         count_arr = np.array(values, dtype=np.int64)
         abstain_arr = np.array([0 if a is None else a for a in abstains], dtype=np.int64)
@@ -79,7 +53,7 @@ def read_compact(lines: Sequence[str], skip: int | None) -> PoolArrays | None:
         and np.all((cost_arr >= 0.0) & (cost_arr <= MAX_COST))  # False for NaN
     ):
         return None
-    n_answers = np.array([len(ac) for ac in counts], dtype=np.int64)
+    n_answers = np.array(n_ans, dtype=np.int64)
     has_abstain = abstain_arr > 0
     if np.any((n_answers == 0) & ~has_abstain):
         return None  # a cell without samples: the full reader says so
@@ -139,3 +113,48 @@ def read_compact(lines: Sequence[str], skip: int | None) -> PoolArrays | None:
         order=grid,
         plain=True,
     )
+
+
+def _parse(lines: Sequence[str], numbers: list[int], fields: tuple[list[Any], ...]) -> bool:
+    """Parse the lines ``numbers`` and append their fields (prompt, query, gold, answer count,
+    answers, counts, abstain, cost) to ``fields``; False if the fast reader cannot take them."""
+    body = "\n,".join(lines[i] for i in numbers)
+    if _SURROGATE.search(body):
+        return False
+    try:
+        objs = from_json("[" + body + "]")
+    except (ValueError, RecursionError):
+        return False
+    if type(objs) is not list or len(objs) != len(numbers):
+        return False
+    if set(map(type, objs)) != {dict} or not all(d.keys() <= _ALLOWED for d in objs):
+        return False
+    prompts = [d.get("prompt") for d in objs]
+    queries = [d.get("query") for d in objs]
+    golds = [d.get("gold") for d in objs]
+    counts = [d.get("answer_counts") for d in objs]
+    abstains = [d.get("abstain") for d in objs]
+    costs = [d.get("cost") for d in objs]
+    if not (
+        set(map(type, prompts)) == {str}
+        and set(map(type, queries)) == {str}
+        and set(map(type, counts)) == {dict}
+        and set(map(type, golds)) <= {str, type(None)}
+        and set(map(type, abstains)) <= {int, type(None)}
+        and set(map(type, costs)) <= {int, float, type(None)}
+        and all(prompts)
+        and all(queries)
+    ):
+        return False
+    values = [c for ac in counts for c in ac.values()]
+    if values and set(map(type, values)) != {int}:
+        return False
+    fields[0].extend(prompts)
+    fields[1].extend(queries)
+    fields[2].extend(golds)
+    fields[3].extend(map(len, counts))
+    fields[4].extend(a for ac in counts for a in ac)
+    fields[5].extend(values)
+    fields[6].extend(abstains)
+    fields[7].extend(costs)
+    return True

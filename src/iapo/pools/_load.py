@@ -219,7 +219,7 @@ def _load(
     if cache:
         hit = load_arrays(path, key)
         if hit is not None:
-            pool = _from_columns(hit[0], hit[1], require_gold, objectives, name, quiet)
+            pool = _from_columns(hit[0], hit[1], require_gold, objectives, name, quiet, path, key)
             if pool is not None:
                 return pool
     lines = _split(raw, name)

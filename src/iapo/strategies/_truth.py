@@ -27,6 +27,8 @@ from iapo.types import Context
 
 __all__ = ["encode_outcomes", "exact_cell_utilities"]
 
+_CELLS_PER_PASS = 8192
+
 
 def exact_cell_utilities(
     pool: Pool,
@@ -65,8 +67,10 @@ def exact_cell_utilities(
     mean_cost = arrays.cell_dots(probs, arrays.cost, flat)
     wc = cost_weights(contexts)
     k = np.arange(1, n_max + 1)
-    spend = np.multiply(wc[None, :, None] * mean_cost[:, None, None], k[None, None, :])
-    np.subtract(util, spend, out=util)
+    for lo in range(0, len(flat), _CELLS_PER_PASS):  # bounded memory: one pass's spend at a time
+        part = slice(lo, lo + _CELLS_PER_PASS)
+        spend = np.multiply(wc[None, :, None] * mean_cost[part, None, None], k[None, None, :])
+        np.subtract(util[part], spend, out=util[part])
     return out
 
 
