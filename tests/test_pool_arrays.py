@@ -354,3 +354,16 @@ def test_single_query_single_context_and_one_row_chunks_like_before() -> None:
     assert_encodes_like_before(pool, MajorityVote(), MV_CTX[:1], 5)
     scored = full_pool(2, 1, 15, scored=True)
     assert_encodes_like_before(scored, BestOfN(("h",)), (Context("c", {"h": 1.0}, 0.3),), 6)
+
+
+def test_a_subclass_takes_the_per_cell_path() -> None:
+    class Swapped(MajorityVote):  # gold coded 1, the first wrong answer 0: its own encoding
+        def encode(self, samples: Any, gold: Any, contexts: Any) -> Any:
+            out = super().encode(samples, gold, contexts)
+            return np.where(out == 0, 1, np.where(out == 1, 0, out))
+
+    pool = compact_pool(2, 10, 3)
+    assert_encodes_like_before(pool, Swapped(), MV_CTX, 5)
+    assert encode_pool(pool, Swapped(), MV_CTX, 5).codes.tobytes() != (
+        encode_pool(pool, MajorityVote(), MV_CTX, 5).codes.tobytes()
+    )

@@ -7,7 +7,8 @@ Both give, bit for bit, what the per-cell methods give (:meth:`Strategy.exact_ut
 <iapo.strategies.Strategy.encode>` per cell): every floating-point operation is the one the
 per-cell code performs, on arrays of the same shape (cells are grouped by their outcome count,
 prompts by their padded width), and identical majority-vote profiles are computed once
-(:func:`~iapo.estimators.mv_exact_many`). Other strategies take the per-cell path.
+(:func:`~iapo.estimators.mv_exact_many`). Other strategies (subclasses included) take the
+per-cell path.
 """
 
 from __future__ import annotations
@@ -51,9 +52,9 @@ def exact_cell_utilities(
     cells = arrays.cell_ids(ps, qs)
     util = out.reshape(cells.size, len(contexts), n_max)  # a view: quality, then utility
     done = False
-    if isinstance(strategy, MajorityVote) and n_max >= 1:
+    if type(strategy) is MajorityVote and n_max >= 1:  # a subclass may redefine the methods
         done = _mv_quality(arrays, strategy, contexts, n_max, cells, util)
-    elif isinstance(strategy, BestOfN) and n_max >= 1:
+    elif type(strategy) is BestOfN and n_max >= 1:
         done = _bon_quality(arrays, strategy, contexts, n_max, cells, util)
     if not done:
         for pi, p in enumerate(ps):
@@ -187,7 +188,7 @@ def encode_outcomes(
     in ``cells``, and its encoded row: :meth:`Strategy.encode` of each cell's outcomes, stacked."""
     arrays = pool.arrays
     rows, owner = arrays.rows_of(cells)
-    if isinstance(strategy, MajorityVote):
+    if type(strategy) is MajorityVote:  # a subclass may redefine encode
         answer = arrays.answer[rows]
         gold = arrays.gold[cells][owner]
         is_gold = (answer == gold) & (answer >= 0)
@@ -196,7 +197,7 @@ def encode_outcomes(
         codes[is_gold] = 0
         codes[answer < 0] = ABSTAIN_CODE
         return rows, owner, codes[:, None]
-    if isinstance(strategy, BestOfN):
+    if type(strategy) is BestOfN:
         select = _bon_select(arrays, strategy, contexts, cells, rows)
         if select is not None:
             return rows, owner, select
