@@ -92,7 +92,7 @@ def test_changed_file_is_not_served_the_old_cache(tmp_path: Path) -> None:
     fresh = load_pool(path, cache=False)
     same_pool_arrays(new.arrays, fresh.arrays)
     assert new.digest != old.digest
-    assert len(cache_files(tmp_path / ".iapo-cache")) == 2  # one per content
+    assert len(cache_files(tmp_path / ".iapo-cache")) == 1  # the old content's file is gone
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "flip", "other-key", "other-format"])
@@ -246,3 +246,23 @@ def test_compact_reader_is_what_the_cache_holds(tmp_path: Path) -> None:
     assert direct is not None
     same_pool_arrays(load_pool(path).arrays, direct)
     same_pool_arrays(load_pool(path).arrays, direct)  # from the cache
+
+
+def test_stale_contents_and_old_tables_are_pruned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_cache, "KEEP_TABLES", 2)
+    path = write_pool(tmp_path / "pool.jsonl", seed=1)
+    other = write_pool(tmp_path / "other.jsonl", seed=1)  # same content, another file
+    load_pool(other)
+    env = build_environment(str(path))
+    for n in (2, 3, 4):
+        encode_pool(env.pool, env.strategy, env.contexts, n)
+    folder = tmp_path / ".iapo-cache"
+    mine = [f.name for f in cache_files(folder) if f.name.startswith("pool.")]
+    assert len(mine) == 3  # the arrays and the two most recent tables
+    write_pool(path, seed=2)  # the file changes: its old cache files go, the other file's stay
+    load_pool(path)
+    names = [f.name for f in cache_files(folder)]
+    assert len([n for n in names if n.startswith("pool.")]) == 1
+    assert len([n for n in names if n.startswith("other.")]) == 1

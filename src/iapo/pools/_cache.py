@@ -1,11 +1,12 @@
 """The array cache: a pool file's arrays (and what is computed from them) as ``.npz`` files.
 
 A pool file of at least :data:`MIN_BYTES` is read once into :class:`~iapo.pools.PoolArrays`
-and saved as ``<stem>.<sha256 of the file, 16 hex>.npz`` in ``.iapo-cache/`` beside the file;
-the next :func:`~iapo.pools.load_pool` of the same bytes reads that instead of the JSON (a few
-milliseconds). Derived tables (the benchmark simulator's encoded pool and exact utilities, see
-:func:`cached_tables`) are saved the same way, keyed by the pool's content and a description of
-what was computed, including a fingerprint of the source code that computes them.
+and saved as ``<stem>.<path tag>.<sha256 of the file, 16 hex>.npz`` in ``.iapo-cache/`` beside
+the file; the next :func:`~iapo.pools.load_pool` of the same bytes reads that instead of the
+JSON (milliseconds: the arrays are memory-mapped views). Derived tables (the benchmark
+simulator's encoded pool and exact utilities, see :func:`cached_tables`) are saved the same
+way, keyed by the pool's content and a description of what was computed, including a
+fingerprint of the source code that computes them.
 
 * **Where**: beside the pool; where that directory is not writable (a read-only data folder),
   in the user cache: ``$IAPO_CACHE_DIR``, else ``$XDG_CACHE_HOME/iapo``, else ``~/.cache/iapo``.
@@ -15,9 +16,12 @@ what was computed, including a fingerprint of the source code that computes them
   version or key, or whose arrays do not fit together is ignored and rebuilt, never used. The
   ``.npz`` members carry CRC-32 checks, verified on reading.
 * **Writes** are atomic: a temporary file in the target directory, then ``os.replace``.
-* **Off switch**: ``IAPO_NO_CACHE=1`` (any non-empty value but ``0``) in the environment, or
-  ``load_pool(..., cache=False)``: nothing is read or written.
-* Small files (< :data:`MIN_BYTES`) are not cached: parsing them takes milliseconds.
+* **Off switch**: ``IAPO_NO_CACHE=1`` (any non-empty value but ``0``) in the environment
+  (``iapo bench`` and every other command), or ``load_pool(..., cache=False)`` and
+  ``encode_pool(..., cache=False)``: nothing is read or written.
+* **Size**: a changed pool file's old cache files are removed when its new ones are written,
+  and at most :data:`KEEP_TABLES` tables per pool content are kept (least recently used go).
+  Small files (< :data:`MIN_BYTES`) are not cached: parsing them takes milliseconds.
 """
 
 from __future__ import annotations
@@ -58,6 +62,8 @@ FORMAT = 1
 """The cache file format version; files of another version are ignored."""
 MIN_BYTES = 1 << 20
 """Pool files smaller than this are not cached."""
+KEEP_TABLES = 8
+"""Tables kept per pool content (least recently used dropped first)."""
 BESIDE = ".iapo-cache"
 
 _STRINGS = ("prompts", "queries", "labels", "score_names")
@@ -84,8 +90,32 @@ def _dirs(pool_path: Path) -> list[Path]:
     return [pool_path.resolve().parent / BESIDE, user_cache_dir()]
 
 
+def _prefix(pool_path: Path) -> str:
+    """The pool file's name stem and a tag of its full path: no two pool files share it."""
+    where = hashlib.sha256(str(pool_path.resolve()).encode()).hexdigest()[:8]
+    return f"{pool_path.stem}.{where}"
+
+
 def _name(pool_path: Path, key: str, tag: str) -> str:
-    return f"{pool_path.stem}.{key[:16]}{tag}.npz"
+    return f"{_prefix(pool_path)}.{key[:16]}{tag}.npz"
+
+
+def _prune(folder: Path, pool_path: Path, key: str) -> None:
+    """Drop this pool file's cache files for other contents (it changed since), and all but the
+    :data:`KEEP_TABLES` most recently used tables of this content."""
+    prefix, current = f"{_prefix(pool_path)}.", key[:16]
+    tables: list[tuple[float, Path]] = []
+    with contextlib.suppress(OSError):
+        for f in folder.iterdir():
+            if not (f.name.startswith(prefix) and f.name.endswith(".npz")):
+                continue
+            rest = f.name[len(prefix) :]  # "<key16>.npz" or "<key16>.t<digest16>.npz"
+            if rest[:16] != current:
+                f.unlink(missing_ok=True)
+            elif rest[16:].startswith(".t"):
+                tables.append((f.stat().st_mtime, f))
+        for _, f in sorted(tables, reverse=True)[KEEP_TABLES:]:
+            f.unlink(missing_ok=True)
 
 
 def _blob(strings: tuple[str, ...]) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
@@ -192,7 +222,9 @@ def save_arrays(pool_path: Path, key: str, arrays: PoolArrays, extra: Mapping[st
         members[a] = getattr(arrays, a)
     members["extra"] = _info_array(extra)
     members["info"] = _info_array({"format": FORMAT, "key": key, "plain": arrays.plain})
-    _write(_dirs(pool_path), _name(pool_path, key, ""), members)
+    written = _write(_dirs(pool_path), _name(pool_path, key, ""), members)
+    if written is not None:
+        _prune(written.parent, pool_path, key)
 
 
 def load_arrays(pool_path: Path, key: str) -> tuple[PoolArrays, dict[str, Any]] | None:
@@ -282,9 +314,14 @@ def cached_tables(
     digest = hashlib.sha256(json.dumps([key, what], sort_keys=True).encode()).hexdigest()
     info = {"format": FORMAT, "key": digest}
     name = _name(path, key, f".t{digest[:16]}")
-    hit = _read(_dirs(path), name, info)
-    if hit is not None:
-        return hit
+    for folder in _dirs(path):
+        hit = _read([folder], name, info)
+        if hit is not None:
+            with contextlib.suppress(OSError):
+                os.utime(folder / name)  # recently used: kept by _prune
+            return hit
     tables = build()
-    _write(_dirs(path), name, {**tables, "info": _info_array(info)})
+    written = _write(_dirs(path), name, {**tables, "info": _info_array(info)})
+    if written is not None:
+        _prune(written.parent, path, key)
     return tables
