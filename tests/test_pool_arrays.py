@@ -367,3 +367,16 @@ def test_a_subclass_takes_the_per_cell_path() -> None:
     assert encode_pool(pool, Swapped(), MV_CTX, 5).codes.tobytes() != (
         encode_pool(pool, MajorityVote(), MV_CTX, 5).codes.tobytes()
     )
+
+
+def test_outcomes_merge_on_equal_costs_as_before() -> None:
+    outcomes = (
+        Sample("a", {}, 0.0),
+        Sample("a", {}, -0.0),  # equal cost: merged (a dictionary key of floats)
+        Sample("b", {}, 1.0),
+        Sample("a", {}, 1.0),  # another cost: kept apart
+        Sample(None, {}, 0.0),
+    )
+    cells = [Cell("p", q, "a", outcomes, np.array([1.0, 2.0, 0.0, 3.0, 1.0])) for q in "xy"]
+    pool = pool_from_cells(cells, objectives=("accuracy",))
+    assert_encodes_like_before(pool, MajorityVote(), MV_CTX, 4)

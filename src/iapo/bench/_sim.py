@@ -49,6 +49,7 @@ _CODE = (
     "strategies/_majority.py",
     "strategies/_bon.py",
     "estimators/_majority.py",
+    "estimators/_mv_exact.py",
     "estimators/_bon.py",
 )
 
@@ -256,12 +257,13 @@ def _encode_arrays(
     weight = arrays.weight[rows]
     features = codes.shape[1] if codes.ndim == 2 else 1
     codes = np.ascontiguousarray(codes.reshape(len(rows), features))
-    # merge outcomes with the same (cell, encoded row bytes, cost bytes), first appearance first
+    # merge outcomes with the same (cell, encoded row bytes, cost), first appearance first; the
+    # cost as a number (-0.0 is 0.0, as a dictionary key of floats has it)
     key = np.concatenate(
         [
             owner[:, None].view(np.uint8),
             codes.view(np.uint8).reshape(len(rows), -1),
-            np.ascontiguousarray(cost[:, None]).view(np.uint8),
+            np.ascontiguousarray((cost + 0.0)[:, None]).view(np.uint8),
         ],
         axis=1,
     )
