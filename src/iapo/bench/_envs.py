@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from iapo.bench._synthetic import (
     bernoulli_contexts,
     categorical_contexts,
@@ -132,7 +134,8 @@ def _from_pool(
     cost_weights: Sequence[float] | None = None,
     cost_normalize: str = "max",
 ) -> Environment:
-    has_gold = all(c.gold is not None for c in pool.cells.values())
+    arrays = pool.arrays  # no per-cell objects: a large pool read from a file has none
+    has_gold = bool(np.all(arrays.gold >= 0))
     kind = strategy or ("majority_vote" if pool.objectives == ("accuracy",) else "best_of_n")
     if kind == "majority_vote":
         if not has_gold:
@@ -146,7 +149,8 @@ def _from_pool(
         weights = BON_COST_WEIGHTS if cost_weights is None else cost_weights
     else:
         raise ConfigError(f"unknown strategy {kind!r}: use majority_vote or best_of_n")
-    smallest = int(min(c.size for c in pool.cells.values()))
+    cells = np.arange(arrays.n_cells, dtype=np.int64)
+    smallest = int(arrays.cell_sums(arrays.weight, cells).min()) if arrays.n_cells else 0
     nm = n_max if n_max is not None else max(1, min(32, smallest))
     scaled, scale = _normalised(pool) if cost_normalize == "max" else (pool, 1.0)
     return Environment(

@@ -19,19 +19,40 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from iapo.algorithms import Estimates
-from iapo.pools import Pool
-from iapo.strategies import Method, ProfileCache, Strategy, exact_cell_utilities
+from iapo.pools import Pool, cached_tables, code_fingerprint
+from iapo.strategies import (
+    BestOfN,
+    MajorityVote,
+    Method,
+    ProfileCache,
+    Strategy,
+    encode_outcomes,
+    exact_cell_utilities,
+)
 from iapo.types import Context, PullRequest
 
 __all__ = ["EncodedPool", "encode_pool"]
 
 _PAD_CUM = 2.0  # cumulative probability of padding outcomes: never drawn (u < 1)
+#: The modules whose code computes an encoded pool: part of its cache key.
+_CODE = (
+    "bench/_sim.py",
+    "pools/_arrays.py",
+    "strategies/_truth.py",
+    "strategies/_base.py",
+    "strategies/_majority.py",
+    "strategies/_bon.py",
+    "estimators/_majority.py",
+    "estimators/_mv_exact.py",
+    "estimators/_bon.py",
+)
 
 
 class _Drawn(Estimates):
@@ -209,53 +230,125 @@ def encode_pool(
     n_max: int,
     *,
     prompts: Sequence[str] | None = None,
+    cache: bool | None = None,
 ) -> EncodedPool:
     """Encode ``pool`` (costs already scaled as they should enter utilities) into arrays.
 
     Identical outcomes of a cell (the same encoded row and cost) are merged, in order of first
-    appearance: the same categorical law."""
+    appearance: the same categorical law. Computed on the pool's arrays
+    (:class:`~iapo.pools.PoolArrays`), the same numbers as cell by cell. For a pool read from a
+    large file, the tables are cached beside it (:func:`~iapo.pools.cached_tables`; ``cache``
+    False or ``$IAPO_NO_CACHE`` turns that off)."""
     ps = tuple(prompts) if prompts is not None else pool.prompts
     qs = pool.queries
     ctx = tuple(contexts)
-    cells: list[tuple[int, int, NDArray[Any], NDArray[np.float64], NDArray[np.float64]]] = []
-    for pi, p in enumerate(ps):
-        for qi, q in enumerate(qs):
-            cell = pool.cell(p, q)
-            rows = strategy.encode(cell.outcomes, cell.gold, ctx)
-            merged: dict[tuple[bytes, float], int] = {}
-            keep: list[int] = []
-            weight: list[float] = []
-            for j, (o, w) in enumerate(zip(cell.outcomes, cell.weights, strict=True)):
-                at = merged.setdefault((rows[j].tobytes(), float(o.cost)), len(keep))
-                if at == len(keep):
-                    keep.append(j)
-                    weight.append(0.0)
-                weight[at] += float(w)
-            w_arr = np.array(weight, dtype=np.float64)
-            idx = np.array(keep, dtype=np.int64)[w_arr > 0]
-            costs = np.array([float(cell.outcomes[j].cost) for j in idx], dtype=np.float64)
-            cells.append((pi, qi, rows[idx], costs, w_arr[w_arr > 0]))
-    v_max = max([len(c[3]) for c in cells] + [1])
-    shape = (len(ps), len(qs), v_max)
-    features = cells[0][2].shape[1] if cells else 1
-    cum = np.full(shape, _PAD_CUM)
-    cost = np.zeros(shape)
-    codes = np.zeros((*shape, features), dtype=cells[0][2].dtype if cells else np.float64)
-    for pi, qi, rows, costs, w in cells:
-        v = len(w)
-        c = np.cumsum(w) / w.sum()
-        c[-1] = 1.0
-        cum[pi, qi, :v] = c
-        cost[pi, qi, :v] = costs
-        codes[pi, qi, :v] = rows
+
+    def build() -> dict[str, NDArray[Any]]:
+        tables = _encode_arrays(pool, strategy, ctx, ps)
+        tables["exact"] = exact_cell_utilities(pool, strategy, ctx, n_max, prompts=ps, queries=qs)
+        return tables
+
+    source = pool.arrays.source if type(strategy) in (MajorityVote, BestOfN) else None
+    what = {
+        "kind": "encoded_pool",
+        "strategy": [type(strategy).__name__, list(strategy.objectives)],
+        "tie_credit": getattr(strategy, "tie_credit", None),
+        "contexts": [c.to_dict() for c in ctx],
+        "n_max": n_max,
+        "prompts": list(ps),
+        "queries": list(qs),
+        "code": _code_fingerprint(),
+    }
+    tables = cached_tables(source, what, build, enabled=cache)
+    if not _fits(tables, len(ps), len(qs), len(ctx), n_max):
+        tables = build()
     return EncodedPool(
         prompts=ps,
         queries=qs,
         contexts=ctx,
         strategy=strategy,
         n_max=n_max,
-        cum=cum,
-        cost=cost,
-        codes=codes,
-        exact=exact_cell_utilities(pool, strategy, ctx, n_max, prompts=ps, queries=qs),
+        cum=tables["cum"],
+        cost=tables["cost"],
+        codes=tables["codes"],
+        exact=tables["exact"],
     )
+
+
+@lru_cache(maxsize=1)
+def _code_fingerprint() -> str:
+    return code_fingerprint(*_CODE)
+
+
+def _fits(tables: dict[str, NDArray[Any]], n_p: int, n_q: int, n_c: int, n_max: int) -> bool:
+    """Whether (cached) tables have the shapes and types an EncodedPool needs."""
+    try:
+        cum, cost, codes, exact = (tables[k] for k in ("cum", "cost", "codes", "exact"))
+    except KeyError:
+        return False
+    v = cum.shape[2] if cum.ndim == 3 else -1
+    return (
+        cum.shape == (n_p, n_q, v)
+        and cost.shape == cum.shape
+        and codes.shape[:3] == cum.shape
+        and codes.ndim == 4
+        and exact.shape == (n_p, n_q, n_c, n_max)
+        and all(a.dtype == np.float64 for a in (cum, cost, exact))
+        and codes.dtype in (np.int64, np.float64)
+    )
+
+
+def _encode_arrays(
+    pool: Pool, strategy: Strategy, ctx: tuple[Context, ...], ps: tuple[str, ...]
+) -> dict[str, NDArray[Any]]:
+    """cum, cost, codes of :class:`EncodedPool`, from the pool's arrays."""
+    arrays = pool.arrays
+    grid = arrays.cell_ids(ps, pool.queries)
+    n_cells = grid.size
+    rows, owner, codes = encode_outcomes(pool, strategy, ctx, grid.ravel())
+    cost = arrays.cost[rows]
+    weight = arrays.weight[rows]
+    features = codes.shape[1] if codes.ndim == 2 else 1
+    codes = np.ascontiguousarray(codes.reshape(len(rows), features))
+    # merge outcomes with the same (cell, encoded row bytes, cost), first appearance first; the
+    # cost as a number (-0.0 is 0.0, as a dictionary key of floats has it)
+    key = np.concatenate(
+        [
+            owner[:, None].view(np.uint8),
+            codes.view(np.uint8).reshape(len(rows), -1),
+            np.ascontiguousarray((cost + 0.0)[:, None]).view(np.uint8),
+        ],
+        axis=1,
+    )
+    key = np.ascontiguousarray(key).view(np.dtype((np.void, key.shape[1]))).ravel()
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    total = np.bincount(np.asarray(inverse).ravel(), weights=weight, minlength=len(first))
+    order = np.argsort(first, kind="stable")
+    first, total = first[order], total[order]
+    keep = total > 0
+    first, total = first[keep], total[keep]
+    g_owner = owner[first]
+    per_cell = np.bincount(g_owner, minlength=n_cells)
+    g_start = np.zeros(n_cells + 1, dtype=np.int64)
+    np.cumsum(per_cell, out=g_start[1:])
+    at = np.arange(len(first)) - g_start[g_owner]
+    v_max = max(int(per_cell.max()) if n_cells else 0, 1)
+    cum = np.full((n_cells, v_max), _PAD_CUM)
+    for v in np.unique(per_cell):
+        if v == 0:
+            continue
+        cells_v = np.flatnonzero(per_cell == v)
+        w = total[g_start[cells_v][:, None] + np.arange(int(v))]
+        c = np.cumsum(w, axis=1) / w.sum(axis=1)[:, None]
+        c[:, -1] = 1.0
+        cum[cells_v, : int(v)] = c
+    out_cost = np.zeros((n_cells, v_max))
+    out_cost[g_owner, at] = cost[first]
+    out_codes = np.zeros((n_cells, v_max, features), dtype=codes.dtype)
+    out_codes[g_owner, at] = codes[first]
+    shape = (*grid.shape, v_max)
+    return {
+        "cum": cum.reshape(shape),
+        "cost": out_cost.reshape(shape),
+        "codes": out_codes.reshape(*shape, features),
+    }

@@ -22,9 +22,9 @@ from iapo.estimators._majority import (
     TieCredit,
     check_tie_credit,
     mv_blocks,
-    mv_exact,
     mv_ustat,
 )
+from iapo.estimators._mv_exact import mv_exact, mv_exact_many
 from iapo.estimators._sums import sum_blocks, sum_ustat
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "check_tie_credit",
     "mv_blocks",
     "mv_exact",
+    "mv_exact_many",
     "mv_ustat",
     "sum_blocks",
     "sum_ustat",

@@ -24,7 +24,6 @@ programme with two quadrature nodes, 0 and 1, of weight 0.5 each.
 
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 from typing import Literal
 
@@ -33,7 +32,7 @@ from numpy.typing import NDArray
 
 from iapo.estimators._mv_fast import ustat_totals
 
-__all__ = ["TIE_CREDITS", "TieCredit", "check_tie_credit", "mv_blocks", "mv_exact", "mv_ustat"]
+__all__ = ["TIE_CREDITS", "TieCredit", "check_tie_credit", "mv_blocks", "mv_ustat"]
 
 #: How a vote whose top count is shared by t ≥ 2 answers, gold among them, is credited:
 #: ``"fractional"`` 1/t, ``"half"`` 0.5 (the paper's released code).
@@ -286,75 +285,3 @@ def mv_blocks(
         credit = _credit(labels[:, : b * k].reshape(n_rows * b, k), np.repeat(gold, b), tie_credit)
         out[:, k - 1] = credit.reshape(n_rows, b).mean(axis=1)
     return out
-
-
-def mv_exact(
-    probs: NDArray[np.float64],
-    gold_index: NDArray[np.int64],
-    k_max: int,
-    tie_credit: TieCredit = "fractional",
-) -> NDArray[np.float64]:
-    """Expected MV credit of k i.i.d. draws from a categorical answer distribution, k = 1..k_max.
-
-    ``probs`` (rows, M): probabilities of M answer classes; the remaining mass
-    ``1 - probs.sum()`` (clipped at 0) is abstention. ``gold_index`` (rows,): column of the gold
-    class, or -1 if the gold answer is none of them (credit 0). Columns of probability 0 are
-    harmless padding. ``tie_credit`` as in :func:`mv_ustat`. Returns (rows, k_max), no NaN.
-    """
-    tie_credit = check_tie_credit(tie_credit)
-    probs = np.asarray(probs, dtype=np.float64)
-    gold_index = np.asarray(gold_index, dtype=np.int64)
-    _check(probs, gold_index, k_max)
-    n_rows, n_cls = probs.shape
-    if np.any(gold_index >= n_cls) or np.any(gold_index < -1):
-        raise ValueError(f"gold_index must lie in -1..{n_cls - 1}")
-    out = np.zeros((n_rows, k_max))
-    has = gold_index >= 0
-    pg = np.zeros(n_rows)
-    pg[has] = probs[has, gold_index[has]]
-    rows = np.flatnonzero(pg > 0.0)
-    for lo in range(0, rows.size, _CHUNK):
-        sel = rows[lo : lo + _CHUNK]
-        out[sel] = _mv_exact_rows(probs[sel], gold_index[sel], k_max, tie_credit)
-    return out
-
-
-def _mv_exact_rows(
-    probs: NDArray[np.float64], gold_index: NDArray[np.int64], k_max: int, tie_credit: TieCredit
-) -> NDArray[np.float64]:
-    """Rows whose gold class has positive probability."""
-    n_rows = probs.shape[0]
-    every = np.arange(n_rows)
-    pg = probs[every, gold_index]
-    abstain = np.clip(1.0 - probs.sum(axis=1), 0.0, None)
-    others = np.clip(probs, 0.0, None)
-    others[every, gold_index] = 0.0
-    others = -np.sort(-others, axis=1)
-    others = others[:, : int((others > 0.0).sum(axis=1).max())]
-    n_others = others.shape[1]
-    free_all = abstain + others.sum(axis=1)
-
-    # Exponential generating functions in λz, λ = k_max / e, keep every weight λ^x p^x / x! and
-    # every factor k! / λ^k in floating-point range: credit(k) = k! / λ^k · [z^k] (product).
-    lam = max(k_max / math.e, 1.0)
-    degree = np.arange(k_max + 1)
-    scale = np.exp(degree * math.log(lam) - np.array([math.lgamma(x + 1.0) for x in degree]))
-    base = np.concatenate([others.T, abstain[None], free_all[None], pg[None]])  # (S + 3, R)
-    pw = np.empty((k_max + 1, *base.shape))
-    pw[0] = 1.0
-    for x in range(1, k_max + 1):
-        pw[x] = pw[x - 1] * base
-    pw *= scale[:, None, None]
-    pw_cls, pw_abstain = pw[:, :n_others], pw[:, n_others]
-    pw_free, pw_gold = pw[:, n_others + 1], pw[:, n_others + 2]
-
-    total = np.zeros((k_max, n_rows))
-    for j in range(1, k_max + 1):
-        dmax = k_max - j
-        if j > dmax or n_others == 0:
-            total[j - 1 :] += pw_gold[j] * pw_free[: dmax + 1]
-            continue
-        lower = pw_cls[1:j].transpose(1, 0, 2)  # (S, j - 1, R)
-        q = _tie_poly(lower, pw_cls[j], j, dmax, tie_credit)
-        total[j - 1 :] += pw_gold[j] * _trunc_conv(pw_abstain[: dmax + 1], q)
-    return np.asarray((total / scale[1:, None]).T, dtype=np.float64)

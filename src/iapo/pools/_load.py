@@ -2,24 +2,44 @@
 
 The format is described in :mod:`iapo.pools._format`. Every problem is reported as one
 :class:`~iapo.errors.PoolError` naming the file, the line, the field and the fix.
+
+A file whose cells are all in the compact form is read straight into arrays
+(:mod:`iapo.pools._columns`; its cells are built only if asked for), and a large one is cached
+as arrays keyed by the file's SHA-256 (:mod:`iapo.pools._cache`: where, how it is checked, and
+``IAPO_NO_CACHE=1`` / ``cache=False`` to turn it off). Anything the fast reader does not take
+is read by the full reader below, which reports every problem.
 """
 
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from pydantic import ValidationError
 from pydantic_core import from_json
 
 from iapo.errors import PoolError
 from iapo.inputs import decode_utf8, read_input_bytes
+from iapo.pools._arrays import PoolArrays
+from iapo.pools._cache import MIN_BYTES, cache_enabled, load_arrays, save_arrays
+from iapo.pools._columns import read_compact
 from iapo.pools._format import POOL_SCHEMA, CellLine, HeaderLine, pool_error_from, show
-from iapo.pools._model import ACCURACY, Cell, Pool, compact_cell, full_cell, pool_from_cells
+from iapo.pools._model import (
+    ACCURACY,
+    Cell,
+    Pool,
+    compact_cell,
+    full_cell,
+    pool_from_arrays,
+    pool_from_cells,
+)
 from iapo.types import Sample
 
 __all__ = ["load_pool"]
@@ -31,8 +51,7 @@ class _Parsed:
     cell: CellLine
 
 
-def _read_lines(path: Path, source: str) -> list[str]:
-    raw = read_input_bytes(path, error=PoolError, what="the pool's .jsonl file")
+def _split(raw: bytes, source: str) -> list[str]:
     text = decode_utf8(raw, error=PoolError, source=source)
     # Split on "\n" only: str.splitlines() would also split on U+2028 etc. inside JSON strings.
     return text.split("\n")
@@ -162,6 +181,7 @@ def load_pool(
     require_gold: bool = False,
     objectives: Sequence[str] | None = None,
     quiet: bool = False,
+    cache: bool | None = None,
 ) -> Pool:
     """Read and validate a pool file (the format is described in :mod:`iapo.pools._format`).
 
@@ -174,23 +194,100 @@ def load_pool(
     names, else accuracy; cost unit "unit"; the form its cells use): that is said in
     ``meta["description"]`` and, unless ``quiet``, in one warning line on stderr. A malformed
     header stays an error.
+
+    ``cache``: use the array cache for a large compact-form file (default: on unless
+    ``$IAPO_NO_CACHE`` is set; see :mod:`iapo.pools._cache`).
     """
     # A large pool allocates many small objects that all survive; pausing the cyclic GC while they
     # are built more than halves the load time (30k full-form lines x 10 samples: ~6 s → ~2.5 s).
     paused = gc.isenabled()
     gc.disable()
     try:
-        return _load_pool(Path(path), require_gold=require_gold, objectives=objectives, quiet=quiet)
+        return _load(Path(path), require_gold, objectives, quiet, cache_enabled(cache))
     finally:
         if paused:
             gc.enable()
 
 
-def _load_pool(
-    path: Path, *, require_gold: bool, objectives: Sequence[str] | None, quiet: bool
+def _load(
+    path: Path, require_gold: bool, objectives: Sequence[str] | None, quiet: bool, cache: bool
 ) -> Pool:
     name = str(path)
-    lines = _read_lines(path, name)
+    raw = read_input_bytes(path, error=PoolError, what="the pool's .jsonl file")
+    cache = cache and len(raw) >= MIN_BYTES
+    key = hashlib.sha256(raw).hexdigest() if cache else ""
+    if cache:
+        hit = load_arrays(path, key)
+        if hit is not None:
+            pool = _from_columns(hit[0], hit[1], require_gold, objectives, name, quiet, path, key)
+            if pool is not None:
+                return pool
+    lines = _split(raw, name)
+    fast = _read_fast(lines, name)
+    if fast is not None:
+        arrays, extra = fast
+        if cache:
+            save_arrays(path, key, arrays, extra)
+        pool = _from_columns(arrays, extra, require_gold, objectives, name, quiet, path, key)
+        if pool is not None:
+            return pool
+    return _load_pool(lines, name, require_gold=require_gold, objectives=objectives, quiet=quiet)
+
+
+def _read_fast(lines: list[str], name: str) -> tuple[PoolArrays, dict[str, Any]] | None:
+    """A compact-form file's arrays and what else :func:`_from_columns` needs, or None."""
+    first = next((i for i, t in enumerate(lines) if t.strip()), None)
+    if first is None:
+        return None
+    header = _parse_header(lines[first], f"{name}:{first + 1}")
+    read = read_compact(lines, first if header is not None else None)
+    if read is None:
+        return None
+    return read, {"header": None if header is None else header.model_dump(mode="json")}
+
+
+def _from_columns(
+    arrays: PoolArrays,
+    extra: dict[str, Any],
+    require_gold: bool,
+    objectives: Sequence[str] | None,
+    name: str,
+    quiet: bool,
+    path: Path | None = None,
+    key: str = "",
+) -> Pool | None:
+    """The pool of a compact-form file's arrays, or None where the full reader must say what is
+    wrong (a query without gold when it is required, objectives that need scores)."""
+    head = extra.get("header")
+    header = HeaderLine.model_validate(head) if head is not None else None
+    if require_gold and bool(np.any(arrays.gold < 0)):
+        return None
+    wanted = [*(header.objectives or [] if header is not None else []), *(objectives or [])]
+    if _required_objectives(wanted):
+        return None  # compact cells carry no scores: an error, reported by the full reader
+    if path is not None and key:
+        arrays = replace(arrays, source=(path, key))
+    if header is not None:
+        objs = tuple(header.objectives) if header.objectives is not None else (ACCURACY,)
+        return pool_from_arrays(arrays, objs, header.cost_unit or "unit", header.meta)
+    note = f"no header line: inferred objectives {[ACCURACY]}, cost unit 'unit', compact form"
+    if not quiet:
+        print(
+            f"iapo: warning: {name}: {note}; add a first line "
+            '{"iapo_pool": 1, "objectives": [...], "cost_unit": "..."} to state them',
+            file=sys.stderr,
+        )
+    return pool_from_arrays(arrays, (ACCURACY,), "unit", {"description": note})
+
+
+def _load_pool(
+    lines: list[str],
+    name: str,
+    *,
+    require_gold: bool,
+    objectives: Sequence[str] | None,
+    quiet: bool,
+) -> Pool:
 
     header: HeaderLine | None = None
     parsed: list[_Parsed] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import MappingProxyType
@@ -14,9 +14,18 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from iapo.pools._arrays import PoolArrays
 from iapo.types import Sample
 
-__all__ = ["ACCURACY", "Cell", "Pool", "compact_cell", "full_cell", "pool_from_cells"]
+__all__ = [
+    "ACCURACY",
+    "Cell",
+    "Pool",
+    "compact_cell",
+    "full_cell",
+    "pool_from_arrays",
+    "pool_from_cells",
+]
 
 ACCURACY = "accuracy"
 """The majority-vote objective; computed from answers and gold, never stored as a score."""
@@ -81,8 +90,19 @@ class Pool:
     meta: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "cells", MappingProxyType(dict(self.cells)))
+        if not isinstance(self.cells, _ArrayCells):
+            object.__setattr__(self, "cells", MappingProxyType(dict(self.cells)))
         object.__setattr__(self, "meta", MappingProxyType(dict(self.meta)))
+
+    @cached_property
+    def arrays(self) -> PoolArrays:
+        """The pool as columnar arrays (built once from the cells unless the pool was read into
+        arrays, see :func:`pool_from_arrays`)."""
+        return PoolArrays.from_cells(self.prompts, self.queries, self.cells)
+
+    def _array_backed(self) -> PoolArrays | None:
+        """The arrays the cells are built from, if they are (every outcome plain)."""
+        return self.cells.arrays if isinstance(self.cells, _ArrayCells) else None
 
     def cell(self, prompt: str, query: str) -> Cell:
         return self.cells[(prompt, query)]
@@ -106,6 +126,11 @@ class Pool:
 
     def scale_costs(self, factor: float) -> Pool:
         """A copy with every cost multiplied by ``factor`` (e.g. to normalise costs to [0, 1])."""
+        backing = self._array_backed()
+        if backing is not None:
+            return pool_from_arrays(
+                backing.scaled(factor), self.objectives, self.cost_unit, self.meta
+            )
         cells = {
             key: Cell(
                 c.prompt,
@@ -121,6 +146,9 @@ class Pool:
         return Pool(self.objectives, self.prompts, self.queries, cells, self.cost_unit, self.meta)
 
     def max_cost(self) -> float:
+        backing = self._array_backed()
+        if backing is not None:
+            return float(backing.cost.max()) if backing.cost.size else 0.0
         return max((o.cost for c in self.cells.values() for o in c.outcomes), default=0.0)
 
     @cached_property
@@ -186,3 +214,73 @@ def pool_from_cells(
                 names.update(o.scores)
     objs = tuple(objectives) if objectives is not None else (tuple(sorted(names)) or (ACCURACY,))
     return Pool(objs, tuple(prompts), tuple(queries), by_key, cost_unit, dict(meta or {}))
+
+
+# --------------------------------------------------------------------------------------------
+# cells built on demand from arrays
+# --------------------------------------------------------------------------------------------
+
+
+class _ArrayCells(Mapping[tuple[str, str], Cell]):
+    """The cells of plain :class:`PoolArrays` (answers, costs and weights only), each built the
+    way :func:`compact_cell` builds it when first looked up; iterated in the pool's cell order."""
+
+    def __init__(self, arrays: PoolArrays) -> None:
+        if not arrays.plain:
+            raise ValueError("only plain pool arrays (no scores, text or usage) give cells")
+        self.arrays = arrays
+        self._prompt = {p: i for i, p in enumerate(arrays.prompts)}
+        self._query = {q: i for i, q in enumerate(arrays.queries)}
+        self._built: dict[int, Cell] = {}
+
+    def __getitem__(self, key: tuple[str, str]) -> Cell:
+        if not (isinstance(key, tuple) and len(key) == 2):
+            raise KeyError(key)
+        p, q = self._prompt.get(key[0]), self._query.get(key[1])
+        if p is None or q is None:
+            raise KeyError(key)
+        i = p * len(self._query) + q
+        cell = self._built.get(i)
+        if cell is None:
+            a = self.arrays
+            lo, hi = int(a.start[i]), int(a.start[i + 1])
+            labels = a.labels
+            outcomes = tuple(
+                Sample(labels[x] if x >= 0 else None, {}, c)
+                for x, c in zip(a.answer[lo:hi].tolist(), a.cost[lo:hi].tolist(), strict=True)
+            )
+            g = int(a.gold[i])
+            cell = Cell(
+                key[0], key[1], labels[g] if g >= 0 else None, outcomes, a.weight[lo:hi].copy()
+            )
+            self._built[i] = cell
+        return cell
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        a = self.arrays
+        n_q = len(a.queries)
+        for i in a.order.tolist():
+            yield a.prompts[i // n_q], a.queries[i % n_q]
+
+    def __len__(self) -> int:
+        return len(self._prompt) * len(self._query)
+
+
+def pool_from_arrays(
+    arrays: PoolArrays,
+    objectives: Sequence[str],
+    cost_unit: str = "unit",
+    meta: Mapping[str, Any] | None = None,
+) -> Pool:
+    """A Pool over plain ``arrays``: its cells are built on demand, and ``pool.arrays`` is
+    ``arrays`` (no per-sample object is made to encode it or to scale its costs)."""
+    pool = Pool(
+        tuple(objectives),
+        arrays.prompts,
+        arrays.queries,
+        _ArrayCells(arrays),
+        cost_unit,
+        dict(meta or {}),
+    )
+    pool.__dict__["arrays"] = arrays
+    return pool

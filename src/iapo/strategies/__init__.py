@@ -6,7 +6,7 @@ from iapo.estimators import TIE_CREDITS, TieCredit
 from iapo.strategies._base import Method, ProfileCache, Strategy, net_utility
 from iapo.strategies._bon import BestOfN
 from iapo.strategies._majority import ACCURACY, MajorityVote, vote_credit
-from iapo.strategies._truth import exact_cell_utilities
+from iapo.strategies._truth import encode_outcomes, exact_cell_utilities
 
 __all__ = [
     "ACCURACY",
@@ -17,6 +17,7 @@ __all__ = [
     "ProfileCache",
     "Strategy",
     "TieCredit",
+    "encode_outcomes",
     "exact_cell_utilities",
     "get_strategy",
     "net_utility",
