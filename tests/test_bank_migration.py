@@ -166,6 +166,7 @@ def test_a_big_version_2_bank_upgrades_every_row(tmp_path: Path) -> None:
         for i in range(250)
     ]
     path = v2_bank(tmp_path / "big.sqlite", rows)
+    before = path.stat().st_size
     with SQLiteBank(path) as bank:
         got = bank.get_many([(f"dist{d}", range(250)) for d in range(40)])
     for stored in got:
@@ -173,6 +174,7 @@ def test_a_big_version_2_bank_upgrades_every_row(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 10_000
         assert db.execute("SELECT COUNT(*) FROM dists").fetchone()[0] == 40
+    assert path.stat().st_size < before  # the old layout's pages are given back
 
 
 def test_a_new_bank_stores_prompt_and_query_once_per_distribution(tmp_path: Path) -> None:

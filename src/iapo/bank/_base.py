@@ -25,8 +25,9 @@ __all__ = [
 #: prompt and query once (older SQLite banks are upgraded in place when opened).
 BANK_SCHEMA = 3
 
-#: Rows a :class:`BankWriter` collects before it writes them, by default.
-WRITE_BATCH = 1000
+#: Rows a :class:`BankWriter` collects before it writes them, by default: a replay run's rows
+#: land in many places of the bank, so a transaction costs about the same from ~4,000 rows on.
+WRITE_BATCH = 4000
 
 #: One distribution's samples for :meth:`SampleBank.put_many`:
 #: ``(dist, prompt, query, [(index, sample), ...])``.
@@ -66,7 +67,7 @@ class SampleBank(ABC):
       round-tripped (``answer`` may be None; ``cost`` comes back as a float).
     * **Batches.** :meth:`put_many` stores several distributions' samples at once (a bank with
       transactions: in one, all or none of it), :meth:`get_many` reads several: what a
-      caller that batches (a study replaying a pool writes a round, or ~1,000 rows, at a time)
+      caller that batches (a study replaying a pool writes a round, or ~4,000 rows, at a time)
       uses to pay one transaction per batch instead of one per pull. Same semantics as
       :meth:`put` and :meth:`get` per group.
     * **Claims.** Before drawing sample ``i`` of a distribution, a sampler :meth:`claim` s it:

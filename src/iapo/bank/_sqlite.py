@@ -154,6 +154,9 @@ class SQLiteBank(SampleBank):
             self._rollback()
             raise
         self._db.execute("COMMIT")
+        if kind != "empty":  # an upgraded bank: give back the old layout's pages, if we can
+            with contextlib.suppress(sqlite3.Error):  # (busy, or no room: the bank is fine)
+                self._db.execute("VACUUM")
 
     def _rollback(self) -> None:
         """Roll back the open transaction, if SQLite has not already (after SQLITE_FULL it has:
@@ -239,39 +242,28 @@ class SQLiteBank(SampleBank):
         """Store every group's samples in one transaction (an index already stored keeps its
         first value) and end their claims."""
         now = time.time()
-        encode = self._codec.encode
-        batch: list[tuple[str, str, str, list[tuple[Any, ...]]]] = []
-        with self._lock:  # the codec's memos
-            for dist, prompt, query, items in groups:
-                rows = [(i, *encode(s), now) for i, s in items]
-                if rows:
-                    batch.append((dist, prompt, query, rows))
-        if not batch:
+        batch = [(d, p, q, list(items)) for d, p, q, items in groups]
+        if not any(b[3] for b in batch):
             return
 
         def work() -> dict[str, int]:
-            db = self._db
-            new = {}
+            db, new = self._db, {}
             ids = self._known({b[0] for b in batch})
-            for dist, prompt, query, _ in batch:
-                if dist not in ids:
+            for dist, prompt, query, items in batch:
+                if dist not in ids and items:
                     cur = db.execute(
                         "INSERT INTO dists (key, prompt, query) VALUES (?,?,?)",
                         (dist, prompt, query),
                     )
                     ids[dist] = new[dist] = int(cur.lastrowid or 0)
-            claims = db.execute("SELECT 1 FROM claims LIMIT 1").fetchone() is not None
-            for dist, _, _, rows in batch:
-                d = ids[dist]
+            enc = self._codec.encode
+            rows = [(ids[d], i, *enc(s), now) for d, _, _, items in batch for i, s in items]
+            db.executemany("INSERT OR IGNORE INTO samples VALUES (?,?,?,?,?,?,?,?)", rows)
+            if db.execute("SELECT 1 FROM claims LIMIT 1").fetchone() is not None:
                 db.executemany(
-                    "INSERT OR IGNORE INTO samples VALUES (?,?,?,?,?,?,?,?)",
-                    [(d, *r) for r in rows],
+                    "DELETE FROM claims WHERE dist = ? AND idx = ?",
+                    [(d, i) for d, _, _, items in batch for i, _ in items],
                 )
-                if claims:
-                    db.executemany(
-                        "DELETE FROM claims WHERE dist = ? AND idx = ?",
-                        [(dist, r[0]) for r in rows],
-                    )
             return new
 
         new = self._retry(work, write=True)

@@ -1,9 +1,9 @@
 """Sample rows of the SQLite bank: encoding and decoding, cheap where rows repeat.
 
 ``scores`` and ``usage`` are JSON objects in the bank (readable by any SQLite client, and what a
-later server bank stores too). Replayed and majority-vote samples repeat a handful of score
-dicts over millions of rows, so each distinct one is encoded (and decoded) once and its text
-reused; a decoded dict is copied per sample, so callers never share one.
+later server bank stores too). Replayed samples repeat a handful of score and usage dicts over
+millions of rows, so each distinct one is encoded (and decoded) once and its text reused; a
+decoded dict is copied per sample, so callers never share one.
 """
 
 from __future__ import annotations
@@ -24,22 +24,22 @@ _MEMO = 4096
 
 
 class Codec:
-    """Sample <-> row, with memos of the JSON of recurring scores (not thread-safe: the bank
-    calls it under its lock)."""
+    """Sample <-> row, with memos of the JSON of recurring scores and usage (not thread-safe:
+    the bank calls it under its lock)."""
 
     def __init__(self) -> None:
         self._enc: dict[tuple[tuple[str, Any], ...], str] = {}
         self._dec: dict[str, dict[str, Any]] = {}
 
-    def _scores(self, scores: Mapping[str, float]) -> str:
-        key = tuple(scores.items())
+    def _json(self, mapping: Mapping[str, Any]) -> str:
+        key = tuple(mapping.items())
         try:
             return self._enc[key]
         except KeyError:
             pass
         except TypeError:  # an unhashable value: no memo
-            return json.dumps(dict(scores))
-        text = json.dumps(dict(scores))
+            return json.dumps(dict(mapping))
+        text = json.dumps(dict(mapping))
         if len(self._enc) >= _MEMO:
             self._enc.clear()
         self._enc[key] = text
@@ -49,10 +49,10 @@ class Codec:
         """The stored form of ``s`` (its mappings copied into JSON: the caller keeps its own)."""
         return (
             s.answer,
-            self._scores(s.scores),
+            self._json(s.scores),
             float(s.cost),
             s.text,
-            json.dumps(dict(s.usage)) if s.usage else None,
+            self._json(s.usage) if s.usage else None,
         )
 
     def _loads(self, text: str) -> dict[str, Any]:
