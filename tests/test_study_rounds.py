@@ -4,6 +4,7 @@ of each round, a crash mid-round resumed from the bank."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -27,7 +28,7 @@ from iapo.bank import MemoryBank, SampleBank, SQLiteBank
 from iapo.pools import Pool, load_pool
 from iapo.setups import builtin_pool_path
 from iapo.study import Study
-from iapo.types import Sample
+from iapo.types import PullRequest, Sample
 
 REPO = Path(__file__).resolve().parents[1]
 GSM8K = REPO / "examples" / "gsm8k-pool.yaml"
@@ -86,7 +87,8 @@ class Failing(ReplayBackend):
 
 def study(backend: ReplayBackend, bank: SampleBank | None, budget: int, **kw: Any) -> Study:
     s = iapo.setup(GSM8K)
-    return Study(s.make_algorithm(budget), backend, bank, cost_scale=s.cost_scale, **kw)
+    kw.setdefault("cost_scale", s.cost_scale)
+    return Study(s.make_algorithm(budget), backend, bank, **kw)
 
 
 def bank_rows(path: Path) -> dict[tuple[str, int], tuple[Any, ...]]:
@@ -122,6 +124,25 @@ def test_rounds_give_the_outcome_and_bank_of_pull_by_pull(tmp_path: Path) -> Non
     assert rerun[:2] == outs[0][:2]
     assert rerun[2]["cache_hits"] == rerun[2]["completions"] == outs[0][2]["completions"]
     assert rerun[2]["drawn"] == 0
+
+
+def test_banked_samples_come_back_with_their_texts_when_the_algorithm_sees_them(
+    tmp_path: Path,
+) -> None:
+    pool = iapo.setup(GSM8K).pool
+    reqs = [PullRequest(p, q, 5) for p in pool.prompts for q in pool.queries[:3]]
+    with SQLiteBank(tmp_path / "bank.sqlite") as bank:
+        first = asyncio.run(study(ReplayBackend(pool, 0), bank, 3000, cost_scale=1.0)._round(reqs))
+        again = asyncio.run(study(ReplayBackend(pool, 0), bank, 3000, cost_scale=1.0)._round(reqs))
+    with sqlite3.connect(tmp_path / "bank.sqlite") as db:  # banked without texts
+        assert db.execute("SELECT COUNT(*), COUNT(text) FROM samples").fetchone() == (
+            5 * len(reqs),
+            0,
+        )
+    assert [fresh for _, fresh in first] == [5] * len(reqs)
+    assert [fresh for _, fresh in again] == [0] * len(reqs)
+    assert [samples for samples, _ in again] == [samples for samples, _ in first]
+    assert all(s.text for samples, _ in again for s in samples)
 
 
 def test_rounds_without_a_bank_give_the_same_outcome() -> None:

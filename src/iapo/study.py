@@ -4,12 +4,11 @@ Like an Optuna study with its storage, a :class:`Study` given a :class:`RunInfo`
 record in the bank: "running" while it runs, then "done", "stopped" (a cost cap or an infeasible
 budget) or "interrupted" (any other exception, Ctrl-C included), with the completions spent.
 
-A ``reproducible`` backend (a replayed pool) is sampled a round at a time: one bank read for
-the round, the missing samples drawn in process, and the new ones written
-:data:`~iapo.bank.WRITE_BATCH` rows per bank transaction (and at the end of every round, or
-when it fails): a crash loses at most the rows not yet written, which a resumed run draws again,
-identically. Other backends go through :class:`~iapo.sampling.CachedSampler` pull by pull, each
-completion banked (and claimed) as it arrives.
+A ``reproducible`` backend (a replayed pool) is sampled a round at a time: one bank read, the
+missing samples drawn in process, the new ones written :data:`~iapo.bank.WRITE_BATCH` rows per
+transaction (and at the end of the round, or when it fails): a crash loses at most the rows not
+yet written, which a resumed run draws again, identically. Other backends go through
+:class:`~iapo.sampling.CachedSampler` pull by pull, each completion banked as it arrives.
 """
 
 from __future__ import annotations
@@ -47,6 +46,7 @@ __all__ = [
 ]
 
 _MEMO = 65536  # entries each per-sample memo of a study keeps before it starts over
+_Memo = dict[int, tuple[Sample, Sample]]  # id(sample) -> (sample, what was derived from it)
 
 
 @dataclass(frozen=True)
@@ -111,8 +111,8 @@ class Study:
         self._gold: dict[str, str | None] = {}
         self.write_batch = max(1, write_batch)
         self._keys: dict[tuple[str, str], str] = {}  # (prompt, query) -> distribution key
-        self._stripped: dict[int, tuple[Sample, Sample]] = {}
-        self._scaled: dict[int, tuple[Sample, Sample]] = {}
+        self._stripped: _Memo = {}
+        self._scaled: _Memo = {}
 
     def _indices(self, req: PullRequest) -> range:
         """The sample indices of a pull: the next ``n`` of its (prompt, query)."""
@@ -199,17 +199,17 @@ class Study:
         return None
 
     async def _round(self, batch: Sequence[PullRequest]) -> list[tuple[list[Sample], int]]:
-        """The pulls of a round of a reproducible backend: one bank read, the missing samples
-        drawn, the new ones written ``write_batch`` rows per transaction (what was drawn is
-        written even when the round fails)."""
+        """A round of a reproducible backend: one bank read, what is missing drawn and written
+        ``write_batch`` rows per transaction (also when the round fails)."""
         bank, backend = self.bank, self.backend
-        wanted: list[tuple[str, range]] = []
+        wanted: list[tuple[str, range]] = []  # (distribution key, sample indices) per pull
         for req in batch:
             if (key := (req.prompt, req.query)) not in self._keys:
                 self._keys[key] = backend.cache_key(*key)
             wanted.append((self._keys[key], self._indices(req)))
         found = await asyncio.to_thread(bank.get_many, wanted) if bank is not None else None
         same = type(backend).recost is Backend.recost  # replay: costs as recorded
+        keep = self.cost_scale == 1.0  # else the algorithm gets copies without texts: none restored
         outs, writing = [], None  # at most one write in flight while the next rows are drawn
         with bank.writer(self.write_batch) if bank is not None else contextlib.nullcontext() as w:
             for j, (req, (dist, idx)) in enumerate(zip(batch, wanted, strict=True)):
@@ -223,20 +223,20 @@ class Study:
                     if w.add(dist, p, q, bare):
                         if writing is not None:
                             await writing
-                        writing = asyncio.ensure_future(
-                            asyncio.to_thread(w.bank.put_many, w.take())
-                        )
+                        job = asyncio.to_thread(w.bank.put_many, w.take())
+                        writing = asyncio.ensure_future(job)
                 if have:
-                    new = dict(zip(missing, drawn, strict=True))
-                    drawn = [new[i] if i in new else backend.restore(p, q, i, have[i]) for i in idx]
+                    got = (
+                        {i: backend.restore(p, q, i, s) for i, s in have.items()} if keep else have
+                    )
+                    got.update(zip(missing, drawn, strict=True))
+                    drawn = [got[i] for i in idx]
                 outs.append((drawn if same else [backend.recost(s) for s in drawn], len(missing)))
             if writing is not None:
                 await writing
         return outs
 
-    def _memo(
-        self, memo: dict[int, tuple[Sample, Sample]], s: Sample, make: Callable[[Sample], Sample]
-    ) -> Sample:
+    def _memo(self, memo: _Memo, s: Sample, make: Callable[[Sample], Sample]) -> Sample:
         """``make(s)``, once per sample object (replayed samples are a pool's own, repeated)."""
         got = memo.get(id(s))
         if got is not None and got[0] is s:
