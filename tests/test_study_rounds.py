@@ -157,10 +157,10 @@ class CountingBank(SQLiteBank):
         super().__init__(path)
         self.writes: list[int] = []
 
-    def put_many(self, groups: Any) -> None:
+    def put_many(self, groups: Any, *, texts: bool = True) -> None:
         groups = list(groups)
         self.writes.append(sum(len(g[3]) for g in groups))
-        super().put_many(groups)
+        super().put_many(groups, texts=texts)
 
 
 def test_writes_are_batched_and_each_round_ends_with_everything_banked(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import contextlib
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,7 @@ import numpy as np
 from iapo.aio import gather_or_cancel
 from iapo.algorithms import Algorithm
 from iapo.backends import Backend
-from iapo.bank import WRITE_BATCH, BankWriter, SampleBank
+from iapo.bank import WRITE_BATCH, SampleBank
 from iapo.errors import BudgetError
 from iapo.fmt import amount
 from iapo.outcome import Account, ArmChoice, ArmEstimate, StudyOutcome
@@ -45,8 +45,7 @@ __all__ = [
     "StudyOutcome",
 ]
 
-_MEMO = 65536  # entries each per-sample memo of a study keeps before it starts over
-_Memo = dict[int, tuple[Sample, Sample]]  # id(sample) -> (sample, what was derived from it)
+_MEMO = 65536  # samples whose scaled copy a study keeps before it starts over
 
 
 @dataclass(frozen=True)
@@ -111,8 +110,7 @@ class Study:
         self._gold: dict[str, str | None] = {}
         self.write_batch = max(1, write_batch)
         self._keys: dict[tuple[str, str], str] = {}  # (prompt, query) -> distribution key
-        self._stripped: _Memo = {}
-        self._scaled: _Memo = {}
+        self._scaled: dict[int, tuple[Sample, Sample]] = {}  # id(s) -> (s, s scaled)
 
     def _indices(self, req: PullRequest) -> range:
         """The sample indices of a pull: the next ``n`` of its (prompt, query)."""
@@ -211,51 +209,39 @@ class Study:
         same = type(backend).recost is Backend.recost  # replay: costs as recorded
         keep = self.cost_scale == 1.0  # else the algorithm gets copies without texts: none restored
         outs, writing = [], None  # at most one write in flight while the next rows are drawn
-        with bank.writer(self.write_batch) if bank is not None else contextlib.nullcontext() as w:
+        write = bank.writer(self.write_batch, texts=False) if bank is not None else None
+        with write if write is not None else contextlib.nullcontext():
             for j, (req, (dist, idx)) in enumerate(zip(batch, wanted, strict=True)):
                 p, q, have = req.prompt, req.query, found[j] if found is not None else {}
                 missing = [i for i in idx if i not in have] if have else idx
                 drawn = await backend.sample(p, q, missing) if missing else []
                 if len(drawn) != len(missing):
                     raise RuntimeError(f"backend returned {len(drawn)} of {len(missing)} samples")
-                if isinstance(w, BankWriter) and missing:
-                    bare = [(i, self._strip(s)) for i, s in zip(missing, drawn, strict=True)]
-                    if w.add(dist, p, q, bare):
-                        if writing is not None:
-                            await writing
-                        job = asyncio.to_thread(w.bank.put_many, w.take())
-                        writing = asyncio.ensure_future(job)
+                new = list(zip(missing, drawn, strict=True))
+                if write is not None and new and write.add(dist, p, q, new):
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.ensure_future(asyncio.to_thread(write.write, write.take()))
                 if have:
                     got = (
                         {i: backend.restore(p, q, i, s) for i, s in have.items()} if keep else have
                     )
-                    got.update(zip(missing, drawn, strict=True))
+                    got.update(new)
                     drawn = [got[i] for i in idx]
                 outs.append((drawn if same else [backend.recost(s) for s in drawn], len(missing)))
             if writing is not None:
                 await writing
         return outs
 
-    def _memo(self, memo: _Memo, s: Sample, make: Callable[[Sample], Sample]) -> Sample:
-        """``make(s)``, once per sample object (replayed samples are a pool's own, repeated)."""
-        got = memo.get(id(s))
-        if got is not None and got[0] is s:
-            return got[1]
-        if len(memo) >= _MEMO:
-            memo.clear()
-        memo[id(s)] = (s, make(s))  # holding ``s`` keeps its id from being reused
-        return memo[id(s)][1]
-
-    def _strip(self, s: Sample) -> Sample:
-        """``s`` as a reproducible backend's sample is banked: without its text."""
-        if s.text is None:
-            return s
-        return self._memo(self._stripped, s, lambda s: replace(s, text=None))
-
     def _scale(self, s: Sample) -> Sample:
-        """``s`` as the algorithm sees it: its cost scaled by ``cost_scale``."""
-        scale = self.cost_scale
-        return self._memo(self._scaled, s, lambda s: Sample(s.answer, s.scores, s.cost * scale))
+        """``s`` as the algorithm sees it: its cost scaled by ``cost_scale`` (made once per
+        sample object: replayed samples are a pool's own, repeated)."""
+        got = self._scaled.get(id(s))
+        if got is None or got[0] is not s:  # holding ``s`` keeps its id from being reused
+            if len(self._scaled) >= _MEMO:
+                self._scaled.clear()
+            got = self._scaled[id(s)] = (s, Sample(s.answer, s.scores, s.cost * self.cost_scale))
+        return got[1]
 
     def _note_anomalies(self) -> None:
         """The account's anomalies: what the backend counted since the run began."""

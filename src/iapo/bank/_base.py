@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any, Self
 
 from iapo.types import Sample
@@ -98,11 +99,15 @@ class SampleBank(ABC):
         """Store ``(index, sample)`` pairs of ``dist`` (drawn for ``prompt`` on ``query``); an
         index already stored keeps its first value. Written before this returns."""
 
-    def put_many(self, groups: Iterable[PutGroup]) -> None:
+    def put_many(self, groups: Iterable[PutGroup], *, texts: bool = True) -> None:
         """Store every group ``(dist, prompt, query, items)`` as :meth:`put` would, written
         before this returns; a bank whose storage has transactions writes them in one (all, or
-        after a failure none). Default: :meth:`put` per group."""
+        after a failure none). ``texts=False``: store the samples without their texts (a
+        ``reproducible`` backend's, whose texts are re-derived on read). Default: :meth:`put`
+        per group."""
         for dist, prompt, query, items in groups:
+            if not texts:
+                items = [(i, s if s.text is None else replace(s, text=None)) for i, s in items]
             self.put(dist, prompt, query, items)
 
     def get_many(self, wanted: Sequence[tuple[str, Sequence[int]]]) -> list[dict[int, Sample]]:
@@ -110,9 +115,10 @@ class SampleBank(ABC):
         :meth:`get` each (a bank with a cheaper bulk read overrides this)."""
         return [self.get(dist, indices) for dist, indices in wanted]
 
-    def writer(self, rows: int = WRITE_BATCH) -> BankWriter:
-        """A :class:`BankWriter` that stores into this bank ``rows`` samples per write."""
-        return BankWriter(self, rows)
+    def writer(self, rows: int = WRITE_BATCH, *, texts: bool = True) -> BankWriter:
+        """A :class:`BankWriter` that stores into this bank ``rows`` samples per write (without
+        their texts if not ``texts``)."""
+        return BankWriter(self, rows, texts=texts)
 
     @abstractmethod
     def claim(self, dist: str, indices: Sequence[int], owner: str, ttl: float) -> list[int]:
@@ -189,9 +195,10 @@ class BankWriter:
     can be drawn again (a replayed pool), not for completions that were paid for.
     """
 
-    def __init__(self, bank: SampleBank, rows: int = WRITE_BATCH) -> None:
+    def __init__(self, bank: SampleBank, rows: int = WRITE_BATCH, *, texts: bool = True) -> None:
         self.bank = bank
         self.rows = max(1, int(rows))
+        self.texts = texts
         self.pending: list[PutGroup] = []
         self.waiting = 0
 
@@ -209,11 +216,15 @@ class BankWriter:
         groups, self.pending, self.waiting = self.pending, [], 0
         return groups
 
+    def write(self, groups: list[PutGroup]) -> None:
+        """Write ``groups`` (what :meth:`take` handed over) in one :meth:`SampleBank.put_many`."""
+        if groups:
+            self.bank.put_many(groups, texts=self.texts)
+
     def flush(self) -> None:
         """Write what is waiting in one :meth:`SampleBank.put_many` (nothing waiting: no
         write). After a failed write nothing is waiting any more."""
-        if groups := self.take():
-            self.bank.put_many(groups)
+        self.write(self.take())
 
     def __enter__(self) -> Self:
         return self

@@ -50,9 +50,9 @@ class MemoryBank(SampleBank):
         """Store samples (an index already stored keeps its first value)."""
         self.put_many([(dist, prompt, query, list(items))])
 
-    def put_many(self, groups: Iterable[PutGroup]) -> None:
+    def put_many(self, groups: Iterable[PutGroup], *, texts: bool = True) -> None:
         """Store every group's samples at one moment (an index already stored keeps its first
-        value)."""
+        value; without their texts if not ``texts``)."""
         copies = [
             (
                 dist,
@@ -63,7 +63,7 @@ class MemoryBank(SampleBank):
                             answer=s.answer,
                             scores=dict(s.scores),
                             cost=float(s.cost),
-                            text=s.text,
+                            text=s.text if texts else None,
                             usage=dict(s.usage),
                         ),
                     )

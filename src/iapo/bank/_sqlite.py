@@ -238,9 +238,9 @@ class SQLiteBank(SampleBank):
         end their claims."""
         self.put_many([(dist, prompt, query, list(items))])
 
-    def put_many(self, groups: Iterable[PutGroup]) -> None:
+    def put_many(self, groups: Iterable[PutGroup], *, texts: bool = True) -> None:
         """Store every group's samples in one transaction (an index already stored keeps its
-        first value) and end their claims."""
+        first value; without their texts if not ``texts``) and end their claims."""
         now = time.time()
         batch = [(d, p, q, list(items)) for d, p, q, items in groups]
         if not any(b[3] for b in batch):
@@ -256,7 +256,7 @@ class SQLiteBank(SampleBank):
                         (dist, prompt, query),
                     )
                     ids[dist] = new[dist] = int(cur.lastrowid or 0)
-            enc = self._codec.encode
+            enc = self._codec.encode if texts else self._codec.encode_bare
             rows = [(ids[d], i, *enc(s), now) for d, _, _, items in batch for i, s in items]
             db.executemany("INSERT OR IGNORE INTO samples VALUES (?,?,?,?,?,?,?,?)", rows)
             if db.execute("SELECT 1 FROM claims LIMIT 1").fetchone() is not None:

@@ -55,6 +55,16 @@ class Codec:
             self._json(s.usage) if s.usage else None,
         )
 
+    def encode_bare(self, s: Sample) -> Row:
+        """:meth:`encode` without the text."""
+        return (
+            s.answer,
+            self._json(s.scores),
+            float(s.cost),
+            None,
+            self._json(s.usage) if s.usage else None,
+        )
+
     def _loads(self, text: str) -> dict[str, Any]:
         got = self._dec.get(text)
         if got is None:

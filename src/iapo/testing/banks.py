@@ -149,6 +149,12 @@ class BankSuite:
         got[0][7] = _sample("changed by the caller")
         assert bank.get(DIST, [7]) == {7: SAMPLES[7]}
 
+    def test_put_many_can_leave_the_texts_out(self, bank: SampleBank) -> None:
+        with bank.writer(texts=False) as w:
+            w.add(DIST, "p", "q", list(SAMPLES.items()))
+        bare = {i: Sample(s.answer, s.scores, s.cost, None, s.usage) for i, s in SAMPLES.items()}
+        assert bank.get(DIST, list(SAMPLES)) == bare and SAMPLES[0].text  # the caller's kept
+
     def test_put_many_ends_the_claims_of_what_it_stores(self, bank: SampleBank) -> None:
         assert bank.claim(DIST, [0, 1], "a", 60.0) == [0, 1]
         bank.put_many([(DIST, "p", "q", [(0, _sample("x"))])])
