@@ -225,7 +225,7 @@ class SQLiteBank(SampleBank):
         return self.get_many([(dist, indices)])[0]
 
     def get_many(self, wanted: Sequence[tuple[str, Sequence[int]]]) -> list[dict[int, Sample]]:
-        """The stored samples of each ``(dist, indices)``, read in one snapshot."""
+        """The stored samples of each ``(dist, indices)``, read under one lock."""
 
         def work() -> list[dict[int, Sample]]:
             ids = self._known({d for d, idx in wanted if idx})
