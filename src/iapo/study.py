@@ -255,10 +255,15 @@ class Study:
     def _results(
         self, batch: Sequence[PullRequest], outs: Sequence[tuple[list[Sample], int]]
     ) -> list[PullResult]:
-        results = []
+        results, k = [], self.cost_scale
         for req, (samples, fresh) in zip(batch, outs, strict=True):
             self.account.add(req.prompt, samples, fresh)
-            scaled = tuple(samples) if self.cost_scale == 1.0 else tuple(map(self._scale, samples))
+            if k == 1.0:
+                scaled = tuple(samples)
+            elif self.backend.reproducible and fresh == len(samples):  # a pool's own samples
+                scaled = tuple(map(self._scale, samples))
+            else:  # samples of their own (a live backend's, or read from the bank)
+                scaled = tuple(Sample(s.answer, s.scores, s.cost * k) for s in samples)
             results.append(PullResult(req, scaled, self._gold_of(req.query)))
         return results
 
