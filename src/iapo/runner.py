@@ -11,7 +11,7 @@ from typing import Any
 
 from iapo.algorithms import Algorithm
 from iapo.backends import Backend
-from iapo.bank import open_bank
+from iapo.bank import WRITE_BATCH, open_bank
 from iapo.config import RunConfig
 from iapo.errors import ConfigError, InputError, PoolError
 from iapo.evaluation import Evaluation, exact_q_table, policy_evaluation
@@ -72,8 +72,18 @@ def run(
     results: list[RunResult] = []
     with bank:
         info = RunInfo(s.run_id, s.config.name, s.config.model_dump(mode="json"), data)
+        # a replayed pool's samples are written ~WRITE_BATCH rows per transaction and at the end
+        # of every round (a crash loses only what a resumed run re-draws identically); a live
+        # backend's completions are banked one by one as they arrive
         study = Study(
-            algo, backend, bank, cost_scale=s.cost_scale, progress=progress, cost_cap=cap, run=info
+            algo,
+            backend,
+            bank,
+            cost_scale=s.cost_scale,
+            progress=progress,
+            cost_cap=cap,
+            run=info,
+            write_batch=WRITE_BATCH,
         )
 
         def finish(outcome: StudyOutcome) -> dict[str, Any]:

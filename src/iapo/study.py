@@ -3,11 +3,18 @@
 Like an Optuna study with its storage, a :class:`Study` given a :class:`RunInfo` owns the run's
 record in the bank: "running" while it runs, then "done", "stopped" (a cost cap or an infeasible
 budget) or "interrupted" (any other exception, Ctrl-C included), with the completions spent.
+
+A ``reproducible`` backend (a replayed pool) is sampled a round at a time: one bank read, the
+missing samples drawn in process, the new ones written :data:`~iapo.bank.WRITE_BATCH` rows per
+transaction (and at the end of the round, or when it fails): a crash loses at most the rows not
+yet written, which a resumed run draws again, identically. Other backends go through
+:class:`~iapo.sampling.CachedSampler` pull by pull, each completion banked as it arrives.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -19,7 +26,7 @@ import numpy as np
 from iapo.aio import gather_or_cancel
 from iapo.algorithms import Algorithm
 from iapo.backends import Backend
-from iapo.bank import SampleBank
+from iapo.bank import WRITE_BATCH, SampleBank
 from iapo.errors import BudgetError
 from iapo.fmt import amount
 from iapo.outcome import Account, ArmChoice, ArmEstimate, StudyOutcome
@@ -37,6 +44,8 @@ __all__ = [
     "Study",
     "StudyOutcome",
 ]
+
+_MEMO = 65536  # samples whose scaled copy a study keeps before it starts over
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,7 @@ class Study:
         progress: Progress | None = None,
         cost_cap: float | None = None,
         run: RunInfo | None = None,
+        write_batch: int = WRITE_BATCH,
     ) -> None:
         if run is not None and bank is None:
             raise ValueError("a study that records its run needs a bank")
@@ -98,12 +108,18 @@ class Study:
         self._committed = 0.0  # under a cost cap: spent + in-flight pulls at their worst case
         self._gate: asyncio.Semaphore | None = None
         self._gold: dict[str, str | None] = {}
+        self.write_batch = max(1, write_batch)
+        self._keys: dict[tuple[str, str], str] = {}  # (prompt, query) -> distribution key
+        self._scaled: dict[int, tuple[Sample, Sample]] = {}  # id(s) -> (s, s scaled)
+
+    def _indices(self, req: PullRequest) -> range:
+        """The sample indices of a pull: the next ``n`` of its (prompt, query)."""
+        start = self._used.get((req.prompt, req.query), 0)
+        self._used[(req.prompt, req.query)] = start + req.n
+        return range(start, start + req.n)
 
     async def _pull(self, req: PullRequest) -> tuple[list[Sample], int]:
-        key = (req.prompt, req.query)
-        start = self._used.get(key, 0)
-        self._used[key] = start + req.n
-        return await self._sampler.draw(req.prompt, req.query, range(start, start + req.n))
+        return await self._sampler.draw(req.prompt, req.query, self._indices(req))
 
     def _gold_of(self, query: str) -> str | None:
         if query not in self._gold:
@@ -155,7 +171,10 @@ class Study:
         them)."""
         fits = self._affordable(batch)
         self._committed = self.account.cost
-        outs = await gather_or_cancel([self._metered(r) for r in batch[:fits]])
+        if self.backend.reproducible and self.cost_cap is None:
+            outs: list[tuple[list[Sample], int] | None] = list(await self._round(batch))
+        else:
+            outs = await gather_or_cancel([self._metered(r) for r in batch[:fits]])
         done = [(r, o) for r, o in zip(batch[:fits], outs, strict=True) if o is not None]
         results = self._results([r for r, _ in done], [o for _, o in done])
         self._note_anomalies()
@@ -177,6 +196,53 @@ class Study:
         )
         return None
 
+    async def _round(self, batch: Sequence[PullRequest]) -> list[tuple[list[Sample], int]]:
+        """A round of a reproducible backend: one bank read, what is missing drawn and written
+        ``write_batch`` rows per transaction (also when the round fails)."""
+        bank, backend = self.bank, self.backend
+        wanted: list[tuple[str, range]] = []  # (distribution key, sample indices) per pull
+        for req in batch:
+            if (key := (req.prompt, req.query)) not in self._keys:
+                self._keys[key] = backend.cache_key(*key)
+            wanted.append((self._keys[key], self._indices(req)))
+        found = await asyncio.to_thread(bank.get_many, wanted) if bank is not None else None
+        same = type(backend).recost is Backend.recost  # replay: costs as recorded
+        keep = self.cost_scale == 1.0  # else the algorithm gets copies without texts: none restored
+        outs, writing = [], None  # at most one write in flight while the next rows are drawn
+        write = bank.writer(self.write_batch, texts=False) if bank is not None else None
+        with write if write is not None else contextlib.nullcontext():
+            for j, (req, (dist, idx)) in enumerate(zip(batch, wanted, strict=True)):
+                p, q, have = req.prompt, req.query, found[j] if found is not None else {}
+                missing = [i for i in idx if i not in have] if have else idx
+                drawn = await backend.sample(p, q, missing) if missing else []
+                if len(drawn) != len(missing):
+                    raise RuntimeError(f"backend returned {len(drawn)} of {len(missing)} samples")
+                new = list(zip(missing, drawn, strict=True))
+                if write is not None and new and write.add(dist, p, q, new):
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.ensure_future(asyncio.to_thread(write.write, write.take()))
+                if have:
+                    got = (
+                        {i: backend.restore(p, q, i, s) for i, s in have.items()} if keep else have
+                    )
+                    got.update(new)
+                    drawn = [got[i] for i in idx]
+                outs.append((drawn if same else [backend.recost(s) for s in drawn], len(missing)))
+            if writing is not None:
+                await writing
+        return outs
+
+    def _scale(self, s: Sample) -> Sample:
+        """``s`` as the algorithm sees it: its cost scaled by ``cost_scale`` (made once per
+        sample object: replayed samples are a pool's own, repeated)."""
+        got = self._scaled.get(id(s))
+        if got is None or got[0] is not s:  # holding ``s`` keeps its id from being reused
+            if len(self._scaled) >= _MEMO:
+                self._scaled.clear()
+            got = self._scaled[id(s)] = (s, Sample(s.answer, s.scores, s.cost * self.cost_scale))
+        return got[1]
+
     def _note_anomalies(self) -> None:
         """The account's anomalies: what the backend counted since the run began."""
         now = self.backend.anomalies
@@ -189,15 +255,15 @@ class Study:
     def _results(
         self, batch: Sequence[PullRequest], outs: Sequence[tuple[list[Sample], int]]
     ) -> list[PullResult]:
-        results = []
+        results, k = [], self.cost_scale
         for req, (samples, fresh) in zip(batch, outs, strict=True):
             self.account.add(req.prompt, samples, fresh)
-            scaled = tuple(
-                s
-                if self.cost_scale == 1.0
-                else Sample(s.answer, s.scores, s.cost * self.cost_scale)
-                for s in samples
-            )
+            if k == 1.0:
+                scaled = tuple(samples)
+            elif self.backend.reproducible and fresh == len(samples):  # a pool's own samples
+                scaled = tuple(map(self._scale, samples))
+            else:  # samples of their own (a live backend's, or read from the bank)
+                scaled = tuple(Sample(s.answer, s.scores, s.cost * k) for s in samples)
             results.append(PullResult(req, scaled, self._gold_of(req.query)))
         return results
 

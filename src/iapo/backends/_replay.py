@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import struct
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import replace
+from hashlib import blake2b
 
 import numpy as np
 
@@ -36,9 +36,8 @@ class ReplayBackend(Backend):
         self._texts = {
             key for key, cell in pool.cells.items() if any(o.text for o in cell.outcomes)
         }
-        self._cdf = {
-            key: np.cumsum(cell.weights) / cell.weights.sum() for key, cell in pool.cells.items()
-        }
+        # (prompt, query) -> (cdf as floats, last outcome index, outcomes, hash prefix), on use
+        self._cells: dict[tuple[str, str], tuple[list[float], int, tuple[Sample, ...], bytes]] = {}
 
     def cache_key(self, prompt: str, query: str) -> str:
         cell = self.pool.cells.get((prompt, query))
@@ -53,16 +52,25 @@ class ReplayBackend(Backend):
         text = self.draw(prompt, query, [index])[0].text
         return sample if text is None else replace(sample, text=text)
 
+    def _cell(self, prompt: str, query: str) -> tuple[list[float], int, tuple[Sample, ...], bytes]:
+        got = self._cells.get((prompt, query))
+        if got is None:
+            cell = self.pool.cell(prompt, query)
+            cdf = (np.cumsum(cell.weights) / cell.weights.sum()).tolist()
+            base = f"{self.seed}\x00{prompt}\x00{query}\x00".encode()
+            got = self._cells[(prompt, query)] = (cdf, len(cdf) - 1, cell.outcomes, base)
+        return got
+
     def draw(self, prompt: str, query: str, indices: Sequence[int]) -> list[Sample]:
-        cell = self.pool.cell(prompt, query)
-        cdf = self._cdf[(prompt, query)]
-        base = f"{self.seed}\x00{prompt}\x00{query}\x00".encode()
-        u = np.empty(len(indices))
-        for j, i in enumerate(indices):
-            digest = hashlib.blake2b(base + str(i).encode(), digest_size=8).digest()
-            u[j] = (struct.unpack("<Q", digest)[0] >> 11) / float(1 << 53)
-        picks = np.minimum(np.searchsorted(cdf, u, side="right"), len(cdf) - 1)
-        return [cell.outcomes[k] for k in picks]
+        """Sample ``i``: the outcome where the cell's cumulative weights pass ``u``, the top 53
+        bits of ``blake2b(seed, prompt, query, i)`` as a uniform in [0, 1)."""
+        cdf, last, outcomes, base = self._cell(prompt, query)
+        out = []
+        for i in indices:
+            h = int.from_bytes(blake2b(base + b"%d" % i, digest_size=8).digest(), "little")
+            k = bisect_right(cdf, (h >> 11) / 9007199254740992.0)  # / 2**53
+            out.append(outcomes[k if k < last else last])
+        return out
 
     async def sample(self, prompt: str, query: str, indices: Sequence[int]) -> list[Sample]:
         return self.draw(prompt, query, indices)

@@ -8,7 +8,16 @@
 
 from __future__ import annotations
 
-from iapo.bank._base import BANK_SCHEMA, CLAIM_TTL, RUN_FIELDS, RunRecord, SampleBank
+from iapo.bank._base import (
+    BANK_SCHEMA,
+    CLAIM_TTL,
+    RUN_FIELDS,
+    WRITE_BATCH,
+    BankWriter,
+    PutGroup,
+    RunRecord,
+    SampleBank,
+)
 from iapo.bank._cli import RUN_HELP, STORAGE_HELP, register_cli
 from iapo.bank._memory import MEMORY_URL, MemoryBank
 from iapo.bank._open import open_bank, sqlite_path
@@ -31,7 +40,10 @@ __all__ = [
     "RUN_FIELDS",
     "RUN_HELP",
     "STORAGE_HELP",
+    "WRITE_BATCH",
+    "BankWriter",
     "MemoryBank",
+    "PutGroup",
     "RunRecord",
     "SQLiteBank",
     "SampleBank",

@@ -5,15 +5,34 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any, Self
 
 from iapo.types import Sample
 
-__all__ = ["BANK_SCHEMA", "CLAIM_TTL", "RUN_FIELDS", "RunRecord", "SampleBank"]
+__all__ = [
+    "BANK_SCHEMA",
+    "CLAIM_TTL",
+    "RUN_FIELDS",
+    "WRITE_BATCH",
+    "BankWriter",
+    "PutGroup",
+    "RunRecord",
+    "SampleBank",
+]
 
-#: Version of the stored layout; a bank written with another version is refused (``BankError``).
-#: Version 2 added claims and each run's data identity (a version-1 SQLite bank is migrated).
-BANK_SCHEMA = 2
+#: Version of the stored layout; a bank written with a newer version is refused (``BankError``).
+#: Version 2 added claims and each run's data identity; version 3 stores each distribution's
+#: prompt and query once (older SQLite banks are upgraded in place when opened).
+BANK_SCHEMA = 3
+
+#: Rows a :class:`BankWriter` collects before it writes them, by default: a replay run's rows
+#: land in many places of the bank, so a transaction costs about the same from ~4,000 rows on.
+WRITE_BATCH = 4000
+
+#: One distribution's samples for :meth:`SampleBank.put_many`:
+#: ``(dist, prompt, query, [(index, sample), ...])``.
+PutGroup = tuple[str, str, str, Sequence[tuple[int, Sample]]]
 
 #: How long a claim on a sample lasts unless renewed (seconds): a claimant that died frees its
 #: indices for others after at most this long.
@@ -47,6 +66,11 @@ class SampleBank(ABC):
       its first value, whoever writes it again (other threads, other bank objects on the same
       storage). :meth:`get` returns only stored samples, every :class:`~iapo.types.Sample` field
       round-tripped (``answer`` may be None; ``cost`` comes back as a float).
+    * **Batches.** :meth:`put_many` stores several distributions' samples at once (a bank with
+      transactions: in one, all or none of it), :meth:`get_many` reads several: what a
+      caller that batches (a study replaying a pool writes a round, or ~4,000 rows, at a time)
+      uses to pay one transaction per batch instead of one per pull. Same semantics as
+      :meth:`put` and :meth:`get` per group.
     * **Claims.** Before drawing sample ``i`` of a distribution, a sampler :meth:`claim` s it:
       a lease of ``ttl`` seconds that no other owner gets while it lasts, so concurrent runs
       never pay twice for one index; they :meth:`wait` for it instead. Storing an index ends
@@ -74,6 +98,27 @@ class SampleBank(ABC):
     def put(self, dist: str, prompt: str, query: str, items: Iterable[tuple[int, Sample]]) -> None:
         """Store ``(index, sample)`` pairs of ``dist`` (drawn for ``prompt`` on ``query``); an
         index already stored keeps its first value. Written before this returns."""
+
+    def put_many(self, groups: Iterable[PutGroup], *, texts: bool = True) -> None:
+        """Store every group ``(dist, prompt, query, items)`` as :meth:`put` would, written
+        before this returns; a bank whose storage has transactions writes them in one (all, or
+        after a failure none). ``texts=False``: store the samples without their texts (a
+        ``reproducible`` backend's, whose texts are re-derived on read). Default: :meth:`put`
+        per group."""
+        for dist, prompt, query, items in groups:
+            if not texts:
+                items = [(i, s if s.text is None else replace(s, text=None)) for i, s in items]
+            self.put(dist, prompt, query, items)
+
+    def get_many(self, wanted: Sequence[tuple[str, Sequence[int]]]) -> list[dict[int, Sample]]:
+        """:meth:`get` for each ``(dist, indices)`` of ``wanted``, in order. Default: one
+        :meth:`get` each (a bank with a cheaper bulk read overrides this)."""
+        return [self.get(dist, indices) for dist, indices in wanted]
+
+    def writer(self, rows: int = WRITE_BATCH, *, texts: bool = True) -> BankWriter:
+        """A :class:`BankWriter` that stores into this bank ``rows`` samples per write (without
+        their texts if not ``texts``)."""
+        return BankWriter(self, rows, texts=texts)
 
     @abstractmethod
     def claim(self, dist: str, indices: Sequence[int], owner: str, ttl: float) -> list[int]:
@@ -138,3 +183,51 @@ class SampleBank(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class BankWriter:
+    """Samples collected for one bank and written :meth:`SampleBank.put_many` at a time: the
+    caller decides when (:meth:`add` says when ``rows`` samples are waiting; :meth:`flush`
+    writes them). As a context manager it flushes on exit, also when the block fails, so what
+    was collected is kept. Not thread-safe: one writer per task.
+
+    What is collected but not yet flushed is lost if the process dies: use it for samples that
+    can be drawn again (a replayed pool), not for completions that were paid for.
+    """
+
+    def __init__(self, bank: SampleBank, rows: int = WRITE_BATCH, *, texts: bool = True) -> None:
+        self.bank = bank
+        self.rows = max(1, int(rows))
+        self.texts = texts
+        self.pending: list[PutGroup] = []
+        self.waiting = 0
+
+    def add(self, dist: str, prompt: str, query: str, items: Sequence[tuple[int, Sample]]) -> bool:
+        """Collect ``items`` of ``dist`` (as :meth:`SampleBank.put` takes them); True when
+        ``rows`` or more samples are waiting (time to :meth:`flush`)."""
+        if items:
+            self.pending.append((dist, prompt, query, items))
+            self.waiting += len(items)
+        return self.waiting >= self.rows
+
+    def take(self) -> list[PutGroup]:
+        """What is waiting, handed over for the caller to write (e.g. in a worker thread while
+        it collects more); nothing is waiting after."""
+        groups, self.pending, self.waiting = self.pending, [], 0
+        return groups
+
+    def write(self, groups: list[PutGroup]) -> None:
+        """Write ``groups`` (what :meth:`take` handed over) in one :meth:`SampleBank.put_many`."""
+        if groups:
+            self.bank.put_many(groups, texts=self.texts)
+
+    def flush(self) -> None:
+        """Write what is waiting in one :meth:`SampleBank.put_many` (nothing waiting: no
+        write). After a failed write nothing is waiting any more."""
+        self.write(self.take())
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.flush()

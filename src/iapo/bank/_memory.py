@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from iapo.bank._base import RunRecord, SampleBank
+from iapo.bank._base import PutGroup, RunRecord, SampleBank
 from iapo.fmt import strict_json
 from iapo.types import Sample
 
@@ -35,30 +35,49 @@ class MemoryBank(SampleBank):
 
     def get(self, dist: str, indices: Sequence[int]) -> dict[int, Sample]:
         """The stored samples of ``dist`` among ``indices``."""
+        return self.get_many([(dist, indices)])[0]
+
+    def get_many(self, wanted: Sequence[tuple[str, Sequence[int]]]) -> list[dict[int, Sample]]:
+        """The stored samples of each ``(dist, indices)``, read at one moment."""
         with self._lock:
-            stored = self._samples.get(dist, {})
-            return {i: stored[i] for i in indices if i in stored}
+            out = []
+            for dist, indices in wanted:
+                stored = self._samples.get(dist, {})
+                out.append({i: stored[i] for i in indices if i in stored})
+            return out
 
     def put(self, dist: str, prompt: str, query: str, items: Iterable[tuple[int, Sample]]) -> None:
         """Store samples (an index already stored keeps its first value)."""
+        self.put_many([(dist, prompt, query, list(items))])
+
+    def put_many(self, groups: Iterable[PutGroup], *, texts: bool = True) -> None:
+        """Store every group's samples at one moment (an index already stored keeps its first
+        value; without their texts if not ``texts``)."""
         copies = [
             (
-                i,
-                Sample(
-                    answer=s.answer,
-                    scores=dict(s.scores),
-                    cost=float(s.cost),
-                    text=s.text,
-                    usage=dict(s.usage),
-                ),
+                dist,
+                [
+                    (
+                        i,
+                        Sample(
+                            answer=s.answer,
+                            scores=dict(s.scores),
+                            cost=float(s.cost),
+                            text=s.text if texts else None,
+                            usage=dict(s.usage),
+                        ),
+                    )
+                    for i, s in items
+                ],
             )
-            for i, s in items
+            for dist, _, _, items in groups
         ]
         with self._lock:
-            stored = self._samples.setdefault(dist, {})
-            for i, s in copies:
-                stored.setdefault(i, s)
-                self._claims.pop((dist, i), None)
+            for dist, samples in copies:
+                stored = self._samples.setdefault(dist, {})
+                for i, s in samples:
+                    stored.setdefault(i, s)
+                    self._claims.pop((dist, i), None)
 
     def claim(self, dist: str, indices: Sequence[int], owner: str, ttl: float) -> list[int]:
         """Lease the free indices (neither stored nor leased by another live owner)."""

@@ -1,10 +1,11 @@
 """The SQLite sample bank: every completion drawn, stored by (distribution key, sample index).
 
-The bank is a run's source of truth. Completions are written as soon as they arrive (WAL mode,
-one transaction per :meth:`SQLiteBank.put`), so a crash loses nothing already paid for, and a
-re-run with the same configuration re-derives its state from the bank instead of sampling
-again. Claims (a ``claims`` table of leases) keep concurrent runs from paying twice. The file's
-marks and layout are in :mod:`iapo.bank._sqlite_schema`.
+The bank is a run's source of truth. Completions are written as soon as the caller hands them
+over (WAL mode, one transaction per :meth:`SQLiteBank.put` or :meth:`SQLiteBank.put_many`), so a
+crash loses nothing already handed over, and a re-run with the same configuration re-derives its
+state from the bank instead of sampling again. Claims (a ``claims`` table of leases) keep
+concurrent runs from paying twice. The file's marks, layout and migrations are in
+:mod:`iapo.bank._sqlite_schema`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from iapo.bank._base import RunRecord, SampleBank
+from iapo.bank._base import PutGroup, RunRecord, SampleBank
+from iapo.bank._sqlite_rows import Codec
 from iapo.bank._sqlite_schema import inspect, mark
 from iapo.errors import BankError, StorageError
 from iapo.fmt import strict_json
@@ -101,6 +103,8 @@ class SQLiteBank(SampleBank):
                 field="storage",
             ) from None
         self._lock = threading.Lock()
+        self._ids: dict[str, int] = {}  # distribution key -> id, for committed ids only
+        self._codec = Codec()
 
     def _prepare(self) -> None:
         self._db.execute(f"PRAGMA busy_timeout = {int(min(self.busy_limit, 1.0) * 1000)}")
@@ -134,7 +138,7 @@ class SQLiteBank(SampleBank):
                 kind = inspect(self._db)
             finally:
                 self._db.execute("COMMIT")
-        if kind not in ("empty", "current", "v1"):
+        if kind not in ("empty", "current", "v1", "v2"):
             raise BankError(kind, source=str(self.path), field="storage")
         return kind
 
@@ -150,6 +154,9 @@ class SQLiteBank(SampleBank):
             self._rollback()
             raise
         self._db.execute("COMMIT")
+        if kind != "empty":  # an upgraded bank: give back the old layout's pages, if we can
+            with contextlib.suppress(sqlite3.Error):  # (busy, or no room: the bank is fine)
+                self._db.execute("VACUUM")
 
     def _rollback(self) -> None:
         """Roll back the open transaction, if SQLite has not already (after SQLITE_FULL it has:
@@ -191,60 +198,77 @@ class SQLiteBank(SampleBank):
         self._db.close()
 
     # -- samples ------------------------------------------------------------------------
+    def _known(self, keys: Iterable[str]) -> dict[str, int]:
+        """The ids of the distributions among ``keys`` that the bank holds (under the lock).
+        Ids are never reused or changed once committed, so they are cached."""
+        ids = self._ids
+        out = {k: ids[k] for k in keys if k in ids}
+        for key in keys:
+            if key not in out:
+                row = self._db.execute("SELECT id FROM dists WHERE key = ?", (key,)).fetchone()
+                if row is not None:
+                    out[key] = ids[key] = row[0]
+        return out
+
+    def _select(self, dist_id: int, indices: Sequence[int]) -> dict[int, Sample]:
+        rows = self._db.execute(
+            "SELECT idx, answer, scores, cost, text, usage FROM samples "
+            "WHERE dist = ? AND idx BETWEEN ? AND ?",
+            (dist_id, min(indices), max(indices)),
+        ).fetchall()
+        wanted = indices if isinstance(indices, range) else set(indices)
+        decode = self._codec.decode
+        return {r[0]: decode(*r[1:]) for r in rows if r[0] in wanted}
+
     def get(self, dist: str, indices: Sequence[int]) -> dict[int, Sample]:
         """The stored samples of ``dist`` among ``indices``."""
-        if not indices:
-            return {}
-        rows = self._retry(
-            lambda: self._db.execute(
-                "SELECT idx, answer, scores, cost, text, usage FROM samples "
-                "WHERE dist = ? AND idx BETWEEN ? AND ?",
-                (dist, min(indices), max(indices)),
-            ).fetchall(),
-            write=False,
-        )
-        wanted = set(indices)
-        return {
-            r[0]: Sample(
-                answer=r[1],
-                scores=json.loads(r[2]),
-                cost=r[3],
-                text=r[4],
-                usage=json.loads(r[5]) if r[5] else {},
-            )
-            for r in rows
-            if r[0] in wanted
-        }
+        return self.get_many([(dist, indices)])[0]
+
+    def get_many(self, wanted: Sequence[tuple[str, Sequence[int]]]) -> list[dict[int, Sample]]:
+        """The stored samples of each ``(dist, indices)``, read under one lock."""
+
+        def work() -> list[dict[int, Sample]]:
+            ids = self._known({d for d, idx in wanted if idx})
+            return [self._select(ids[d], idx) if idx and d in ids else {} for d, idx in wanted]
+
+        return self._retry(work, write=False)
 
     def put(self, dist: str, prompt: str, query: str, items: Iterable[tuple[int, Sample]]) -> None:
         """Store samples in one transaction (an index already stored keeps its first value) and
         end their claims."""
+        self.put_many([(dist, prompt, query, list(items))])
+
+    def put_many(self, groups: Iterable[PutGroup], *, texts: bool = True) -> None:
+        """Store every group's samples in one transaction (an index already stored keeps its
+        first value; without their texts if not ``texts``) and end their claims."""
         now = time.time()
-        rows = [
-            (
-                dist,
-                i,
-                prompt,
-                query,
-                s.answer,
-                json.dumps(dict(s.scores)),
-                float(s.cost),
-                s.text,
-                json.dumps(dict(s.usage)) if s.usage else None,
-                now,
-            )
-            for i, s in items
-        ]
-        if not rows:
+        batch = [(d, p, q, list(items)) for d, p, q, items in groups]
+        if not any(b[3] for b in batch):
             return
 
-        def work() -> None:
-            self._db.executemany("INSERT OR IGNORE INTO samples VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
-            self._db.executemany(
-                "DELETE FROM claims WHERE dist = ? AND idx = ?", [(r[0], r[1]) for r in rows]
-            )
+        def work() -> dict[str, int]:
+            db, new = self._db, {}
+            ids = self._known({b[0] for b in batch})
+            for dist, prompt, query, items in batch:
+                if dist not in ids and items:
+                    cur = db.execute(
+                        "INSERT INTO dists (key, prompt, query) VALUES (?,?,?)",
+                        (dist, prompt, query),
+                    )
+                    ids[dist] = new[dist] = int(cur.lastrowid or 0)
+            enc = self._codec.encode if texts else self._codec.encode_bare
+            rows = [(ids[d], i, *enc(s), now) for d, _, _, items in batch for i, s in items]
+            db.executemany("INSERT OR IGNORE INTO samples VALUES (?,?,?,?,?,?,?,?)", rows)
+            if db.execute("SELECT 1 FROM claims LIMIT 1").fetchone() is not None:
+                db.executemany(
+                    "DELETE FROM claims WHERE dist = ? AND idx = ?",
+                    [(d, i) for d, _, _, items in batch for i, _ in items],
+                )
+            return new
 
-        self._retry(work, write=True)
+        new = self._retry(work, write=True)
+        with self._lock:  # only ids whose rows were committed
+            self._ids.update(new)
 
     def claim(self, dist: str, indices: Sequence[int], owner: str, ttl: float) -> list[int]:
         """Lease the free indices (neither stored nor leased by another live owner)."""
@@ -257,7 +281,9 @@ class SQLiteBank(SampleBank):
             stored = {
                 r[0]
                 for r in self._db.execute(
-                    "SELECT idx FROM samples WHERE dist = ? AND idx BETWEEN ? AND ?", (dist, lo, hi)
+                    "SELECT idx FROM samples WHERE dist = (SELECT id FROM dists WHERE key = ?) "
+                    "AND idx BETWEEN ? AND ?",
+                    (dist, lo, hi),
                 )
             }
             held = {

@@ -1,9 +1,15 @@
-"""What makes a SQLite file an iapo bank: its marks, its tables, and the one migration.
+"""What makes a SQLite file an iapo bank: its marks, its tables, and the migrations.
 
 A bank carries two marks: ``PRAGMA application_id`` = :data:`APPLICATION_ID` in the file header
 and the ``schema`` row of its ``meta`` table. :func:`inspect` reads a file without writing
-anything and says what it is; only an empty file, a bank of this version, or a version-1 bank
-(written before the marks existed, recognised by its exact tables) is ever written to.
+anything and says what it is; only an empty file, a bank of this version, or a bank of an older
+version recognised by its exact tables (version 1, written before the marks existed, or
+version 2) is ever written to. :func:`mark` upgrades an older bank in place, inside the caller's
+write transaction: a failure or a kill leaves it as it was.
+
+Version 3 stores each distribution once (``dists``: key, prompt, query) and its samples in a
+``WITHOUT ROWID`` table clustered by (distribution id, index); versions 1-2 repeated the key,
+prompt and query on every sample row.
 """
 
 from __future__ import annotations
@@ -13,26 +19,12 @@ from typing import Literal
 
 from iapo.bank._base import BANK_SCHEMA
 
-__all__ = ["APPLICATION_ID", "DDL", "inspect", "mark"]
+__all__ = ["APPLICATION_ID", "DDL", "V2_DDL", "inspect", "mark"]
 
 #: ``PRAGMA application_id`` of every iapo bank: the bytes ``iapo`` (0x6961706F).
 APPLICATION_ID = int.from_bytes(b"iapo", "big")
 
-DDL = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS samples (
-    dist TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    prompt TEXT NOT NULL,
-    query TEXT NOT NULL,
-    answer TEXT,
-    scores TEXT NOT NULL,
-    cost REAL NOT NULL,
-    text TEXT,
-    usage TEXT,
-    created REAL NOT NULL,
-    PRIMARY KEY (dist, idx)
-);
+_RUNS = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -54,34 +46,116 @@ CREATE TABLE IF NOT EXISTS claims (
 );
 """
 
+DDL = (
+    """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS dists (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    prompt TEXT NOT NULL,
+    query TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS samples (
+    dist INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    answer TEXT,
+    scores TEXT NOT NULL,
+    cost REAL NOT NULL,
+    text TEXT,
+    usage TEXT,
+    created REAL NOT NULL,
+    PRIMARY KEY (dist, idx)
+) WITHOUT ROWID;
+"""
+    + _RUNS
+)
+
+#: The layout of a version-2 bank (iapo 0.x up to issue #13), for tests and the migration.
+V2_DDL = (
+    """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS samples (
+    dist TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    prompt TEXT NOT NULL,
+    query TEXT NOT NULL,
+    answer TEXT,
+    scores TEXT NOT NULL,
+    cost REAL NOT NULL,
+    text TEXT,
+    usage TEXT,
+    created REAL NOT NULL,
+    PRIMARY KEY (dist, idx)
+);
+"""
+    + _RUNS
+)
+
+_OLD_SAMPLES = ["dist", "idx", "prompt", "query", "answer", "scores", "cost", "text", "usage"]
+_RUN_COLUMNS = ["id", "name", "status", "created", "updated", "budget", "spent", "config", "result"]
+
 #: The tables (and their columns, in order) of a version-1 bank.
 _V1 = {
     "meta": ["key", "value"],
-    "samples": [
-        "dist",
-        "idx",
-        "prompt",
-        "query",
-        "answer",
-        "scores",
-        "cost",
-        "text",
-        "usage",
-        "created",
-    ],
-    "runs": ["id", "name", "status", "created", "updated", "budget", "spent", "config", "result"],
+    "samples": [*_OLD_SAMPLES, "created"],
+    "runs": _RUN_COLUMNS,
+}
+#: The tables (and their columns, in order) of a version-2 bank.
+_V2 = {
+    **_V1,
+    "runs": [*_RUN_COLUMNS, "data"],
+    "claims": ["dist", "idx", "owner", "expires"],
 }
 
-Kind = Literal["empty", "current", "v1"]
+#: Version 1 and 2 sample rows into version 3: each distribution once, then its samples.
+_MIGRATE = """
+CREATE TABLE dists (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    prompt TEXT NOT NULL,
+    query TEXT NOT NULL
+);
+INSERT INTO dists (key, prompt, query)
+    SELECT dist, min(prompt), min(query) FROM samples GROUP BY dist ORDER BY min(created), dist;
+CREATE TABLE samples_v3 (
+    dist INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    answer TEXT,
+    scores TEXT NOT NULL,
+    cost REAL NOT NULL,
+    text TEXT,
+    usage TEXT,
+    created REAL NOT NULL,
+    PRIMARY KEY (dist, idx)
+) WITHOUT ROWID;
+INSERT INTO samples_v3 (dist, idx, answer, scores, cost, text, usage, created)
+    SELECT d.id, s.idx, s.answer, s.scores, s.cost, s.text, s.usage, s.created
+    FROM samples AS s JOIN dists AS d ON d.key = s.dist;
+DROP TABLE samples;
+ALTER TABLE samples_v3 RENAME TO samples;
+"""
+
+Kind = Literal["empty", "current", "v1", "v2"]
 
 
 def _columns(db: sqlite3.Connection, table: str) -> list[str]:
     return [r[1] for r in db.execute(f"PRAGMA table_info({table})")]
 
 
+def _exactly(db: sqlite3.Connection, tables: set[str], layout: dict[str, list[str]]) -> bool:
+    return tables == set(layout) and all(_columns(db, t) == c for t, c in layout.items())
+
+
+def _other_version(version: str | None) -> str:
+    return (
+        f"bank schema version {version}, this iapo reads versions 1 to {BANK_SCHEMA}: "
+        "use a new storage path or the iapo version that wrote it"
+    )
+
+
 def inspect(db: sqlite3.Connection) -> Kind | str:
-    """Read-only: ``"empty"`` (a new file), ``"current"`` (a bank of this version), ``"v1"`` (a
-    version-1 bank, migrated by :func:`mark`), or why the file is refused (a phrase)."""
+    """Read-only: ``"empty"`` (a new file), ``"current"`` (a bank of this version), ``"v1"`` or
+    ``"v2"`` (an older bank, upgraded by :func:`mark`), or why the file is refused (a phrase)."""
     app_id = db.execute("PRAGMA application_id").fetchone()[0]
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if app_id == 0 and not tables:
@@ -98,29 +172,35 @@ def inspect(db: sqlite3.Connection) -> Kind | str:
     if app_id == APPLICATION_ID:
         if version == str(BANK_SCHEMA):
             return "current"
-        return (
-            f"bank schema version {version}, this iapo reads version {BANK_SCHEMA}: "
-            "use a new storage path or the iapo version that wrote it"
-        )
-    if version == "1" and tables == set(_V1) and all(_columns(db, t) == c for t, c in _V1.items()):
+        if version == "2" and _exactly(db, tables, _V2):
+            return "v2"
+        if version == "2":
+            return "a version-2 bank with unexpected tables: point 'storage' elsewhere"
+        return _other_version(version)
+    if version == "1" and _exactly(db, tables, _V1):
         return "v1"
     if version is not None and version != "1":
-        return (
-            f"bank schema version {version}, this iapo reads version {BANK_SCHEMA}: "
-            "use a new storage path or the iapo version that wrote it"
-        )
+        return _other_version(version)
     return "this SQLite file is not an iapo sample bank: point 'storage' elsewhere"
 
 
+def _script(db: sqlite3.Connection, script: str) -> None:
+    """Run ``script`` statement by statement (``executescript`` would commit the caller's
+    transaction first)."""
+    for stmt in script.split(";"):
+        if stmt.strip():
+            db.execute(stmt)
+
+
 def mark(db: sqlite3.Connection, kind: Kind) -> None:
-    """Inside the caller's write transaction: create the tables of a new bank, or migrate a
-    version-1 bank in place (its samples and runs kept), and set both marks."""
+    """Inside the caller's write transaction: create the tables of a new bank, or upgrade an
+    older bank in place (its samples and runs kept), and set both marks."""
     if kind == "current":
         return
     if kind == "v1":
         db.execute("ALTER TABLE runs ADD COLUMN data TEXT")
-    for stmt in DDL.split(";"):
-        if stmt.strip():
-            db.execute(stmt)
+    if kind in ("v1", "v2"):
+        _script(db, _MIGRATE)
+    _script(db, DDL)
     db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", (str(BANK_SCHEMA),))
     db.execute(f"PRAGMA application_id = {APPLICATION_ID}")

@@ -124,6 +124,82 @@ class BankSuite:
         scores["s"] = 0.0
         assert bank.get(DIST, [0])[0].scores == {"s": 1.0}
 
+    # -- batches ------------------------------------------------------------------------------
+    def test_put_many_stores_every_group_as_put_would(self, bank: SampleBank) -> None:
+        bank.put(DIST, "p", "q", [(0, _sample("first"))])
+        bank.put_many(
+            [
+                (DIST, "p", "q", list(SAMPLES.items())),  # index 0 is kept: first value wins
+                (DIST + "2", "p", "q2", [(5, _sample("other"))]),
+                (DIST + "3", "p", "q3", []),
+                (DIST + "2", "p", "q2", [(5, _sample("later")), (6, _sample("six"))]),
+            ]
+        )
+        bank.put_many([])
+        assert bank.get(DIST, list(SAMPLES)) == {**SAMPLES, 0: _sample("first")}
+        assert bank.get(DIST + "2", range(10)) == {5: _sample("other"), 6: _sample("six")}
+        assert bank.get(DIST + "3", range(10)) == {}
+
+    def test_get_many_answers_each_request_in_order(self, bank: SampleBank) -> None:
+        bank.put_many([(DIST, "p", "q", list(SAMPLES.items())), (DIST + "2", "p", "q", [])])
+        bank.put(DIST + "2", "p", "q", [(1, _sample("x"))])
+        got = bank.get_many([(DIST, [7, 0]), ("never", [0]), (DIST, []), (DIST + "2", range(3))])
+        assert got == [{7: SAMPLES[7], 0: SAMPLES[0]}, {}, {}, {1: _sample("x")}]
+        assert bank.get_many([]) == []
+        got[0][7] = _sample("changed by the caller")
+        assert bank.get(DIST, [7]) == {7: SAMPLES[7]}
+
+    def test_put_many_can_leave_the_texts_out(self, bank: SampleBank) -> None:
+        with bank.writer(texts=False) as w:
+            w.add(DIST, "p", "q", list(SAMPLES.items()))
+        bare = {i: Sample(s.answer, s.scores, s.cost, None, s.usage) for i, s in SAMPLES.items()}
+        assert bank.get(DIST, list(SAMPLES)) == bare and SAMPLES[0].text  # the caller's kept
+
+    def test_put_many_ends_the_claims_of_what_it_stores(self, bank: SampleBank) -> None:
+        assert bank.claim(DIST, [0, 1], "a", 60.0) == [0, 1]
+        bank.put_many([(DIST, "p", "q", [(0, _sample("x"))])])
+        assert bank.holders(DIST, [0, 1]) == {1: "a"}
+
+    def test_a_writer_writes_in_batches_and_on_exit_even_after_a_failure(
+        self, bank: SampleBank
+    ) -> None:
+        with bank.writer(rows=3) as w:
+            assert w.add(DIST, "p", "q", [(0, _sample("a")), (1, _sample("b"))]) is False
+            assert w.add(DIST, "p", "q", []) is False
+            assert bank.get(DIST, [0, 1]) == {}  # collected, not written yet
+            assert w.add(DIST + "2", "p", "q2", [(0, _sample("c"))]) is True  # 3 waiting
+            w.flush()
+            assert bank.get(DIST, [0, 1]) == {0: _sample("a"), 1: _sample("b")} and not w.take()
+            w.add(DIST, "p", "q", [(2, _sample("d"))])
+        assert bank.get(DIST, [2]) == {2: _sample("d")}  # flushed on exit
+        with pytest.raises(RuntimeError, match="boom"), bank.writer() as w:
+            w.add(DIST, "p", "q", [(3, _sample("e"))])
+            raise RuntimeError("boom")
+        assert bank.get(DIST, [3]) == {3: _sample("e")}  # what was collected is kept
+
+    def test_concurrent_batch_writers_store_each_index_once(self, storage: str) -> None:
+        one = None if self.persistent else self.open(storage)
+        banks = [one or self.open(storage) for _ in range(3)]
+        start = threading.Barrier(3)
+
+        def write(t: int) -> None:
+            start.wait()
+            for lo in range(0, 60, 6):  # overlapping groups of several distributions
+                items = [(i, _sample(f"t{t}")) for i in range(lo, lo + 9)]
+                banks[t].put_many([(f"{DIST}{d}", "p", f"q{d}", items) for d in range(3)])
+
+        threads = [threading.Thread(target=write, args=(t,)) for t in range(3)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        for d in range(3):
+            got = banks[0].get(f"{DIST}{d}", range(80))
+            assert sorted(got) == list(range(63))
+            assert {s.answer for s in got.values()} <= {"t0", "t1", "t2"}
+        for b in set(banks):
+            b.close()
+
     # -- runs ---------------------------------------------------------------------------------
     def test_run_records(self, bank: SampleBank) -> None:
         config: dict[str, Any] = {"name": "r", "grid": [1, 2.5, None], "nested": {"k": "✓"}}
