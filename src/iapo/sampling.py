@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 
+from iapo._bankio import BankIO
 from iapo.backends import Backend
 from iapo.bank import CLAIM_TTL, SampleBank
 from iapo.types import Sample
@@ -68,8 +69,9 @@ class CachedSampler:
     the backend's own client still enforces its concurrency). Bounding it keeps what an
     interruption loses (drawn but not yet banked) small.
 
-    With a bank, every bank call runs in a worker thread (a busy bank never blocks the event
-    loop), each completion is stored as soon as the backend reports it
+    With a bank, every bank call runs on the sampler's bank thread (:class:`~iapo._bankio.BankIO`:
+    a busy bank never blocks the event loop; completions waiting together are written in one
+    transaction), each completion is stored as soon as the backend reports it
     (:meth:`~iapo.backends.Backend.sample_each`), and a backend that is not ``reproducible``
     has each missing index claimed first (:meth:`~iapo.bank.SampleBank.claim`, renewed every
     ``claim_ttl / 3`` seconds while it is drawn): concurrent samplers on one bank, in any
@@ -95,6 +97,7 @@ class CachedSampler:
         self.owner = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex}"
         self._dead: set[str] = set()
         self._slots = _Slots(max_in_flight) if max_in_flight is not None else None
+        self._io = BankIO(bank) if bank is not None else None
 
     async def draw(
         self,
@@ -111,7 +114,7 @@ class CachedSampler:
         """
         bank, backend = self.bank, self.backend
         dist = backend.cache_key(prompt, query)
-        stored = await asyncio.to_thread(bank.get, dist, indices) if bank is not None else {}
+        stored = await self._io.call(bank.get, dist, indices) if self._io and bank else {}
         if on_stored is not None:
             on_stored(len(stored))
         fresh = 0
@@ -121,8 +124,8 @@ class CachedSampler:
                 if mine:
                     stored.update(await self._draw(prompt, query, dist, mine))
                     fresh += len(mine)
-            if not mine and bank is not None:  # all claimed by other runs: wait for them
-                await asyncio.to_thread(self._free_dead_claims, bank, dist, missing)
+            if not mine and bank is not None and self._io is not None:  # claimed elsewhere: wait
+                await self._io.call(self._free_dead_claims, bank, dist, missing)
                 stored.update(await bank.wait(dist, missing, WAIT_POLL))
         out = [stored[i] for i in indices]
         if bank is not None:
@@ -144,13 +147,13 @@ class CachedSampler:
     async def _draw(self, prompt: str, query: str, dist: str, mine: list[int]) -> dict[int, Sample]:
         """Draw ``mine`` (claimed by the caller, if claims apply), storing each completion as it
         lands."""
-        bank, backend = self.bank, self.backend
+        io, backend = self._io, self.backend
         strip = backend.reproducible
 
         async def keep(items: Sequence[tuple[int, Sample]]) -> None:
-            if bank is not None:
+            if io is not None:
                 banked = [(i, replace(s, text=None) if strip else s) for i, s in items]
-                await asyncio.to_thread(bank.put, dist, prompt, query, banked)
+                await io.put((dist, prompt, query, banked))
 
         fresh = await backend.sample_each(prompt, query, mine, keep)
         if len(fresh) != len(mine):
@@ -175,19 +178,17 @@ class CachedSampler:
         """Claim what of ``wanted`` no other run holds and hold it while drawing (renewed in the
         background), then release what was not stored: a failed or cancelled draw frees its
         indices at once, and so does a cancellation that lands while the claim is in flight."""
-        bank = self.bank
-        if bank is None or self.backend.reproducible:
+        bank, io = self.bank, self._io
+        if bank is None or io is None or self.backend.reproducible:
             yield list(wanted)
             return
-        job = asyncio.ensure_future(
-            asyncio.to_thread(bank.claim, dist, wanted, self.owner, self.claim_ttl)
-        )
+        job = asyncio.ensure_future(io.call(bank.claim, dist, wanted, self.owner, self.claim_ttl))
         try:
             mine = await asyncio.shield(job)
         except BaseException:  # cancelled while claiming: the claim may still have been taken
             with contextlib.suppress(Exception):
                 taken = await job
-                await asyncio.shield(asyncio.to_thread(bank.release, dist, taken, self.owner))
+                await asyncio.shield(io.call(bank.release, dist, taken, self.owner))
             raise
         if not mine:
             yield mine
@@ -196,7 +197,7 @@ class CachedSampler:
         async def renew() -> None:
             while True:
                 await asyncio.sleep(self.claim_ttl / 3)
-                await asyncio.to_thread(bank.claim, dist, mine, self.owner, self.claim_ttl)
+                await io.call(bank.claim, dist, mine, self.owner, self.claim_ttl)
 
         renewer = asyncio.ensure_future(renew())
         try:
@@ -206,4 +207,4 @@ class CachedSampler:
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
             with contextlib.suppress(Exception):
-                await asyncio.shield(asyncio.to_thread(bank.release, dist, mine, self.owner))
+                await asyncio.shield(io.call(bank.release, dist, mine, self.owner))

@@ -1,0 +1,125 @@
+"""The sampler's bank thread: calls in order, concurrent stores coalesced into one transaction,
+failures handed to each caller, the thread gone when idle (a real SQLite file)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from iapo._bankio import IDLE_EXIT, BankIO
+from iapo.bank import SampleBank, SQLiteBank
+from iapo.types import Sample
+
+
+def _sample(i: int) -> Sample:
+    return Sample(answer=str(i), scores={"accuracy": 1.0}, cost=float(i), text=f"t{i}", usage={})
+
+
+class _CountingBank(SQLiteBank):
+    """A SQLite bank that counts its write transactions and can be made to fail them."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.transactions = 0
+        self.fail = False
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def put_many(self, groups, *, texts=True):  # type: ignore[no-untyped-def]
+        self.gate.wait(10)
+        if self.fail:
+            raise OSError("disk full")
+        self.transactions += 1
+        super().put_many(groups, texts=texts)
+
+
+def test_concurrent_stores_share_transactions_and_all_land(tmp_path: Path) -> None:
+    bank = _CountingBank(tmp_path / "bank.sqlite")
+    io = BankIO(bank)
+
+    async def main() -> None:
+        bank.gate.clear()  # the first store blocks the thread: the rest pile up behind it
+        first = asyncio.ensure_future(io.put(("d0", "p", "q", [(0, _sample(0))])))
+        await asyncio.sleep(0.05)
+        rest = [io.put((f"d{k}", "p", "q", [(0, _sample(k))])) for k in range(1, 200)]
+        tasks = [asyncio.ensure_future(r) for r in rest]
+        await asyncio.sleep(0.05)
+        bank.gate.set()
+        await asyncio.gather(first, *tasks)
+
+    asyncio.run(main())
+    assert io.stores == 200
+    assert bank.transactions == io.writes
+    assert bank.transactions <= 3  # one for the first, the 199 waiting together in one or two
+    got = bank.get_many([(f"d{k}", [0]) for k in range(200)])
+    assert [g[0].answer for g in got] == [str(k) for k in range(200)]
+
+
+def test_calls_run_in_submission_order(tmp_path: Path) -> None:
+    bank: SampleBank = SQLiteBank(tmp_path / "bank.sqlite")
+    io = BankIO(bank)
+
+    async def main() -> dict[int, Sample]:
+        put = asyncio.ensure_future(io.put(("d", "p", "q", [(i, _sample(i)) for i in range(5)])))
+        get = asyncio.ensure_future(io.call(bank.get, "d", [0, 1, 2, 3, 4]))
+        await put
+        return await get
+
+    assert sorted(asyncio.run(main())) == [0, 1, 2, 3, 4]
+
+
+def test_a_failed_write_reaches_every_caller_and_the_thread_goes_on(tmp_path: Path) -> None:
+    bank = _CountingBank(tmp_path / "bank.sqlite")
+    io = BankIO(bank)
+
+    async def main() -> list[object]:
+        bank.fail = True
+        results = await asyncio.gather(
+            *(io.put((f"d{k}", "p", "q", [(0, _sample(k))])) for k in range(5)),
+            return_exceptions=True,
+        )
+        bank.fail = False
+        await io.put(("ok", "p", "q", [(0, _sample(9))]))
+        return results
+
+    results = asyncio.run(main())
+    assert all(isinstance(r, OSError) for r in results)
+    assert bank.get("ok", [0])[0].answer == "9"
+    assert bank.get("d0", [0]) == {}
+
+
+def test_the_thread_exits_when_idle_and_restarts(tmp_path: Path) -> None:
+    io = BankIO(SQLiteBank(tmp_path / "bank.sqlite"))
+    asyncio.run(io.put(("d", "p", "q", [(0, _sample(0))])))
+    assert any(t.name == "iapo-bank" for t in threading.enumerate())
+    deadline = time.monotonic() + IDLE_EXIT + 5
+    while io._thread is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert io._thread is None
+    # a new event loop (a later asyncio.run, as Policy.ask does) starts it again
+    assert asyncio.run(io.call(io.bank.get, "d", [0]))[0].answer == "0"
+
+
+def test_a_cancelled_caller_does_not_break_the_others(tmp_path: Path) -> None:
+    bank = _CountingBank(tmp_path / "bank.sqlite")
+    io = BankIO(bank)
+
+    async def main() -> None:
+        bank.gate.clear()
+        doomed = asyncio.ensure_future(io.put(("x", "p", "q", [(0, _sample(1))])))
+        other = asyncio.ensure_future(io.put(("y", "p", "q", [(0, _sample(2))])))
+        await asyncio.sleep(0.05)
+        doomed.cancel()
+        bank.gate.set()
+        await other
+        with pytest.raises(asyncio.CancelledError):
+            await doomed
+
+    asyncio.run(main())
+    # the cancelled store was already queued: it is written all the same (as to_thread did)
+    assert bank.get("x", [0])[0].answer == "1"
+    assert bank.get("y", [0])[0].answer == "2"
