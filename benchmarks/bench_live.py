@@ -14,8 +14,14 @@ per completion; ``native``: one request per pull, ``n`` choices):
 Reported per case: completions/s, the ratio to the concurrency-limited ideal (``concurrency``
 requests every ``latency`` seconds, × completions per request for native ``n``; the ratio is
 the mean number of requests in flight over ``concurrency``), and CPU seconds of the iapo process
-per completion. ``--profile`` adds a cProfile run per HTTP stack at concurrency 128 (fan-out),
-its CPU split by where it was spent (HTTP stack, SDK, iapo's client, engine, bank, event loop).
+per completion (the bank's share, spent in worker threads, measured apart), the time each pull
+spends in the sampler outside the backend (bank look-up, claim, store, release: each a hop to a
+worker thread), and the ratio one free core would allow at that CPU cost
+(``cpu_bound_ratio``). ``plain`` is the reference: a
+bare aiohttp loop (no SDK, no iapo) sending the same kind of requests, so that what the machine
+itself allows at the time shows next to each case. ``--profile`` adds cProfile runs at
+concurrency 128 (:data:`PROFILED`), the main thread's CPU split by where it was spent (HTTP
+stack, SDK, iapo's client, engine, bank, event loop), and each round's requests and time.
 
 Run: ``nice -n 15 .venv/bin/python benchmarks/bench_live.py --profile --out docs/bench/live.json``
 """
@@ -49,6 +55,10 @@ LATENCY = 0.2
 CONCURRENCY = (8, 32, 128)
 MODES = ("fanout", "native")
 STACKS = ("legacy", "httpx", "aiohttp")
+#: The reference: a bare aiohttp loop (no SDK, no iapo) with the same requests, in its own child.
+PLAIN = "plain"
+#: The cases profiled with ``--profile`` (at concurrency 128).
+PROFILED = (("legacy", "fanout"), ("aiohttp", "fanout"), ("aiohttp", "native"))
 PROMPTS = 4
 N_MAX = 8
 
@@ -97,7 +107,7 @@ class LegacyClient(OpenAIChatClient):
 
 def _write_config(tmp: Path, url: str, stack: str, mode: str, concurrency: int) -> Path:
     # Enough work for several seconds at the ideal rate, in PSST's rounds.
-    per_request = N_MAX if mode == "native" else 1
+    per_request = N_MAX // 2 if mode == "native" else 1
     budget = int(concurrency / LATENCY * 8 * per_request)
     n_queries = max(40, budget // (PROMPTS * N_MAX * 2))
     with (tmp / "queries.jsonl").open("w") as f:
@@ -167,6 +177,47 @@ def _split(prof: cProfile.Profile) -> dict[str, float]:
     return {k: round(v / total, 3) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
 
 
+def _watch_pulls(pulls: list[tuple[float, float]]) -> None:
+    """Record, per pull, its wall time in the sampler (bank look-up, claim, draw, store, release)
+    and the part spent in the backend (HTTP requests, parsing, scoring)."""
+    from iapo.backends import LLMBackend
+    from iapo.sampling import CachedSampler
+
+    draw, sample_each = CachedSampler.draw, LLMBackend.sample_each
+    inner: dict[int, float] = {}
+
+    async def timed_sample(self: Any, *a: Any, **k: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return await sample_each(self, *a, **k)
+        finally:
+            task = id(asyncio.current_task())
+            inner[task] = inner.get(task, 0.0) + time.perf_counter() - t0
+
+    async def timed_draw(self: Any, *a: Any, **k: Any) -> Any:
+        task = id(asyncio.current_task())
+        inner[task] = 0.0
+        t0 = time.perf_counter()
+        try:
+            return await draw(self, *a, **k)
+        finally:
+            pulls.append((time.perf_counter() - t0, inner.pop(task, 0.0)))
+
+    CachedSampler.draw = timed_draw  # type: ignore[method-assign]
+    LLMBackend.sample_each = timed_sample  # type: ignore[method-assign]
+
+
+def _pull_overhead(pulls: list[tuple[float, float]]) -> dict[str, float]:
+    """Milliseconds a pull spends in the sampler outside the backend (mean, median)."""
+    extra = sorted(max(0.0, d - b) for d, b in pulls) or [0.0]
+    return {
+        "pulls": len(pulls),
+        "mean_pull_ms": round(sum(d for d, _ in pulls) / max(1, len(pulls)) * 1e3, 1),
+        "mean_outside_backend_ms": round(sum(extra) / len(extra) * 1e3, 1),
+        "median_outside_backend_ms": round(extra[len(extra) // 2] * 1e3, 1),
+    }
+
+
 def _watch_rounds(client: OpenAIChatClient, rounds: list[tuple[int, float]]) -> None:
     """Record each round's HTTP requests and wall time (``Study._batch`` wrapped, not changed)."""
     batch = Study._batch
@@ -219,8 +270,50 @@ def _breakdown(rounds: list[tuple[int, float]], wall: float, c: int) -> dict[str
     }
 
 
+def child_plain(spec: dict[str, Any]) -> dict[str, Any]:
+    """The machine's own limit: ``concurrency`` bare aiohttp requests at a time, bodies parsed."""
+    import aiohttp
+
+    url, mode, c = spec["url"], spec["mode"], spec["concurrency"]
+    n = N_MAX // 2 if mode == "native" else 1
+    total = c * 40 // n
+    body = {"model": "latency", "messages": [{"role": "user", "content": "Question 1?"}]}
+    body.update({"n": n} if n > 1 else {}, temperature=0.7, max_tokens=16)
+
+    async def main() -> int:
+        sem = asyncio.Semaphore(c)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=c)) as session:
+
+            async def one() -> int:
+                async with sem, session.post(url + "/chat/completions", json=body) as resp:
+                    return len(json.loads(await resp.read())["choices"])
+
+            return sum(await asyncio.gather(*(one() for _ in range(total))))
+
+    t0, p0 = time.perf_counter(), time.process_time()
+    completions = asyncio.run(main())
+    wall, cpu = time.perf_counter() - t0, time.process_time() - p0
+    ideal_rate = c / LATENCY * n
+    return {
+        "stack": PLAIN,
+        "mode": mode,
+        "concurrency": c,
+        "requests": total,
+        "completions": completions,
+        "wall_s": round(wall, 3),
+        "completions_per_s": round(completions / wall, 1),
+        "ideal_completions_per_s": round(ideal_rate, 1),
+        "ratio_to_ideal": round(completions / wall / ideal_rate, 3),
+        "cpu_s": round(cpu, 3),
+        "cpu_ms_per_completion": round(cpu / completions * 1e3, 3),
+        "cpu_ms_per_request": round(cpu / total * 1e3, 3),
+    }
+
+
 def child(spec: dict[str, Any]) -> dict[str, Any]:
     """One case in this (child) process: a whole live run, timed."""
+    if spec["stack"] == PLAIN:
+        return child_plain(spec)
     url, stack, mode, c = spec["url"], spec["stack"], spec["mode"], spec["concurrency"]
     with tempfile.TemporaryDirectory() as tmp:
         cfg = _write_config(Path(tmp), url, stack, mode, c)
@@ -233,6 +326,8 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
             )
         rounds: list[tuple[int, float]] = []
         _watch_rounds(backend.client, rounds)  # type: ignore[attr-defined]
+        pulls: list[tuple[float, float]] = []
+        _watch_pulls(pulls)
         bank_cpu = [0.0]
         _meter_bank(bank_cpu)
         load = os.getloadavg()[0]
@@ -261,12 +356,15 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         "ideal_completions_per_s": round(ideal_rate, 1),
         "ratio_to_ideal": round(completions / wall / ideal_rate, 3),
         "cpu_s": round(cpu, 3),
+        # the best ratio one core of its own would allow the process at this CPU cost
+        "cpu_bound_ratio": round(min(1.0, completions / cpu / ideal_rate), 3),
         "cpu_ms_per_completion": round(cpu / completions * 1e3, 3),
         "cpu_ms_per_request": round(cpu / requests * 1e3, 3),
         "bank_cpu_ms_per_completion": round(bank_cpu[0] / completions * 1e3, 3),
         "load_avg_1min": [round(load, 2), round(os.getloadavg()[0], 2)],
         "server_max_in_flight": after["max_in_flight"],
         "time": _breakdown(rounds, wall, c),
+        "pull_time": _pull_overhead(pulls),
     }
     if prof is not None:
         out["profile_cpu_share"] = _split(prof)
@@ -288,16 +386,17 @@ def run_case(spec: dict[str, Any]) -> dict[str, Any]:
 
 def table(rows: list[dict[str, Any]]) -> str:
     by = {(r["stack"], r["mode"], r["concurrency"]): r for r in rows}
+    cols = (*STACKS, PLAIN)
     lines = [
         "| n | concurrency | "
-        + " | ".join(f"{s}: completions/s (× ideal), CPU ms/completion" for s in STACKS)
+        + " | ".join(f"{s}: completions/s (× ideal), CPU ms/completion" for s in cols)
         + " |",
-        "|---|---:|" + "---:|" * len(STACKS),
+        "|---|---:|" + "---:|" * len(cols),
     ]
     for mode in MODES:
         for c in CONCURRENCY:
             cells = []
-            for s in STACKS:
+            for s in cols:
                 r = by.get((s, mode, c))
                 cells.append(
                     "—"
@@ -313,11 +412,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--stacks", default=",".join(STACKS))
+    ap.add_argument("--stacks", default=",".join((*STACKS, PLAIN)))
     ap.add_argument("--concurrency", default=",".join(map(str, CONCURRENCY)))
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--repeat", type=int, default=1, help="runs per case; the best is kept")
-    ap.add_argument("--profile", action="store_true", help="add profiled runs at 128, fan-out")
+    ap.add_argument("--profile", action="store_true", help="add profiled runs at 128")
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
@@ -336,8 +435,8 @@ def main() -> None:
                     rows.append(best)
                     print(json.dumps(best), file=sys.stderr, flush=True)
         if args.profile:
-            for stack in stacks:
-                spec = {"url": url, "stack": stack, "mode": "fanout", "concurrency": 128}
+            for stack, mode in PROFILED:
+                spec = {"url": url, "stack": stack, "mode": mode, "concurrency": 128}
                 prof = run_case({**spec, "profile": True})
                 profiles.append(prof)
                 print(json.dumps(prof), file=sys.stderr, flush=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from live_helpers import each_http_client, fast_client, script, write_config  # noqa: F401
+from live_helpers import fast_client, script, write_config
 
 import iapo
 from iapo.backends import LLMBackend, OpenAIChatClient
