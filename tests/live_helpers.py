@@ -5,10 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from iapo.backends import OpenAIChatClient
+from iapo.chat_client import HTTP_CLIENTS
 from iapo.testing.fake_openai import FakeOpenAIServer
 
 
@@ -82,3 +86,12 @@ def fast_client(srv: FakeOpenAIServer, **kw: Any) -> OpenAIChatClient:
     kw.setdefault("timeout", 5.0)
     kw.setdefault("api_key", "local")
     return OpenAIChatClient(srv.base_url, srv.model, **kw)
+
+
+@pytest.fixture(params=HTTP_CLIENTS)
+def each_http_client(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """Run the test once per HTTP stack under the SDK (the clients' default is switched)."""
+    monkeypatch.setattr(OpenAIChatClient, "default_http_client", request.param)
+    yield request.param

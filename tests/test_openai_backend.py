@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from live_helpers import fast_client
+from live_helpers import each_http_client, fast_client  # noqa: F401 (a fixture)
 
 from iapo.answers import get_extractor
 from iapo.backends import Completion, LLMBackend, OpenAIChatClient
@@ -27,6 +27,8 @@ from iapo.errors import ConfigError, PermanentBackendError, TransientBackendErro
 from iapo.testing import FAULT_KINDS, FakeOpenAIServer, FaultPlan
 from iapo.types import PromptSpec, Query, Sample
 
+#: every test runs on each HTTP stack (aiohttp, httpx): fault semantics must not depend on it
+pytestmark = pytest.mark.usefixtures("each_http_client")
 T = TypeVar("T")
 MSGS = [
     {"role": "system", "content": "Be brief."},

@@ -11,7 +11,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from live_helpers import fast_client, script, write_config
+from live_helpers import (  # noqa: F401 (each_http_client: a fixture)
+    each_http_client,
+    fast_client,
+    script,
+    write_config,
+)
 
 import iapo
 from iapo.answers import get_extractor
@@ -21,6 +26,8 @@ from iapo.errors import TransientBackendError
 from iapo.testing import FakeOpenAIServer, FaultPlan
 from iapo.types import PromptSpec, Query, Sample
 
+#: every test runs on each HTTP stack (aiohttp, httpx): fault semantics must not depend on it
+pytestmark = pytest.mark.usefixtures("each_http_client")
 T = TypeVar("T")
 KEY = "sk-untrusted-0123456789abcdef"
 MAX_TOKENS = 50

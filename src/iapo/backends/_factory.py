@@ -69,6 +69,7 @@ def _openai_backend(
         max_backoff=cfg.max_backoff,
         timeout=cfg.timeout,
         n_mode=cfg.n_mode,
+        http_client=cfg.http_client,
     )
     return LLMBackend(
         client,

@@ -3,7 +3,8 @@ llama.cpp, …): the transport shared by the live backends (:mod:`iapo.backends`
 scorer (:mod:`iapo.scorers`).
 
 :class:`OpenAIChatClient` talks HTTP through ``openai.AsyncOpenAI`` (the ``openai`` extra, imported
-on first use) with the SDK's own retries switched off (``max_retries=0``), so that every attempt
+on first use) over aiohttp or a tuned httpx pool (``http_client``, :data:`HTTP_CLIENTS`), with the
+SDK's own retries switched off (``max_retries=0``), so that every attempt
 is counted and bounded here: a semaphore caps concurrent requests, an optional token bucket caps
 requests per minute, and transient failures (429, 408/409/425, 5xx, timeouts, dropped
 connections, unparseable 200 bodies) are retried with exponential backoff and full jitter,
@@ -50,12 +51,15 @@ from __future__ import annotations
 from iapo.chat_client._body import ANOMALY_KINDS, Completion, prompt_token_bound
 from iapo.chat_client._client import RESERVED_PARAMS, OpenAIChatClient
 from iapo.chat_client._nmode import NMode
+from iapo.chat_client._transport import HTTP_CLIENTS, HttpClient
 from iapo.chat_client._url import public_url
 
 __all__ = [
     "ANOMALY_KINDS",
+    "HTTP_CLIENTS",
     "RESERVED_PARAMS",
     "Completion",
+    "HttpClient",
     "NMode",
     "OpenAIChatClient",
     "prompt_token_bound",

@@ -6,15 +6,19 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "ANOMALY_KINDS",
+    "ANOMALY_TEXT",
     "Completion",
     "Usage",
+    "max_tokens_of",
     "parse_body",
     "prompt_token_bound",
+    "server_message",
     "settle",
     "split_proportional",
 ]
@@ -191,3 +195,35 @@ def settle(
         for (text, finish), p, c, pb in zip(kept, p_shares, c_shares, p_bounds, strict=True)
     ]
     return out, anomalies
+
+
+def server_message(body: object, fallback: str) -> str:
+    """The message of an error body (``{"error": {"message": …}}`` and its variants)."""
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict):
+            msg = inner.get("message")
+            if isinstance(msg, str) and msg:
+                return msg
+        elif isinstance(inner, str) and inner:
+            return inner
+    if isinstance(body, str) and body:
+        return body
+    return fallback
+
+
+#: How each anomaly kind is described in the client's first warning about it.
+ANOMALY_TEXT = {
+    "usage_missing": "a response without usage: costed at the request's worst case",
+    "usage_invalid": "a negative or non-numeric usage count: costed at the request's worst case",
+    "usage_above_max": "usage above the request's worst case (n × max_tokens): counted as reported",
+    "extra_choices": "more choices than n: the first n are kept, the usage of all is counted",
+}
+
+
+def max_tokens_of(params: Mapping[str, Any]) -> int | None:
+    """The request's per-choice bound on completion tokens, if it sets one."""
+    value = params.get("max_tokens", params.get("max_completion_tokens"))
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return None

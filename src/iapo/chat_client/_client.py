@@ -10,10 +10,18 @@ import random
 import re
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any, ClassVar
 
 from iapo.aio import gather_or_cancel
-from iapo.chat_client._body import Completion, parse_body, prompt_token_bound, settle
+from iapo.chat_client._body import (
+    ANOMALY_TEXT,
+    Completion,
+    max_tokens_of,
+    parse_body,
+    prompt_token_bound,
+    server_message,
+    settle,
+)
 from iapo.chat_client._nmode import N_REJECTED, NMode, NRejected
 from iapo.chat_client._retry import (
     MAX_RETRY_AFTER,
@@ -21,6 +29,16 @@ from iapo.chat_client._retry import (
     Retry,
     TokenBucket,
     retry_after_seconds,
+)
+from iapo.chat_client._transport import (
+    HttpClient,
+    check_http_client,
+    close_with_loop,
+    default_http_client,
+    dropped_connection,
+    make_sdk_client,
+    post_args,
+    transport_errors,
 )
 from iapo.chat_client._url import public_url
 from iapo.errors import ConfigError, PermanentBackendError, TransientBackendError
@@ -32,22 +50,6 @@ log = logging.getLogger("iapo.backends.openai")  # the name users configure
 
 #: Keys that ``complete`` sets itself and callers may not pass in ``params``.
 RESERVED_PARAMS = frozenset({"model", "messages", "n", "stream"})
-
-
-_ANOMALY_TEXT = {
-    "usage_missing": "a response without usage: costed at the request's worst case",
-    "usage_invalid": "a negative or non-numeric usage count: costed at the request's worst case",
-    "usage_above_max": "usage above the request's worst case (n × max_tokens): counted as reported",
-    "extra_choices": "more choices than n: the first n are kept, the usage of all is counted",
-}
-
-
-def _max_tokens(params: Mapping[str, Any]) -> int | None:
-    """The request's per-choice bound on completion tokens, if it sets one."""
-    value = params.get("max_tokens", params.get("max_completion_tokens"))
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    return None
 
 
 class OpenAIChatClient:
@@ -63,7 +65,10 @@ class OpenAIChatClient:
     exactly one choice (the endpoint ignores ``n``, like llama-cpp-python) or an error saying only
     one choice is allowed (llama.cpp) switches to fan-out for the rest of the client's life
     (logged at INFO once); a full answer settles on native. In every mode, missing choices (fewer
-    than asked) are requested again, so exactly ``n`` come back.
+    than asked) are requested again, so exactly ``n`` come back. ``http_client``: the HTTP stack
+    under the SDK, ``"aiohttp"`` (the default where ``openai[aiohttp]`` is installed: half the CPU
+    per request, see ``benchmarks/bench_live.py``) or ``"httpx"`` (the SDK's own); either way
+    one pool per event loop, as many kept-alive connections as ``concurrency``.
 
     Counters: ``requests_sent`` (HTTP attempts), ``retries``, ``completions_received`` (choices in
     parsed 200 responses), ``completions_discarded`` (surplus choices beyond those asked for),
@@ -72,8 +77,12 @@ class OpenAIChatClient:
     logged as a WARNING the first time it is seen).
 
     One client belongs to one event loop at a time; used from a new loop (a new ``asyncio.run``),
-    it opens a fresh connection pool there.
+    it opens a fresh connection pool there. A pool not closed with :meth:`aclose` is closed when
+    its loop ends (``asyncio.run`` cancels the task that holds it).
     """
+
+    #: The HTTP stack of clients made without ``http_client`` (None: aiohttp where installed).
+    default_http_client: ClassVar[HttpClient | None] = None
 
     def __init__(
         self,
@@ -89,6 +98,7 @@ class OpenAIChatClient:
         max_backoff: float = 20.0,
         timeout: float = 120.0,
         n_mode: NMode = "auto",
+        http_client: HttpClient | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -103,6 +113,10 @@ class OpenAIChatClient:
                 "live backends and judges need the openai package: pip install 'iapo[openai]'",
                 field="backend",
             )
+        kind = http_client or type(self).default_http_client
+        self.http_client: HttpClient = (
+            check_http_client(kind) if kind is not None else default_http_client()
+        )
         key = api_key or (os.environ.get(api_key_env) if api_key_env else None)
         if not key:
             if base_url is None:
@@ -136,12 +150,16 @@ class OpenAIChatClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sem: asyncio.Semaphore | None = None
         self._oai: Any = None
+        self._closer: asyncio.Task[None] | None = None
+        self._post: Any = None
+        self._errors: tuple[type[BaseException], ...] = ()
         self._public_base = public_url(base_url) if base_url else "https://api.openai.com/v1"
 
     def __repr__(self) -> str:
         return (
             f"OpenAIChatClient(model={self.model!r}, base_url={self._public_base!r}, "
-            f"n_mode={self.n_mode!r}, concurrency={self.concurrency})"
+            f"n_mode={self.n_mode!r}, concurrency={self.concurrency}, "
+            f"http_client={self.http_client!r})"
         )
 
     @property
@@ -155,15 +173,15 @@ class OpenAIChatClient:
         """The SDK client, semaphore and bucket lock for the running loop (made on first use)."""
         loop = asyncio.get_running_loop()
         if self._loop is not loop or self._oai is None:
+            if self._closer is not None and self._loop is loop:
+                self._closer.cancel()  # a pool replaced on this loop (a new base_url) is closed
             # The ``openai`` extra: imported late, so that ``import iapo`` never needs it.
-            import openai
-
-            self._oai = openai.AsyncOpenAI(
-                base_url=self.base_url,
-                api_key=self._api_key,
-                max_retries=0,
-                timeout=self.timeout,
+            self._oai = make_sdk_client(
+                self.http_client, self.base_url, self._api_key, self.timeout, self.concurrency
             )
+            self._closer = close_with_loop(self._oai)
+            self._post = post_args(self._oai)
+            self._errors = transport_errors()
             if self.base_url is None:
                 self._public_base = public_url(str(self._oai.base_url))
             self._sem = asyncio.Semaphore(self.concurrency)
@@ -183,20 +201,6 @@ class OpenAIChatClient:
 
     def _where(self) -> str:
         return f"{self._public_base} (model {self.model!r})"
-
-    @staticmethod
-    def _server_message(body: object, fallback: str) -> str:
-        if isinstance(body, dict):
-            inner = body.get("error", body)
-            if isinstance(inner, dict):
-                msg = inner.get("message")
-                if isinstance(msg, str) and msg:
-                    return msg
-            elif isinstance(inner, str) and inner:
-                return inner
-        if isinstance(body, str) and body:
-            return body
-        return fallback
 
     def _backoff_delay(self, attempt: int) -> float:
         cap = min(self.max_backoff, self.backoff * (2.0 ** (attempt - 1)))
@@ -218,23 +222,23 @@ class OpenAIChatClient:
             if self.fatal is not None:  # a permanent error already stopped this client
                 raise self.fatal
             self.requests_sent += 1
-            extra: dict[str, Any] = {"n": n} if n > 1 else {}
+            body: dict[str, Any] = {"model": self.model, "messages": messages}
+            body.update({"n": n} if n > 1 else {}, **params)  # the order the SDK sends
             try:
                 # The total deadline: httpx's timeouts are per phase (a read timeout restarts
                 # with every byte), so a server dripping its answer would never time out.
                 async with asyncio.timeout(self.timeout):
-                    raw = await oai.chat.completions.with_raw_response.create(
-                        model=self.model,
-                        messages=cast(Any, messages),
-                        extra_body=dict(params),
-                        **extra,
-                    )
-                    return cast(bytes, raw.http_response.content)
+                    # The body encoded here, as the SDK would: ``chat.completions.create`` walks
+                    # it against the SDK's request types first (a third of the SDK's CPU), and
+                    # ``post(body=…)`` deep-copies it per attempt.
+                    response = await oai.post("/chat/completions", **self._post(body))
+                    content: bytes = response.content
+                    return content
             except TimeoutError:
                 raise Retry(f"no complete answer within {self.timeout:g} s") from None
             except openai.APIStatusError as exc:
                 status = exc.status_code
-                message = self._redact(self._server_message(exc.body, exc.response.reason_phrase))
+                message = self._redact(server_message(exc.body, exc.response.reason_phrase))
                 if n > 1 and status in (400, 422, 500) and N_REJECTED.search(message):
                     raise NRejected(f"HTTP {status}: {message}") from None
                 if status >= 500 or status in TRANSIENT_4XX:
@@ -243,11 +247,16 @@ class OpenAIChatClient:
                     ) from None
                 self.fatal = PermanentBackendError(f"HTTP {status} from {self._where()}: {message}")
                 raise self.fatal from None
-            except openai.APITimeoutError:
+            except openai.APITimeoutError as exc:
+                cause = dropped_connection(exc)
+                if cause:
+                    raise Retry(f"connection failed ({cause})") from None
                 raise Retry(f"timed out after {self.timeout:g} s") from None
             except openai.APIConnectionError as exc:
                 cause = type(exc.__cause__).__name__ if exc.__cause__ else "connection error"
                 raise Retry(f"connection failed ({cause})") from None
+            except self._errors as exc:  # what the HTTP stack raised that the SDK did not map
+                raise Retry(f"connection failed ({type(exc).__name__})") from None
 
     async def _request(
         self, messages: list[dict[str, str]], n: int, params: Mapping[str, Any]
@@ -295,7 +304,7 @@ class OpenAIChatClient:
                 choices,
                 usage,
                 n,
-                max_tokens=_max_tokens(params),
+                max_tokens=max_tokens_of(params),
                 prompt_bound=prompt_token_bound(messages),
             )
             self.completions_discarded += anomalies["extra_choices"]
@@ -309,7 +318,7 @@ class OpenAIChatClient:
                 log.warning(
                     "%s: %s; counted in the account (see iapo.chat_client on untrusted usage)",
                     self._where(),
-                    _ANOMALY_TEXT[kind],
+                    ANOMALY_TEXT[kind],
                 )
             self._anomalies[kind] += count
 
@@ -378,5 +387,9 @@ class OpenAIChatClient:
     async def aclose(self) -> None:
         """Close the connection pool (if one was opened on the running loop)."""
         oai, self._oai = self._oai, None
+        closer, self._closer = self._closer, None
         if oai is not None and self._loop is asyncio.get_running_loop():
+            if closer is not None:
+                closer.cancel()
+                await asyncio.wait([closer])
             await oai.close()

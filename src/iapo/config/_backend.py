@@ -109,7 +109,9 @@ class _BackendBase(StrictModel):
 class OpenAIBackendConfig(_BackendBase):
     """``kind: openai`` (the default): any OpenAI-compatible endpoint at ``base_url`` (OpenAI
     itself when omitted). The API key is read from the environment variable ``api_key_env``;
-    never put it here."""
+    never put it here. ``http_client``: the HTTP stack under the ``openai`` SDK, ``aiohttp``
+    (the default where ``openai[aiohttp]`` is installed) or ``httpx``; it changes no result, so
+    it stays out of the run's id and its stored config."""
 
     kind: Literal["openai"] = "openai"
     base_url: str | None = None
@@ -119,6 +121,7 @@ class OpenAIBackendConfig(_BackendBase):
     backoff: float = Field(0.5, ge=0, le=3600)
     max_backoff: float = Field(20.0, ge=0, le=3600)
     seed_per_sample: bool = False
+    http_client: Literal["aiohttp", "httpx"] | None = Field(None, exclude=True)
 
 
 class LocalBackendConfig(_BackendBase):
