@@ -581,12 +581,6 @@ def test_a_bug_is_a_logged_500_and_the_server_goes_on(
     assert len(logged) == 2 and all(r.exc_info for r in logged)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="OpenAIChatClient.fatal: after one permanent upstream error (e.g. a 400 for one "
-    "over-long question) the long-lived client refuses every later request; needs a per-request "
-    "mode in iapo.chat_client (not this part's files)",
-)
 def test_one_permanent_upstream_error_does_not_stop_the_server(
     learned: Path, tmp_path: Path
 ) -> None:

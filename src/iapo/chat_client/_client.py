@@ -142,6 +142,9 @@ class OpenAIChatClient:
         #: The first permanent error: once set, no further request is sent (a wrong key, model
         #: or request shape fails every request alike, so the run stops at once).
         self.fatal: PermanentBackendError | None = None
+        #: Whether a permanent error stops every later request (a run) or only its own (a
+        #: server, whose requests differ: one over-long question must not stop the others).
+        self.sticky_errors = True
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self._anomalies: Counter[str] = Counter()
@@ -219,7 +222,7 @@ class OpenAIChatClient:
             await self._bucket.acquire()
         assert self._sem is not None
         async with self._sem:
-            if self.fatal is not None:  # a permanent error already stopped this client
+            if self.fatal is not None and self.sticky_errors:  # a permanent error stopped it
                 raise self.fatal
             self.requests_sent += 1
             body: dict[str, Any] = {"model": self.model, "messages": messages}
@@ -245,8 +248,10 @@ class OpenAIChatClient:
                     raise Retry(
                         f"HTTP {status}: {message}", retry_after_seconds(exc.response.headers)
                     ) from None
-                self.fatal = PermanentBackendError(f"HTTP {status} from {self._where()}: {message}")
-                raise self.fatal from None
+                error = PermanentBackendError(f"HTTP {status} from {self._where()}: {message}")
+                if self.sticky_errors:
+                    self.fatal = error
+                raise error from None
             except openai.APITimeoutError as exc:
                 cause = dropped_connection(exc)
                 if cause:

@@ -136,6 +136,11 @@ def make_app(policy: Policy, limits: Limits) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # requests differ: a permanent upstream error (a 400 for one over-long question) fails
+        # its own request only, not every later one as it stops a run
+        client = getattr(policy.backend, "client", None)
+        if client is not None and hasattr(client, "sticky_errors"):
+            client.sticky_errors = False
         try:
             yield
         finally:
