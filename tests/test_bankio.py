@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from iapo._bankio import IDLE_EXIT, BankIO
+from iapo._bankio import BankIO
 from iapo.bank import SampleBank, SQLiteBank
 from iapo.types import Sample
 
@@ -92,16 +91,36 @@ def test_a_failed_write_reaches_every_caller_and_the_thread_goes_on(tmp_path: Pa
     assert bank.get("d0", [0]) == {}
 
 
-def test_the_thread_exits_when_idle_and_restarts(tmp_path: Path) -> None:
+def test_works_across_event_loops_and_leaves_no_thread(tmp_path: Path) -> None:
+    """A new event loop (a later asyncio.run, as Policy.ask does) serves calls as the first did;
+    nothing keeps running after asyncio.run returns (the default executor is joined)."""
     io = BankIO(SQLiteBank(tmp_path / "bank.sqlite"))
+    before = threading.active_count()
     asyncio.run(io.put(("d", "p", "q", [(0, _sample(0))])))
-    assert any(t.name == "iapo-bank" for t in threading.enumerate())
-    deadline = time.monotonic() + IDLE_EXIT + 5
-    while io._thread is not None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert io._thread is None
-    # a new event loop (a later asyncio.run, as Policy.ask does) starts it again
     assert asyncio.run(io.call(io.bank.get, "d", [0]))[0].answer == "0"
+    assert threading.active_count() == before
+
+
+def test_a_store_queued_when_the_loop_ends_is_still_written(tmp_path: Path) -> None:
+    """Cancelled at the loop's end (Ctrl-C), a store already submitted is carried out before
+    asyncio.run returns, as ``asyncio.to_thread`` calls were."""
+    bank = _CountingBank(tmp_path / "bank.sqlite")
+    io = BankIO(bank)
+
+    async def main() -> None:
+        bank.gate.clear()
+        a = asyncio.ensure_future(io.put(("a", "p", "q", [(0, _sample(1))])))
+        await asyncio.sleep(0.05)  # "a" is in the executor, blocked
+        b = asyncio.ensure_future(io.put(("b", "p", "q", [(0, _sample(2))])))  # queued behind it
+        assert not (a.done() or b.done())
+        await asyncio.sleep(0)
+        threading.Timer(0.2, bank.gate.set).start()
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(main())
+    assert bank.get("a", [0])[0].answer == "1"
+    assert bank.get("b", [0])[0].answer == "2"
 
 
 def test_a_cancelled_caller_does_not_break_the_others(tmp_path: Path) -> None:
