@@ -16,7 +16,6 @@ whose ``meta`` keeps the provenance: model, sampling params, prompt texts, date,
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as _dt
 import os
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from iapo.aio import gather_or_cancel
+from iapo.aio import run as run_loop
 from iapo.backends import Backend
 from iapo.bank import open_bank
 from iapo.errors import ConfigError
@@ -165,7 +165,7 @@ def record(
     if len(set(qids)) != len(qids):
         raise ConfigError("query ids must be unique", source=setup.source, field="queries")
     backend = setup.make_backend()
-    samples, info = asyncio.run(_record(setup, backend, k, qids, progress))
+    samples, info = run_loop(_record(setup, backend, k, qids, progress))
     gold = {q: setup.queries[q].gold for q in qids}
     cells = [full_cell(p, q, gold[q], samples[(p, q)]) for p in setup.prompts for q in qids]
     pool = pool_from_cells(

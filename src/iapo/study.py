@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from iapo.aio import gather_or_cancel
+from iapo.aio import run as run_loop
 from iapo.algorithms import Algorithm
 from iapo.backends import Backend
 from iapo.bank import WRITE_BATCH, SampleBank
@@ -308,7 +309,7 @@ class Study:
 
         self._record(status="running")
         try:
-            outcome = asyncio.run(main())
+            outcome = run_loop(main())
             result = dict(finish(outcome)) if finish is not None else None
         except BudgetError:
             self._record(status="stopped")
