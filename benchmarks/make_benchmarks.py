@@ -398,7 +398,12 @@ def engine() -> str:
 def include(name: str) -> str:
     """``docs/bench/NAME.md`` as its benchmark script wrote it (command line included)."""
     path = DOCS / f"{name}.md"
-    return path.read_text().strip() if path.exists() else "*not run yet*"
+    if not path.exists():
+        return "*not run yet*"
+    text = path.read_text().strip()
+    if text.startswith("#"):  # the file's own heading: the template gives the section's
+        text = text.split("\n", 1)[1].strip() if "\n" in text else ""
+    return text
 
 
 def main() -> None:

@@ -40,12 +40,8 @@ def mv_exact(
     harmless padding. ``tie_credit`` as in :func:`mv_ustat`. Returns (rows, k_max), no NaN.
     """
     tie_credit = check_tie_credit(tie_credit)
-    probs = np.asarray(probs, dtype=np.float64)
-    gold_index = np.asarray(gold_index, dtype=np.int64)
-    _check(probs, gold_index, k_max)
-    n_rows, n_cls = probs.shape
-    if np.any(gold_index >= n_cls) or np.any(gold_index < -1):
-        raise ValueError(f"gold_index must lie in -1..{n_cls - 1}")
+    probs, gold_index = _inputs(probs, gold_index, k_max)
+    n_rows = probs.shape[0]
     out = np.zeros((n_rows, k_max))
     has = gold_index >= 0
     pg = np.zeros(n_rows)
@@ -76,12 +72,8 @@ def mv_exact_many(
     # profile that its bits depend on (numpy's einsum reduces a one-row chunk differently)
     parts: dict[tuple[int, bool], list[tuple[int, NDArray[np.int64], NDArray[np.float64]]]] = {}
     for b, (probs_in, gold_in) in enumerate(blocks):
-        probs = np.asarray(probs_in, dtype=np.float64)
-        gold_index = np.asarray(gold_in, dtype=np.int64)
-        _check(probs, gold_index, k_max)
-        n_rows, n_cls = probs.shape
-        if np.any(gold_index >= n_cls) or np.any(gold_index < -1):
-            raise ValueError(f"gold_index must lie in -1..{n_cls - 1}")
+        probs, gold_index = _inputs(probs_in, gold_in, k_max)
+        n_rows = probs.shape[0]
         outs.append(np.zeros((n_rows, k_max)))
         has = gold_index >= 0
         pg = np.zeros(n_rows)
@@ -111,6 +103,19 @@ def mv_exact_many(
             outs[b][sel] = res[at : at + len(sel)]
             at += len(sel)
     return outs
+
+
+def _inputs(
+    probs: NDArray[np.float64], gold_index: NDArray[np.int64], k_max: int
+) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """The arrays of one block, checked (shapes, ``k_max``, gold columns in -1..M-1)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    gold_index = np.asarray(gold_index, dtype=np.int64)
+    _check(probs, gold_index, k_max)
+    n_cls = probs.shape[1]
+    if np.any(gold_index >= n_cls) or np.any(gold_index < -1):
+        raise ValueError(f"gold_index must lie in -1..{n_cls - 1}")
+    return probs, gold_index
 
 
 def _mv_exact_profile(
