@@ -68,8 +68,10 @@ def exact_cell_utilities(
     mean_cost = arrays.cell_dots(probs, arrays.cost, flat)
     wc = cost_weights(contexts)
     k = np.arange(1, n_max + 1)
-    for lo in range(0, len(flat), _CELLS_PER_PASS):  # bounded memory: one pass's spend at a time
-        part = slice(lo, lo + _CELLS_PER_PASS)
+    # bounded memory: one pass's spend at a time, about 2^20 values (8 MiB) whatever C and N
+    step = max(1, min(_CELLS_PER_PASS, (1 << 20) // max(1, len(contexts) * n_max)))
+    for lo in range(0, len(flat), step):
+        part = slice(lo, lo + step)
         spend = np.multiply(wc[None, :, None] * mean_cost[part, None, None], k[None, None, :])
         np.subtract(util[part], spend, out=util[part])
     return out
