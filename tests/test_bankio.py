@@ -142,3 +142,31 @@ def test_a_cancelled_caller_does_not_break_the_others(tmp_path: Path) -> None:
     # the cancelled store was already queued: it is written all the same (as to_thread did)
     assert bank.get("x", [0])[0].answer == "1"
     assert bank.get("y", [0])[0].answer == "2"
+
+
+def test_a_loop_closed_without_cancelling_its_tasks_does_not_stall_the_next(tmp_path: Path) -> None:
+    """A loop closed by hand (not asyncio.run) leaves its drainer pending: the next loop starts
+    its own, carries out what was queued, and answers only its own callers."""
+    bank = _CountingBank(tmp_path / "bank.sqlite")
+    io = BankIO(bank)
+    old = asyncio.new_event_loop()
+    bank.gate.clear()
+
+    async def first() -> asyncio.Future[None]:
+        put = asyncio.ensure_future(io.put(("a", "p", "q", [(0, _sample(1))])))
+        await asyncio.sleep(0.05)  # the drainer has handed "a" to the executor (blocked)
+        return put
+
+    put = old.run_until_complete(first())
+    bank.gate.set()
+    for _ in range(500):  # "a" is written by the old loop's executor
+        if bank.transactions:
+            break
+        threading.Event().wait(0.01)
+    old.close()  # its drainer never finished
+    assert not put.done()
+
+    async def second() -> dict[int, Sample]:
+        return await asyncio.wait_for(io.call(bank.get, "a", [0]), timeout=10)
+
+    assert asyncio.run(second())[0].answer == "1"

@@ -60,7 +60,8 @@ class BankIO:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         self._pending.append((fn, args, fut))
-        if self._drainer is None or self._drainer.done():
+        drainer = self._drainer
+        if drainer is None or drainer.done() or drainer.get_loop() is not loop:
             self._drainer = loop.create_task(self._drain())
         return fut
 
@@ -71,7 +72,7 @@ class BankIO:
                 ops, self._pending = self._pending, []
                 outcomes = await loop.run_in_executor(None, self._execute, ops)
                 for (_, _, fut), (result, error) in zip(ops, outcomes, strict=True):
-                    if fut.done():  # that caller was cancelled
+                    if fut.done() or fut.get_loop() is not loop:  # cancelled, or a dead loop's
                         continue
                     if error is not None:
                         fut.set_exception(error)
