@@ -105,10 +105,12 @@ class LegacyClient(OpenAIChatClient):
                 raise self.fatal from None
 
 
-def _write_config(tmp: Path, url: str, stack: str, mode: str, concurrency: int) -> Path:
-    # Enough work for several seconds at the ideal rate, in PSST's rounds.
+def _write_config(
+    tmp: Path, url: str, stack: str, mode: str, concurrency: int, seconds: float = 8.0
+) -> Path:
+    # Enough work for ``seconds`` at the ideal rate, in PSST's rounds.
     per_request = N_MAX // 2 if mode == "native" else 1
-    budget = int(concurrency / LATENCY * 8 * per_request)
+    budget = int(concurrency / LATENCY * seconds * per_request)
     n_queries = max(40, budget // (PROMPTS * N_MAX * 2))
     with (tmp / "queries.jsonl").open("w") as f:
         for i in range(n_queries):
@@ -316,7 +318,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         return child_plain(spec)
     url, stack, mode, c = spec["url"], spec["stack"], spec["mode"], spec["concurrency"]
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = _write_config(Path(tmp), url, stack, mode, c)
+        cfg = _write_config(Path(tmp), url, stack, mode, c, float(spec.get("seconds", 8.0)))
         s = iapo.setup(cfg)
         backend = s.make_backend()
         if stack == "legacy":
@@ -416,6 +418,9 @@ def main() -> None:
     ap.add_argument("--concurrency", default=",".join(map(str, CONCURRENCY)))
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--repeat", type=int, default=1, help="runs per case; the best is kept")
+    ap.add_argument(
+        "--seconds", type=float, default=8.0, help="work per run at the ideal rate (default 8)"
+    )
     ap.add_argument("--profile", action="store_true", help="add profiled runs at 128")
     args = ap.parse_args()
     if args.child:
@@ -429,6 +434,7 @@ def main() -> None:
             for c in map(int, args.concurrency.split(",")):
                 for stack in stacks:  # the stacks back to back, so they share the machine's state
                     spec = {"url": url, "stack": stack, "mode": mode, "concurrency": c}
+                    spec["seconds"] = args.seconds
                     runs = [run_case(spec) for _ in range(args.repeat)]
                     best = max(runs, key=lambda r: r["ratio_to_ideal"])
                     best["runs_ratio"] = [r["ratio_to_ideal"] for r in runs]
@@ -450,6 +456,7 @@ def main() -> None:
             "command": "nice -n 15 .venv/bin/python benchmarks/bench_live.py "
             + " ".join(a for a in sys.argv[1:]),
             "latency_s": LATENCY,
+            "seconds_of_work": args.seconds,
             "prompts": PROMPTS,
             "n_max": N_MAX,
             "versions": {
