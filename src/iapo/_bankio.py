@@ -38,9 +38,8 @@ _Outcome = tuple[Any, BaseException | None]
 class BankIO:
     """Run ``bank`` calls in order, a batch at a time, coalescing consecutive stores."""
 
-    def __init__(self, bank: SampleBank, *, texts: bool = True) -> None:
+    def __init__(self, bank: SampleBank) -> None:
         self.bank = bank
-        self.texts = texts
         self._pending: list[_Op] = []
         self._drainer: asyncio.Task[None] | None = None
         #: Transactions the stores took (one per coalesced batch), and the stores: for tests.
@@ -52,8 +51,7 @@ class BankIO:
         return await self._submit(fn, args)
 
     async def put(self, group: PutGroup) -> None:
-        """Store one distribution's samples (with or without texts, as this object was made);
-        returns once they are committed."""
+        """Store one distribution's samples; returns once they are committed."""
         await self._submit(None, group)
 
     def _submit(self, fn: Callable[..., Any] | None, args: Any) -> asyncio.Future[Any]:
@@ -105,7 +103,7 @@ class BankIO:
         return outcomes
 
     def _store(self, groups: list[PutGroup]) -> None:
-        self.bank.put_many(groups, texts=self.texts)
+        self.bank.put_many(groups)
 
     @staticmethod
     def _attempt(fn: Callable[..., Any], *args: Any) -> _Outcome:

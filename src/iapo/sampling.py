@@ -69,9 +69,10 @@ class CachedSampler:
     the backend's own client still enforces its concurrency). Bounding it keeps what an
     interruption loses (drawn but not yet banked) small.
 
-    With a bank, every bank call runs on the sampler's bank thread (:class:`~iapo._bankio.BankIO`:
-    a busy bank never blocks the event loop; completions waiting together are written in one
-    transaction), each completion is stored as soon as the backend reports it
+    With a bank, every bank call goes through the sampler's :class:`~iapo._bankio.BankIO` (in
+    order, a batch at a time, in the loop's executor: a busy bank never blocks the event loop;
+    completions waiting together are written in one transaction), each completion is stored as
+    soon as the backend reports it
     (:meth:`~iapo.backends.Backend.sample_each`), and a backend that is not ``reproducible``
     has each missing index claimed first (:meth:`~iapo.bank.SampleBank.claim`, renewed every
     ``claim_ttl / 3`` seconds while it is drawn): concurrent samplers on one bank, in any
@@ -112,9 +113,10 @@ class CachedSampler:
 
         ``on_stored(k)`` is told how many were already in the bank before anything is drawn.
         """
-        bank, backend = self.bank, self.backend
+        backend = self.backend
         dist = backend.cache_key(prompt, query)
-        stored = await self._io.call(bank.get, dist, indices) if self._io and bank else {}
+        io = self._io
+        stored = await io.call(io.bank.get, dist, indices) if io is not None else {}
         if on_stored is not None:
             on_stored(len(stored))
         fresh = 0
@@ -124,11 +126,11 @@ class CachedSampler:
                 if mine:
                     stored.update(await self._draw(prompt, query, dist, mine))
                     fresh += len(mine)
-            if not mine and bank is not None and self._io is not None:  # claimed elsewhere: wait
-                await self._io.call(self._free_dead_claims, bank, dist, missing)
-                stored.update(await bank.wait(dist, missing, WAIT_POLL))
+            if not mine and io is not None:  # all claimed by other runs: wait for them
+                await io.call(self._free_dead_claims, io.bank, dist, missing)
+                stored.update(await io.bank.wait(dist, missing, WAIT_POLL))
         out = [stored[i] for i in indices]
-        if bank is not None:
+        if io is not None:
             out = [backend.restore(prompt, query, i, s) for i, s in zip(indices, out, strict=True)]
         return [backend.recost(s) for s in out], fresh
 
@@ -178,10 +180,11 @@ class CachedSampler:
         """Claim what of ``wanted`` no other run holds and hold it while drawing (renewed in the
         background), then release what was not stored: a failed or cancelled draw frees its
         indices at once, and so does a cancellation that lands while the claim is in flight."""
-        bank, io = self.bank, self._io
-        if bank is None or io is None or self.backend.reproducible:
+        io = self._io
+        if io is None or self.backend.reproducible:
             yield list(wanted)
             return
+        bank = io.bank
         job = asyncio.ensure_future(io.call(bank.claim, dist, wanted, self.owner, self.claim_ttl))
         try:
             mine = await asyncio.shield(job)
