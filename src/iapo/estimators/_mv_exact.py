@@ -40,13 +40,8 @@ def mv_exact(
     harmless padding. ``tie_credit`` as in :func:`mv_ustat`. Returns (rows, k_max), no NaN.
     """
     tie_credit = check_tie_credit(tie_credit)
-    probs, gold_index = _inputs(probs, gold_index, k_max)
-    n_rows = probs.shape[0]
-    out = np.zeros((n_rows, k_max))
-    has = gold_index >= 0
-    pg = np.zeros(n_rows)
-    pg[has] = probs[has, gold_index[has]]
-    rows = np.flatnonzero(pg > 0.0)
+    probs, gold_index, rows = _inputs(probs, gold_index, k_max)
+    out = np.zeros((probs.shape[0], k_max))
     for lo in range(0, rows.size, _CHUNK):
         sel = rows[lo : lo + _CHUNK]
         out[sel] = _mv_exact_rows(probs[sel], gold_index[sel], k_max, tie_credit)
@@ -72,13 +67,8 @@ def mv_exact_many(
     # profile that its bits depend on (numpy's einsum reduces a one-row chunk differently)
     parts: dict[tuple[int, bool], list[tuple[int, NDArray[np.int64], NDArray[np.float64]]]] = {}
     for b, (probs_in, gold_in) in enumerate(blocks):
-        probs, gold_index = _inputs(probs_in, gold_in, k_max)
-        n_rows = probs.shape[0]
-        outs.append(np.zeros((n_rows, k_max)))
-        has = gold_index >= 0
-        pg = np.zeros(n_rows)
-        pg[has] = probs[has, gold_index[has]]
-        rows = np.flatnonzero(pg > 0.0)
+        probs, gold_index, rows = _inputs(probs_in, gold_in, k_max)
+        outs.append(np.zeros((probs.shape[0], k_max)))
         for lo in range(0, rows.size, _CHUNK):
             sel = rows[lo : lo + _CHUNK]
             prof = _mv_exact_profile(probs[sel], gold_index[sel])
@@ -107,15 +97,19 @@ def mv_exact_many(
 
 def _inputs(
     probs: NDArray[np.float64], gold_index: NDArray[np.int64], k_max: int
-) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
-    """The arrays of one block, checked (shapes, ``k_max``, gold columns in -1..M-1)."""
+) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.int64]]:
+    """The arrays of one block, checked (shapes, ``k_max``, gold columns in -1..M-1), and the
+    rows whose gold class has positive probability (the others' credit is 0)."""
     probs = np.asarray(probs, dtype=np.float64)
     gold_index = np.asarray(gold_index, dtype=np.int64)
     _check(probs, gold_index, k_max)
     n_cls = probs.shape[1]
     if np.any(gold_index >= n_cls) or np.any(gold_index < -1):
         raise ValueError(f"gold_index must lie in -1..{n_cls - 1}")
-    return probs, gold_index
+    has = gold_index >= 0
+    pg = np.zeros(probs.shape[0])
+    pg[has] = probs[has, gold_index[has]]
+    return probs, gold_index, np.flatnonzero(pg > 0.0)
 
 
 def _mv_exact_profile(
