@@ -272,6 +272,33 @@ def _breakdown(rounds: list[tuple[int, float]], wall: float, c: int) -> dict[str
     }
 
 
+def _rates(
+    stack: str,
+    mode: str,
+    c: int,
+    requests: int,
+    completions: int,
+    wall: float,
+    cpu: float,
+    ideal_rate: float,
+) -> dict[str, Any]:
+    """A case's throughput and CPU figures against its ideal rate (completions/s)."""
+    return {
+        "stack": stack,
+        "mode": mode,
+        "concurrency": c,
+        "requests": requests,
+        "completions": completions,
+        "wall_s": round(wall, 3),
+        "completions_per_s": round(completions / wall, 1),
+        "ideal_completions_per_s": round(ideal_rate, 1),
+        "ratio_to_ideal": round(completions / wall / ideal_rate, 3),
+        "cpu_s": round(cpu, 3),
+        "cpu_ms_per_completion": round(cpu / completions * 1e3, 3),
+        "cpu_ms_per_request": round(cpu / requests * 1e3, 3),
+    }
+
+
 def child_plain(spec: dict[str, Any]) -> dict[str, Any]:
     """The machine's own limit: ``concurrency`` bare aiohttp requests at a time, bodies parsed."""
     import aiohttp
@@ -295,21 +322,7 @@ def child_plain(spec: dict[str, Any]) -> dict[str, Any]:
     t0, p0 = time.perf_counter(), time.process_time()
     completions = asyncio.run(main())
     wall, cpu = time.perf_counter() - t0, time.process_time() - p0
-    ideal_rate = c / LATENCY * n
-    return {
-        "stack": PLAIN,
-        "mode": mode,
-        "concurrency": c,
-        "requests": total,
-        "completions": completions,
-        "wall_s": round(wall, 3),
-        "completions_per_s": round(completions / wall, 1),
-        "ideal_completions_per_s": round(ideal_rate, 1),
-        "ratio_to_ideal": round(completions / wall / ideal_rate, 3),
-        "cpu_s": round(cpu, 3),
-        "cpu_ms_per_completion": round(cpu / completions * 1e3, 3),
-        "cpu_ms_per_request": round(cpu / total * 1e3, 3),
-    }
+    return _rates(PLAIN, mode, c, total, completions, wall, cpu, c / LATENCY * n)
 
 
 def child(spec: dict[str, Any]) -> dict[str, Any]:
@@ -348,20 +361,9 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     assert completions == result.account["drawn"], (completions, result.account)
     ideal_rate = c / LATENCY * completions / requests
     out = {
-        "stack": stack,
-        "mode": mode,
-        "concurrency": c,
-        "requests": requests,
-        "completions": completions,
-        "wall_s": round(wall, 3),
-        "completions_per_s": round(completions / wall, 1),
-        "ideal_completions_per_s": round(ideal_rate, 1),
-        "ratio_to_ideal": round(completions / wall / ideal_rate, 3),
-        "cpu_s": round(cpu, 3),
+        **_rates(stack, mode, c, requests, completions, wall, cpu, ideal_rate),
         # the best ratio one core of its own would allow the process at this CPU cost
         "cpu_bound_ratio": round(min(1.0, completions / cpu / ideal_rate), 3),
-        "cpu_ms_per_completion": round(cpu / completions * 1e3, 3),
-        "cpu_ms_per_request": round(cpu / requests * 1e3, 3),
         "bank_cpu_ms_per_completion": round(bank_cpu[0] / completions * 1e3, 3),
         "load_avg_1min": [round(load, 2), round(os.getloadavg()[0], 2)],
         "server_max_in_flight": after["max_in_flight"],
