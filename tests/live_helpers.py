@@ -88,10 +88,13 @@ def fast_client(srv: FakeOpenAIServer, **kw: Any) -> OpenAIChatClient:
     return OpenAIChatClient(srv.base_url, srv.model, **kw)
 
 
-@pytest.fixture(params=HTTP_CLIENTS)
+@pytest.fixture(params=[*HTTP_CLIENTS, "aiohttp-sdk"])
 def each_http_client(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[str]:
-    """Run the test once per HTTP stack under the SDK (the clients' default is switched)."""
-    monkeypatch.setattr(OpenAIChatClient, "default_http_client", request.param)
-    yield request.param
+    """Run the test once per HTTP stack under the SDK (the clients' default is switched), and
+    once with aiohttp with every attempt through the SDK (no direct re-sends)."""
+    kind = str(request.param)
+    monkeypatch.setattr(OpenAIChatClient, "default_http_client", kind.removesuffix("-sdk"))
+    monkeypatch.setattr(OpenAIChatClient, "direct", not kind.endswith("-sdk"))
+    yield kind

@@ -103,6 +103,44 @@ def test_the_request_is_the_one_the_sdks_create_sends(
 
 
 @pytest.mark.parametrize("kind", HTTP_CLIENTS)
+def test_every_attempt_sends_the_request_the_sdk_sends(
+    kind: str, recorder: tuple[str, list[tuple[str, str, dict[str, str], bytes]]]
+) -> None:
+    """Attempts after the first skip the SDK's request builder under aiohttp (``DirectPost``):
+    each request — path, body bytes, every header but the body's length and the encodings
+    offered — is the one ``AsyncOpenAI.post`` sends for the same body."""
+    import openai
+
+    url, seen = recorder
+    bodies = [{"temperature": t, "max_tokens": 7, "stop": ["\n"]} for t in (0.0, 0.5, 1.0)]
+
+    async def both() -> None:
+        sdk = openai.AsyncOpenAI(base_url=url, api_key="k-123", max_retries=0, timeout=120.0)
+        client = OpenAIChatClient(url, "m", api_key="k-123", http_client=kind)  # type: ignore[arg-type]
+        for params in bodies:
+            await sdk.chat.completions.with_raw_response.create(
+                model="m", messages=MSGS, n=3, extra_body=params
+            )
+            assert len(await client.complete(MSGS, 3, params)) == 3
+        await sdk.close()
+        await client.aclose()
+
+    asyncio.run(both())
+    assert len(seen) == 6
+    # the oracle's own marker (``with_raw_response``), the length, the encodings offered
+    skip = {"x-stainless-raw-response", "content-length", "accept-encoding", "host"}
+    for (m0, path0, head0, body0), (m1, path1, head1, body1) in zip(
+        seen[::2], seen[1::2], strict=True
+    ):
+        assert (m1, path1, body1) == (m0, path0, body0)
+        assert {k: v for k, v in head1.items() if k not in skip} == {
+            k: v for k, v in head0.items() if k not in skip
+        }
+        assert head1["host"].split(":")[0] == head0["host"].split(":")[0]
+    assert [json.loads(b)["temperature"] for *_, b in seen[1::2]] == [0.0, 0.5, 1.0]
+
+
+@pytest.mark.parametrize("kind", HTTP_CLIENTS)
 def test_a_live_run_with_every_fault_balances_its_books(
     kind: str, tmp_path: Path, secret: str
 ) -> None:

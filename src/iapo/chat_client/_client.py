@@ -7,10 +7,9 @@ import importlib.util
 import logging
 import os
 import random
-import re
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn, cast
 
 from iapo.aio import gather_or_cancel
 from iapo.chat_client._body import (
@@ -22,13 +21,14 @@ from iapo.chat_client._body import (
     server_message,
     settle,
 )
-from iapo.chat_client._nmode import N_REJECTED, NMode, NRejected
+from iapo.chat_client._direct import DirectPost
+from iapo.chat_client._nmode import NMode, NRejected
 from iapo.chat_client._retry import (
     MAX_RETRY_AFTER,
-    TRANSIENT_4XX,
     Retry,
     TokenBucket,
-    retry_after_seconds,
+    error_body,
+    status_error,
 )
 from iapo.chat_client._transport import (
     HttpClient,
@@ -36,11 +36,13 @@ from iapo.chat_client._transport import (
     close_with_loop,
     default_http_client,
     dropped_connection,
+    encode_json,
     make_sdk_client,
     post_args,
     transport_errors,
+    transport_timeouts,
 )
-from iapo.chat_client._url import public_url
+from iapo.chat_client._url import public_url, redact
 from iapo.errors import ConfigError, PermanentBackendError, TransientBackendError
 
 __all__ = ["RESERVED_PARAMS", "OpenAIChatClient"]
@@ -66,9 +68,8 @@ class OpenAIChatClient:
     one choice is allowed (llama.cpp) switches to fan-out for the rest of the client's life
     (logged at INFO once); a full answer settles on native. In every mode, missing choices (fewer
     than asked) are requested again, so exactly ``n`` come back. ``http_client``: the HTTP stack
-    under the SDK, ``"aiohttp"`` (the default where ``openai[aiohttp]`` is installed: half the CPU
-    per request, see ``benchmarks/bench_live.py``) or ``"httpx"`` (the SDK's own); either way
-    one pool per event loop, as many kept-alive connections as ``concurrency``.
+    under the SDK, ``"aiohttp"`` (the default where installed) or ``"httpx"``; one pool per event
+    loop, ``concurrency`` kept-alive connections (see :mod:`iapo.chat_client._transport`).
 
     Counters: ``requests_sent`` (HTTP attempts), ``retries``, ``completions_received`` (choices in
     parsed 200 responses), ``completions_discarded`` (surplus choices beyond those asked for),
@@ -83,6 +84,8 @@ class OpenAIChatClient:
 
     #: The HTTP stack of clients made without ``http_client`` (None: aiohttp where installed).
     default_http_client: ClassVar[HttpClient | None] = None
+    #: Whether later attempts skip the SDK's request builder (:mod:`iapo.chat_client._direct`).
+    direct: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -109,10 +112,8 @@ class OpenAIChatClient:
         if n_mode not in ("auto", "native", "fanout"):
             raise ValueError(f"n_mode must be 'auto', 'native' or 'fanout', got {n_mode!r}")
         if importlib.util.find_spec("openai") is None:
-            raise ConfigError(
-                "live backends and judges need the openai package: pip install 'iapo[openai]'",
-                field="backend",
-            )
+            need = "live backends and judges need the openai package: pip install 'iapo[openai]'"
+            raise ConfigError(need, field="backend")
         kind = http_client or type(self).default_http_client
         self.http_client: HttpClient = (
             check_http_client(kind) if kind is not None else default_http_client()
@@ -155,6 +156,8 @@ class OpenAIChatClient:
         self._oai: Any = None
         self._closer: asyncio.Task[None] | None = None
         self._post: Any = None
+        self._direct: DirectPost | None = None
+        self._timeouts: tuple[type[BaseException], ...] = ()
         self._errors: tuple[type[BaseException], ...] = ()
         self._public_base = public_url(base_url) if base_url else "https://api.openai.com/v1"
 
@@ -179,12 +182,14 @@ class OpenAIChatClient:
             if self._closer is not None and self._loop is loop:
                 self._closer.cancel()  # a pool replaced on this loop (a new base_url) is closed
             # The ``openai`` extra: imported late, so that ``import iapo`` never needs it.
-            self._oai = make_sdk_client(
-                self.http_client, self.base_url, self._api_key, self.timeout, self.concurrency
-            )
-            self._closer = close_with_loop(self._oai)
+            fast = type(self).direct and self.http_client == "aiohttp"
+            self._direct = direct = DirectPost(self.concurrency, self.timeout) if fast else None
+            args = (self.http_client, self.base_url, self._api_key, self.timeout, self.concurrency)
+            self._oai = make_sdk_client(*args, direct.learn if direct is not None else None)
+            self._closer = close_with_loop(self._oai, *([direct] if direct is not None else []))
             self._post = post_args(self._oai)
             self._errors = transport_errors()
+            self._timeouts = transport_timeouts()
             if self.base_url is None:
                 self._public_base = public_url(str(self._oai.base_url))
             self._sem = asyncio.Semaphore(self.concurrency)
@@ -192,15 +197,6 @@ class OpenAIChatClient:
                 self._bucket.rebind()
             self._loop = loop
         return self._oai
-
-    def _redact(self, text: str) -> str:
-        """One line, at most 300 characters, with no key or bearer token in it."""
-        if len(self._api_key) >= 4:
-            text = text.replace(self._api_key, "***")
-        text = re.sub(r"(?i)(bearer\s+)\S+", r"\1***", text)
-        text = re.sub(r"\bsk-[A-Za-z0-9_\-*.]{4,}", "sk-***", text)
-        text = " ".join(text.split())
-        return text if len(text) <= 300 else text[:297] + "..."
 
     def _where(self) -> str:
         return f"{self._public_base} (model {self.model!r})"
@@ -231,28 +227,19 @@ class OpenAIChatClient:
                 # The total deadline: httpx's timeouts are per phase (a read timeout restarts
                 # with every byte), so a server dripping its answer would never time out.
                 async with asyncio.timeout(self.timeout):
-                    # The body encoded here, as the SDK would: ``chat.completions.create`` walks
-                    # it against the SDK's request types first (a third of the SDK's CPU), and
-                    # ``post(body=…)`` deep-copies it per attempt.
+                    if (direct := self._direct) is not None and direct.ready:
+                        response = await direct.post(encode_json(body))
+                        if not response.is_success:
+                            self._fail(response.status_code, error_body(response), response, n)
+                        return response.content
+                    # the body encoded here, as the SDK would (see ``post_args``)
                     response = await oai.post("/chat/completions", **self._post(body))
-                    content: bytes = response.content
-                    return content
+                    return cast(bytes, response.content)
             except TimeoutError:
                 raise Retry(f"no complete answer within {self.timeout:g} s") from None
             except openai.APIStatusError as exc:
-                status = exc.status_code
-                message = self._redact(server_message(exc.body, exc.response.reason_phrase))
-                if n > 1 and status in (400, 422, 500) and N_REJECTED.search(message):
-                    raise NRejected(f"HTTP {status}: {message}") from None
-                if status >= 500 or status in TRANSIENT_4XX:
-                    raise Retry(
-                        f"HTTP {status}: {message}", retry_after_seconds(exc.response.headers)
-                    ) from None
-                error = PermanentBackendError(f"HTTP {status} from {self._where()}: {message}")
-                if self.sticky_errors:
-                    self.fatal = error
-                raise error from None
-            except openai.APITimeoutError as exc:
+                self._fail(exc.status_code, exc.body, exc.response, n)
+            except self._timeouts as exc:
                 cause = dropped_connection(exc)
                 if cause:
                     raise Retry(f"connection failed ({cause})") from None
@@ -262,6 +249,15 @@ class OpenAIChatClient:
                 raise Retry(f"connection failed ({cause})") from None
             except self._errors as exc:  # what the HTTP stack raised that the SDK did not map
                 raise Retry(f"connection failed ({type(exc).__name__})") from None
+
+    def _fail(self, status: int, body: object, response: Any, n: int) -> NoReturn:
+        """Raise what an error status means (see :func:`status_error`); a permanent error stops
+        every later request too if errors are sticky."""
+        message = redact(server_message(body, response.reason_phrase), self._api_key)
+        error = status_error(status, message, response.headers, n, self._where())
+        if isinstance(error, PermanentBackendError) and self.sticky_errors:
+            self.fatal = error
+        raise error from None
 
     async def _request(
         self, messages: list[dict[str, str]], n: int, params: Mapping[str, Any]
@@ -275,7 +271,9 @@ class OpenAIChatClient:
                 try:
                     choices, usage = parse_body(body)
                 except ValueError as exc:
-                    raise Retry(f"unparseable 200 response ({self._redact(str(exc))})") from None
+                    raise Retry(
+                        f"unparseable 200 response ({redact(str(exc), self._api_key)})"
+                    ) from None
             except Retry as retry:
                 if retry.retry_after is not None and retry.retry_after > MAX_RETRY_AFTER:
                     raise TransientBackendError(
@@ -398,3 +396,5 @@ class OpenAIChatClient:
                 closer.cancel()
                 await asyncio.wait([closer])
             await oai.close()
+            if self._direct is not None:
+                await self._direct.close()

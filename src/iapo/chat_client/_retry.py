@@ -5,11 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import math
 import time
 from collections.abc import Mapping
+from typing import Any
 
-__all__ = ["MAX_RETRY_AFTER", "TRANSIENT_4XX", "Retry", "TokenBucket", "retry_after_seconds"]
+from iapo.chat_client._nmode import N_REJECTED, NRejected
+from iapo.errors import PermanentBackendError
+
+__all__ = [
+    "MAX_RETRY_AFTER",
+    "TRANSIENT_4XX",
+    "Retry",
+    "TokenBucket",
+    "error_body",
+    "retry_after_seconds",
+    "status_error",
+]
 
 
 #: Statuses worth retrying besides 5xx (the SDK's own list, plus 425 Too Early).
@@ -75,3 +88,28 @@ def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
             return None
         return max(0.0, when.timestamp() - time.time())
     return None
+
+
+def error_body(response: Any) -> object:
+    """An error response's body as the SDK's ``APIStatusError.body`` has it: the JSON value (its
+    ``error`` member if it is an object that has one), else the text."""
+    text = response.text.strip()
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return text
+    return body.get("error", body) if isinstance(body, dict) else body
+
+
+def status_error(
+    status: int, message: str, headers: Mapping[str, str], n: int, where: str
+) -> Exception:
+    """What an error status means for the attempt that got it (``message``: the server's,
+    redacted): :class:`Retry` (5xx, :data:`TRANSIENT_4XX`; honouring ``Retry-After``),
+    ``NRejected`` (a request for ``n > 1`` the endpoint refuses as such), or a
+    :class:`~iapo.errors.PermanentBackendError` naming ``where``."""
+    if n > 1 and status in (400, 422, 500) and N_REJECTED.search(message):
+        return NRejected(f"HTTP {status}: {message}")
+    if status >= 500 or status in TRANSIENT_4XX:
+        return Retry(f"HTTP {status}: {message}", retry_after_seconds(headers))
+    return PermanentBackendError(f"HTTP {status} from {where}: {message}")

@@ -21,7 +21,7 @@ import importlib.util
 import inspect
 import json
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import ModuleType
 from typing import Any, Literal
 
@@ -38,6 +38,7 @@ __all__ = [
     "post_args",
     "ssl_context",
     "transport_errors",
+    "transport_timeouts",
 ]
 
 HttpClient = Literal["aiohttp", "httpx"]
@@ -91,8 +92,9 @@ def _httpx() -> ModuleType:
 
 def post_args(oai: Any) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
     """``body`` → the keyword arguments of ``oai.post`` that send it and return the raw response:
-    encoded here where the SDK takes raw ``content`` (no deep copy of the body per attempt),
-    else as ``body``."""
+    encoded here where the SDK takes raw ``content``, else as ``body``. (``create`` walks the
+    body against the SDK's request types first, a third of the SDK's CPU; ``post(body=…)``
+    deep-copies it per attempt.)"""
     cast_to = _httpx().Response
     if "content" in inspect.signature(oai.post).parameters:
         return lambda body: {"cast_to": cast_to, "content": encode_json(body)}
@@ -108,10 +110,16 @@ def ssl_context() -> ssl.SSLContext:
 
 
 def make_sdk_client(
-    kind: HttpClient, base_url: str | None, api_key: str, timeout: float, concurrency: int
+    kind: HttpClient,
+    base_url: str | None,
+    api_key: str,
+    timeout: float,
+    concurrency: int,
+    learn: Callable[[Any], Awaitable[None]] | None = None,
 ) -> Any:
     """An ``openai.AsyncOpenAI`` with its own retries off over the ``kind`` HTTP stack, with room
-    for ``concurrency`` kept-alive connections (the SDK's default keeps 100)."""
+    for ``concurrency`` kept-alive connections (the SDK's default keeps 100); ``learn`` is shown
+    every request the SDK sends (an httpx request hook)."""
     import openai
 
     limits = _httpx().Limits(
@@ -120,7 +128,8 @@ def make_sdk_client(
     factory: Callable[..., Any] = (
         openai.DefaultAioHttpClient if kind == "aiohttp" else openai.DefaultAsyncHttpxClient
     )
-    http = factory(timeout=timeout, limits=limits, verify=ssl_context())
+    hooks = {"request": [learn]} if learn is not None else {}
+    http = factory(timeout=timeout, limits=limits, verify=ssl_context(), event_hooks=hooks)
     return openai.AsyncOpenAI(
         base_url=base_url, api_key=api_key, max_retries=0, timeout=timeout, http_client=http
     )
@@ -128,13 +137,26 @@ def make_sdk_client(
 
 @functools.cache
 def transport_errors() -> tuple[type[BaseException], ...]:
-    """What the HTTP stack may raise through the SDK unmapped (a garbled status line or header
-    is an ``aiohttp.ClientResponseError``, which the SDK passes on as is): a failed attempt."""
+    """What a failed attempt raises other than a timeout, when it does not come as the SDK's
+    ``APIConnectionError``: what aiohttp raises that the SDK does not map (a garbled status line
+    or header is an ``aiohttp.ClientError``, passed on as is), and on the direct path
+    (:class:`DirectPost`) what the SDK would have mapped (httpx's ``RequestError``, TLS
+    failures)."""
+    errors: tuple[type[BaseException], ...] = (_httpx().RequestError, ssl.SSLError)
     if importlib.util.find_spec("aiohttp") is None:
-        return ()
+        return errors
     import aiohttp
 
-    return (aiohttp.ClientError,)
+    return (aiohttp.ClientError, *errors)
+
+
+@functools.cache
+def transport_timeouts() -> tuple[type[BaseException], ...]:
+    """What a timed-out attempt raises: the SDK's ``APITimeoutError``, or httpx's own timeout
+    where the SDK did not wrap it."""
+    import openai
+
+    return (openai.APITimeoutError, _httpx().TimeoutException)
 
 
 def encode_json(body: Mapping[str, Any]) -> bytes:
@@ -153,17 +175,19 @@ def dropped_connection(exc: BaseException) -> str:
     return type(root).__name__
 
 
-async def _close_at_end(oai: Any) -> None:
+async def _close_at_end(clients: tuple[Any, ...]) -> None:
     try:
         await asyncio.Event().wait()
     except asyncio.CancelledError:
-        await oai.close()
+        for client in clients:
+            await client.close()
         raise
 
 
-def close_with_loop(oai: Any) -> asyncio.Task[None]:
-    """A task that closes ``oai`` when the running loop ends (``asyncio.run`` cancels the tasks
-    still pending), so that a client left open by its caller releases its connections on its
-    own loop instead of leaving aiohttp to complain about an unclosed session; cancel it to
-    close earlier."""
-    return asyncio.get_running_loop().create_task(_close_at_end(oai), name="iapo-http-close")
+def close_with_loop(*clients: Any) -> asyncio.Task[None]:
+    """A task that closes ``clients`` (each with ``await close()``) when the running loop ends
+    (``asyncio.run`` cancels the tasks still pending), so that a client left open by its caller
+    releases its connections on its own loop instead of leaving aiohttp to complain about an
+    unclosed session; cancel it to close earlier."""
+    task = _close_at_end(clients)
+    return asyncio.get_running_loop().create_task(task, name="iapo-http-close")
