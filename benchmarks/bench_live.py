@@ -9,7 +9,10 @@ per completion; ``native``: one request per pull, ``n`` choices):
 * ``legacy``: today's transport (466008b), a frozen copy kept here: ``AsyncOpenAI`` on its
   default httpx client, every request through ``chat.completions.with_raw_response.create``;
 * ``httpx``: the SDK on a tuned, shared httpx pool, requests through ``post``;
-* ``aiohttp``: the SDK's aiohttp transport (``openai[aiohttp]``), requests through ``post``.
+* ``aiohttp-sdk``: the SDK's aiohttp transport (``openai[aiohttp]``), every attempt through
+  ``post`` (the default before the direct re-send);
+* ``aiohttp``: the default: the first attempt through the SDK's ``post`` on its aiohttp
+  transport, later ones re-send the SDK's request over aiohttp (``iapo.chat_client._direct``).
 
 Reported per case: completions/s, the ratio to the concurrency-limited ideal (``concurrency``
 requests every ``latency`` seconds, × completions per request for native ``n``; the ratio is
@@ -54,7 +57,9 @@ from iapo.study import Study
 LATENCY = 0.2
 CONCURRENCY = (8, 32, 128)
 MODES = ("fanout", "native")
-STACKS = ("legacy", "httpx", "aiohttp")
+STACKS = ("legacy", "httpx", "aiohttp-sdk", "aiohttp")
+#: The stacks' ``http_client`` setting (legacy: none, the frozen client below replaces it).
+HTTP_SETTING = {"httpx": "httpx", "aiohttp-sdk": "aiohttp", "aiohttp": "aiohttp"}
 #: The reference: a bare aiohttp loop (no SDK, no iapo) with the same requests, in its own child.
 PLAIN = "plain"
 #: The cases profiled with ``--profile`` (at concurrency 128).
@@ -115,7 +120,7 @@ def _write_config(
     with (tmp / "queries.jsonl").open("w") as f:
         for i in range(n_queries):
             f.write(json.dumps({"id": f"q{i}", "question": f"Question {i}?", "gold": "A"}) + "\n")
-    http = "" if stack == "legacy" else f"\n  http_client: {stack}"
+    http = f"\n  http_client: {HTTP_SETTING[stack]}" if stack in HTTP_SETTING else ""
     prompts = "\n".join(f"  - id: p{i}\n    system: 'Style {i}.'" for i in range(PROMPTS))
     cfg = tmp / "live.yaml"
     cfg.write_text(
@@ -332,6 +337,9 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     url, stack, mode, c = spec["url"], spec["stack"], spec["mode"], spec["concurrency"]
     with tempfile.TemporaryDirectory() as tmp:
         cfg = _write_config(Path(tmp), url, stack, mode, c, float(spec.get("seconds", 8.0)))
+        # every attempt through the SDK's ``post`` (the default before attempts re-sent the SDK's
+        # request, ``iapo.chat_client._direct``)
+        OpenAIChatClient.direct = stack != "aiohttp-sdk"
         s = iapo.setup(cfg)
         backend = s.make_backend()
         if stack == "legacy":
