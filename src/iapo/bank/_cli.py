@@ -22,7 +22,10 @@ __all__ = [
 ]
 
 #: ``--storage`` help of the commands that find runs.
-STORAGE_HELP = f"sample bank URL, e.g. sqlite:///bank.sqlite (default: every {DEFAULT_BANKS})"
+STORAGE_HELP = (
+    "sample bank URL, e.g. sqlite:///bank.sqlite or postgresql://user@host/db "
+    f"(default: every {DEFAULT_BANKS})"
+)
 #: ``RUN`` help of the commands that take one run (see :func:`~iapo.bank.find_run`).
 RUN_HELP = "a run folder (or its result.json), a run id or id prefix, or a run name"
 
