@@ -428,6 +428,8 @@ def test_run_runs_show_and_report_work_on_a_postgres_bank(
 ) -> None:
     secret = password_url.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
     url = password_url.replace("postgresql://", "postgres://")
+    assert main(["runs", "--storage", url]) == 0  # a new bank
+    assert capsys.readouterr().out == f"no runs in {mask_url(url)}\n"
     run_dir = tmp_path / "run"
     assert main(["run", str(MCQA), "--storage", url, "--run-dir", str(run_dir), "--quiet"]) == 0
     result = json.loads((run_dir / "result.json").read_text())
@@ -441,6 +443,8 @@ def test_run_runs_show_and_report_work_on_a_postgres_bank(
     assert main(["show", "mcqa", "--storage", url]) == 0
     shown = capsys.readouterr().out
     assert f"run {result['run_id']}" in shown
+    assert main(["show", "no-such-run", "--storage", url]) == 2
+    assert secret not in capsys.readouterr().err
     out = tmp_path / "report"
     assert main(["report", result["run_id"][:8], "--storage", url, "--out", str(out)]) == 0
     assert (out / "report.html").is_file()

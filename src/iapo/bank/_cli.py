@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from iapo.bank._postgres_url import mask_url
 from iapo.bank._runs import DEFAULT_BANKS, find_run, finished_result, list_runs
 from iapo.fmt import amount, num, strict_json, table
 
@@ -156,7 +157,9 @@ def _cmd_runs(args: argparse.Namespace) -> int:
             )
         )
     elif not runs:
-        where = args.storage or f"{DEFAULT_BANKS} (give --storage URL for another bank)"
+        where = mask_url(args.storage or "") or (
+            f"{DEFAULT_BANKS} (give --storage URL for another bank)"
+        )
         print(f"no runs in {where}")
     else:
         print(format_runs(runs))

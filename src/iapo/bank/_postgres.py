@@ -114,8 +114,6 @@ class PostgresBank(SampleBank):
                 source=self.shown,
                 field="storage",
             ) from None
-        except psycopg.ProgrammingError as exc:  # pragma: no cover - a malformed URL
-            raise BankError(f"not a PostgreSQL URL ({exc})", source=self.shown) from None
         if isinstance(found, str):
             raise BankError(found, source=self.shown, field="storage")
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(

@@ -113,7 +113,7 @@ def find_run(ref: str, storage: str | None = None) -> dict[str, Any]:
             return _record_from_result(_load_result_file(file), str(file))
         folder_without_result = True
     runs = list_runs(storage) if storage or not folder_without_result else _quiet_runs()
-    where = storage or f"the banks {DEFAULT_BANKS}"
+    where = mask_url(storage) if storage else f"the banks {DEFAULT_BANKS}"
     matches = [r for r in runs if r["id"] == ref]
     if not matches:
         matches = [r for r in runs if str(r["id"]).startswith(ref)]
