@@ -484,3 +484,19 @@ def test_record_on_a_postgres_bank_pays_each_completion_once(
     with open_bank(postgres_url) as bank:
         assert len(_sql(postgres_url, "SELECT 1 FROM iapo.samples")) == 2 * 3 * 2
         assert not bank.holders("any", [0])
+
+
+def test_without_a_server_the_tests_skip_with_the_install_line_but_fail_under_ci(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_postgres, "find_binary", lambda name: None)
+    monkeypatch.delenv("CI", raising=False)
+    install = r"apt-get install postgresql.*iapo\[postgres\]"
+    with pytest.raises(pytest.skip.Exception, match=install), _postgres.throwaway_cluster():
+        pass
+    monkeypatch.setenv("CI", "true")
+    with (
+        pytest.raises(pytest.fail.Exception, match="CI requires it"),
+        _postgres.throwaway_cluster(),
+    ):
+        pass
