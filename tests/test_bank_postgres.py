@@ -164,6 +164,20 @@ def test_processes_opening_one_new_database_at_once_create_the_bank_once(
         assert sorted(r["id"] for r in bank.runs()) == [f"run{i}" for i in range(4)]
 
 
+def test_texts_with_nul_characters_round_trip(postgres_url: str) -> None:
+    """PostgreSQL text cannot hold NUL, which an endpoint may send: such texts (and texts that
+    look like the escaped form) are stored escaped and come back as they were."""
+    odd = {
+        0: Sample(answer="a\x00b", scores={"s\x00": 1.0}, text="\x00", usage={"n\x00": 1}),
+        1: Sample(answer='\x1b[iapo-json]"x"', text="\x1b[iapo-json]"),
+        2: Sample(answer="plain", text="\x1b not the mark"),
+    }
+    with open_bank(postgres_url) as bank:
+        bank.put("d\u00e9", "p\x00", "q\x00", odd.items())
+        assert bank.get("d\u00e9", range(3)) == odd
+    assert _sql(postgres_url, "SELECT answer FROM iapo.samples WHERE idx = 2") == [("plain",)]
+
+
 # -- claims across processes --------------------------------------------------------------------
 def _python(script: str, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), *sys.path])}

@@ -22,6 +22,7 @@ The layout and its migrations are in :mod:`iapo.bank._postgres_schema`; a later 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -52,6 +53,9 @@ POOL_SIZE = 8
 #: The server's clock in seconds since the epoch, fixed for one statement.
 NOW = "extract(epoch FROM statement_timestamp())::float8"
 
+#: The mark of a stored text that :func:`_escape` wrote as JSON.
+_ESCAPED = "\x1b[iapo-json]"
+
 _RETRY = (psycopg.OperationalError, psycopg.errors.TransactionRollback)
 
 
@@ -67,6 +71,22 @@ def _open_hint(text: str) -> str:
     if "password" in text or "authentication" in text:
         return "check the user and password (PGPASSWORD or ~/.pgpass keep it out of the URL)"
     return "start the server, or fix the host, port and user in the URL"
+
+
+def _escape(text: str | None) -> str | None:
+    """``text`` as PostgreSQL can store it: a text with a NUL character (which ``text`` columns
+    cannot hold), or one that starts with :data:`_ESCAPED`, is stored as that mark and its JSON
+    (which writes NUL as ``\\u0000``); any other text as it is."""
+    if text is None or ("\x00" not in text and not text.startswith(_ESCAPED)):
+        return text
+    return _ESCAPED + json.dumps(text)
+
+
+def _unescape(text: str | None) -> str | None:
+    """The text :func:`_escape` stored."""
+    if text is None or not text.startswith(_ESCAPED):
+        return text
+    return str(json.loads(text[len(_ESCAPED) :]))
 
 
 def _spans(indices: Sequence[int]) -> list[tuple[int, int]]:
@@ -197,8 +217,8 @@ class PostgresBank(SampleBank):
             ).fetchall()
         )
         decode = Codec().decode
-        for n, idx, *row in rows:
-            out[n][idx] = decode(*row)
+        for n, idx, answer, scores, cost, text, usage in rows:
+            out[n][idx] = decode(_unescape(answer), scores, cost, _unescape(text), usage)
         return out
 
     def put(self, dist: str, prompt: str, query: str, items: Iterable[tuple[int, Sample]]) -> None:
@@ -215,8 +235,10 @@ class PostgresBank(SampleBank):
         rows: dict[tuple[str, int], tuple[Any, ...]] = {}
         for dist, prompt, query, items in groups:
             for i, s in items:
-                dists.setdefault(dist, (prompt, query))
-                rows.setdefault((dist, int(i)), enc(s))  # the first value in the batch wins
+                dists.setdefault(dist, (_escape(prompt), _escape(query)))
+                if (dist, int(i)) not in rows:  # the first value in the batch wins
+                    answer, scores, cost, text, usage = enc(s)
+                    rows[dist, int(i)] = (_escape(answer), scores, cost, _escape(text), usage)
         if not rows:
             return
         keys = sorted(dists)  # rows in one order in every transaction: fewer deadlocks
