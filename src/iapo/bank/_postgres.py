@@ -231,7 +231,7 @@ class PostgresBank(SampleBank):
         first value; without their texts if not ``texts``) and end their claims."""
         codec = Codec()
         enc = codec.encode if texts else codec.encode_bare
-        dists: dict[str, tuple[str, str]] = {}
+        dists: dict[str, tuple[str | None, str | None]] = {}
         rows: dict[tuple[str, int], tuple[Any, ...]] = {}
         for dist, prompt, query, items in groups:
             for i, s in items:
