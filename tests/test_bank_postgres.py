@@ -135,7 +135,7 @@ def test_a_migration_step_runs_once_and_an_added_step_upgrades_an_older_bank(
 ) -> None:
     """The hook a later part of the bank (a task queue) uses: a step appended to STEPS is
     applied to a bank of the version before, once, keeping its samples."""
-    from iapo.bank import _postgres_schema as schema
+    from iapo.bank import _postgres_schema as schema  # the module a queue's step goes in
 
     with open_bank(postgres_url) as bank:
         bank.put(DIST, "p", "q", [(0, _sample("kept"))])
@@ -378,7 +378,9 @@ def test_a_dropped_network_is_retried_then_a_one_line_storage_error(postgres_url
 
 
 # -- URLs and the CLI ---------------------------------------------------------------------------
-def test_mask_url_hides_every_password() -> None:
+def test_mask_url_hides_every_password_and_where_names_the_database() -> None:
+    from iapo.bank._postgres_url import where
+
     assert mask_url("postgresql://u:pw@h:5432/db") == "postgresql://u:***@h:5432/db"
     assert mask_url("postgres://u:p%40ss@h/db?password=x&sslmode=require") == (
         "postgres://u:***@h/db?password=***&sslmode=require"
@@ -387,6 +389,10 @@ def test_mask_url_hides_every_password() -> None:
     assert mask_url("postgresql://h/db?password=x") == "postgresql://h/db?password=***"
     assert mask_url("postgresql://a:b:c@h/d") == "postgresql://a:***@h/d"
     assert mask_url("sqlite:///x:y@z.sqlite") == "sqlite:///x:y@z.sqlite"
+    assert where("postgresql://u:pw@h:5/db") == "database 'db' on h:5"
+    assert where("postgres:///db?host=/run/pg&port=6") == "database 'db' on /run/pg port 6"
+    assert where("postgresql://alice@h") == "database 'alice' on h"
+    assert where("postgresql://") == "database '(your user name)' on the local socket"
 
 
 def test_an_unreachable_server_is_one_line_naming_it_without_the_password(

@@ -8,7 +8,7 @@ the URL: libpq reads ``PGPASSWORD`` and ``~/.pgpass``.)
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 __all__ = ["PIP_POSTGRES", "POSTGRES_SCHEMES", "is_postgres_url", "mask_url", "where"]
 
@@ -53,6 +53,11 @@ def where(url: str) -> str:
     """Which server and database ``url`` names, for error messages: ``database 'db' on host:5432``
     (libpq's defaults, the local socket and the user's name, where the URL leaves them out)."""
     _, userinfo, hosts, rest = _split(url)
-    path = rest.split("?", 1)[0].split("#", 1)[0].lstrip("/")
-    db = unquote(path) or unquote(userinfo.partition(":")[0]) or "(your user name)"
-    return f"database {db!r} on {unquote(hosts) or 'the local socket'}"
+    path, _, query = rest.split("#", 1)[0].partition("?")
+    params = parse_qs(query)
+    db = params.get("dbname", [unquote(path.lstrip("/"))])[0]
+    db = db or params.get("user", [unquote(userinfo.partition(":")[0])])[0] or "(your user name)"
+    host = params.get("host", [unquote(hosts)])[0]
+    if host and "port" in params:
+        host = f"{host} port {params['port'][0]}"
+    return f"database {db!r} on {host or 'the local socket'}"
