@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import _postgres
 import numpy as np
 import pytest
 
@@ -148,3 +149,19 @@ def finished_grid(tmp_path_factory: pytest.TempPathFactory) -> Done:
     _bon_pool(root / "pool.jsonl")
     (root / "grid.yaml").write_text(GRID_YAML)
     return run_and_report(root / "grid.yaml", root, "grid")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The admin URL of a real PostgreSQL server for the session (see tests/_postgres.py):
+    skipped where there is none, failed under $CI."""
+    with _postgres.server() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty database on :func:`postgres_server` for one test, dropped after it."""
+    name, url = _postgres.create_database(postgres_server)
+    yield url
+    _postgres.drop_database(postgres_server, name)

@@ -43,7 +43,7 @@ def test_memory_opens_a_new_empty_bank_each_time(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("url", "scheme"), [("postgresql://localhost/iapo", "postgresql"), ("memory://x", "memory")]
+    ("url", "scheme"), [("mysql://localhost/iapo", "mysql"), ("memory://x", "memory")]
 )
 def test_unsupported_schemes_are_one_line_errors_naming_the_supported_ones(
     url: str, scheme: str

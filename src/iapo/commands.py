@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from iapo import pools
+from iapo.bank import mask_url
 from iapo.config import parse_config
 from iapo.evaluation import Evaluation
 from iapo.fmt import amount, count, num, strict_json, table
@@ -204,7 +205,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             result = run(s, budget=args.budget, progress=bar)
     except KeyboardInterrupt:
         print(
-            f"\ninterrupted: every completion drawn so far is in the bank ({s.storage}); "
+            f"\ninterrupted: every completion drawn so far is in the bank ({mask_url(s.storage)}); "
             f"run the same command again to resume",
             file=sys.stderr,
         )

@@ -27,7 +27,7 @@ from typing import Any
 from iapo.aio import gather_or_cancel
 from iapo.aio import run as run_loop
 from iapo.backends import Backend
-from iapo.bank import open_bank
+from iapo.bank import mask_url, open_bank
 from iapo.errors import ConfigError
 from iapo.fmt import amount, strict_json
 from iapo.pools import Pool, dump_pool, full_cell, pool_from_cells
@@ -239,7 +239,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
         pool = record(s, args.k, out, queries=qids, progress=_stderr_progress(args.quiet))
     except KeyboardInterrupt:
         print(
-            f"\ninterrupted: every completion drawn so far is in the bank ({s.storage}); "
+            f"\ninterrupted: every completion drawn so far is in the bank ({mask_url(s.storage)}); "
             "run the same command again to resume",
             file=sys.stderr,
         )

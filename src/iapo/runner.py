@@ -11,7 +11,7 @@ from typing import Any
 
 from iapo.algorithms import Algorithm
 from iapo.backends import Backend
-from iapo.bank import WRITE_BATCH, open_bank
+from iapo.bank import WRITE_BATCH, mask_url, open_bank
 from iapo.config import RunConfig
 from iapo.errors import ConfigError, InputError, PoolError
 from iapo.evaluation import Evaluation, exact_q_table, policy_evaluation
@@ -129,7 +129,7 @@ def _result(s: Setup, outcome: StudyOutcome, backend: str, elapsed: float) -> Ru
         config=s.config.model_dump(mode="json"),
         elapsed_s=elapsed,
         run_dir=str(s.run_dir),
-        storage=s.storage,
+        storage=mask_url(s.storage),  # never a password in result.json or the report
         extra={
             "cost_scale": s.cost_scale,
             "cost_unit": s.cost_unit,

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from iapo.bank._postgres_url import mask_url
 from iapo.bank._runs import DEFAULT_BANKS, find_run, finished_result, list_runs
 from iapo.fmt import amount, num, strict_json, table
 
@@ -22,7 +23,10 @@ __all__ = [
 ]
 
 #: ``--storage`` help of the commands that find runs.
-STORAGE_HELP = f"sample bank URL, e.g. sqlite:///bank.sqlite (default: every {DEFAULT_BANKS})"
+STORAGE_HELP = (
+    "sample bank URL, e.g. sqlite:///bank.sqlite or postgresql://user@host/db "
+    f"(default: every {DEFAULT_BANKS})"
+)
 #: ``RUN`` help of the commands that take one run (see :func:`~iapo.bank.find_run`).
 RUN_HELP = "a run folder (or its result.json), a run id or id prefix, or a run name"
 
@@ -153,7 +157,9 @@ def _cmd_runs(args: argparse.Namespace) -> int:
             )
         )
     elif not runs:
-        where = args.storage or f"{DEFAULT_BANKS} (give --storage URL for another bank)"
+        where = mask_url(args.storage or "") or (
+            f"{DEFAULT_BANKS} (give --storage URL for another bank)"
+        )
         print(f"no runs in {where}")
     else:
         print(format_runs(runs))

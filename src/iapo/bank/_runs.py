@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from iapo.bank._open import open_bank, sqlite_path
+from iapo.bank._postgres_url import mask_url
 from iapo.errors import InputError
 from iapo.result import as_result_dict
 
@@ -43,7 +44,8 @@ def bank_urls(storage: str | None) -> list[str]:
 def list_runs(storage: str | None = None) -> list[dict[str, Any]]:
     """Every run recorded in the bank at ``storage`` (default: every ``runs/*/bank.sqlite``,
     skipping with a warning on stderr those that cannot be read), oldest first, each a
-    :data:`~iapo.bank.RunRecord` plus the bank it is in under ``storage``."""
+    :data:`~iapo.bank.RunRecord` plus the bank it is in under ``storage`` (its URL without the
+    password: :func:`~iapo.bank.mask_url`)."""
     out: list[dict[str, Any]] = []
     for url in bank_urls(storage):
         try:
@@ -51,10 +53,11 @@ def list_runs(storage: str | None = None) -> list[dict[str, Any]]:
         except InputError as exc:
             if storage:
                 raise
-            print(f"iapo: skipping {url}: {exc}", file=sys.stderr)
+            print(f"iapo: skipping {mask_url(url)}: {exc}", file=sys.stderr)
             continue
+        shown = mask_url(url)
         with bank:
-            out.extend({**rec, "storage": url} for rec in bank.runs())
+            out.extend({**rec, "storage": shown} for rec in bank.runs())
     out.sort(key=lambda r: r.get("created") or 0.0)
     return out
 
@@ -110,7 +113,7 @@ def find_run(ref: str, storage: str | None = None) -> dict[str, Any]:
             return _record_from_result(_load_result_file(file), str(file))
         folder_without_result = True
     runs = list_runs(storage) if storage or not folder_without_result else _quiet_runs()
-    where = storage or f"the banks {DEFAULT_BANKS}"
+    where = mask_url(storage) if storage else f"the banks {DEFAULT_BANKS}"
     matches = [r for r in runs if r["id"] == ref]
     if not matches:
         matches = [r for r in runs if str(r["id"]).startswith(ref)]

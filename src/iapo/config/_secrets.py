@@ -29,6 +29,9 @@ _KEY_SHAPES = re.compile(
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
 
+#: URL schemes whose user part names a database user (only a password there is a secret).
+_DATABASES = ("postgresql", "postgres")
+
 _FIX = "put it in an environment variable and name the variable with api_key_env"
 
 
@@ -75,6 +78,13 @@ def find_secret(data: Any) -> tuple[str, str] | None:
                 userinfo = parts.username is not None or parts.password is not None
             except ValueError:
                 continue
+            if parts.scheme.lower() in _DATABASES and parts.password is None:
+                continue  # a database user name (postgresql://alice@host/db) is no secret
+            if parts.scheme.lower() in _DATABASES:
+                return path, (
+                    "holds a password in the URL: never write a password into a config; "
+                    "remove it and put it in PGPASSWORD or ~/.pgpass"
+                )
             if userinfo:
                 return path, (
                     "holds credentials (user:key@) in the URL: never write an API key into a "
