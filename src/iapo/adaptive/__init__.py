@@ -17,7 +17,12 @@ query is ``w_accuracy · credit − w_cost · cost of the samples drawn`` (docs/
 from __future__ import annotations
 
 from iapo.adaptive._estimate import AdaptiveEstimate, adaptive_ustat, adaptive_utility
-from iapo.adaptive._exact import ExactAdaptive, adaptive_exact, adaptive_exact_cells
+from iapo.adaptive._exact import (
+    ExactAdaptive,
+    adaptive_exact,
+    adaptive_exact_cells,
+    cell_arrays,
+)
 from iapo.adaptive._rules import (
     Beta,
     Decided,
@@ -54,6 +59,7 @@ __all__ = [
     "adaptive_exact_cells",
     "adaptive_ustat",
     "adaptive_utility",
+    "cell_arrays",
     "credit_of",
     "parse_rule",
     "parse_scheme",

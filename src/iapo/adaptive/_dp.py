@@ -110,7 +110,7 @@ def propagate(
                 samples[part] += lv.n * out.sum(axis=0)
                 drawn[part] += (lv.counts[stop].T @ out).T
                 mass = np.where(stop[:, None], 0.0, mass)
-            if not lv.into:
+            if lv.n >= scheme.n_max:
                 break
             nxt = None
             for a, into in enumerate(lv.into):

@@ -20,10 +20,17 @@ from numpy.typing import NDArray
 
 from iapo.adaptive._dp import check_size, propagate
 from iapo.adaptive._scheme import AdaptiveScheme
-from iapo.adaptive._space import ABSTAIN, DEFAULT_MAX_STATES, GOLD, OTHER
+from iapo.adaptive._space import ABSTAIN, DEFAULT_MAX_STATES, GOLD, OTHER, UNBOUNDED
 from iapo.estimators import TieCredit, check_tie_credit
 
-__all__ = ["ExactAdaptive", "adaptive_exact", "adaptive_exact_cells", "layout_groups"]
+__all__ = [
+    "ExactAdaptive",
+    "adaptive_exact",
+    "adaptive_exact_cells",
+    "cell_arrays",
+    "layout_groups",
+    "layout_table",
+]
 
 
 @dataclass(frozen=True)
@@ -104,7 +111,7 @@ def adaptive_exact(
         roles, table = layout_table(layout, gold[idx], others[idx], abstain[idx])
         if len(roles) == 0:
             raise ValueError("a row has no probability mass")
-        caps = (scheme.n_max,) * len(roles)
+        caps = (UNBOUNDED,) * len(roles)
         check_size(roles, caps, scheme, max_states)
         table = table / table.sum(axis=1, keepdims=True)
         uniq, inv = np.unique(table, axis=0, return_inverse=True)
@@ -131,16 +138,12 @@ class CellLike(Protocol):
     def mean_cost(self) -> float: ...
 
 
-def adaptive_exact_cells(
+def cell_arrays(
     cells: Sequence[CellLike],
-    scheme: AdaptiveScheme,
-    tie_credit: TieCredit = "fractional",
-    *,
-    max_states: int = DEFAULT_MAX_STATES,
-) -> ExactAdaptive:
-    """:func:`adaptive_exact` of pool cells (outcomes with an ``answer``, None abstains; the
-    answer distribution sums outcome probabilities per answer, as ``MajorityVote.exact_quality``
-    does; cost per sample = ``cell.mean_cost()``)."""
+) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.float64]]:
+    """``(probs, gold_index, mean_cost)`` of pool cells, the inputs of :func:`adaptive_exact`:
+    outcome probabilities summed per answer (None abstains: the rest of the mass), as
+    ``MajorityVote.exact_quality`` does; cost per sample = ``cell.mean_cost()``."""
     classes: list[dict[Hashable, float]] = []
     for cell in cells:
         acc: dict[Hashable, float] = {}
@@ -157,5 +160,16 @@ def adaptive_exact_cells(
             probs[r, j] = pr
             if answer == cell.gold:
                 gold_index[r] = j
-    mean_cost = np.array([c.mean_cost() for c in cells])
+    return probs, gold_index, np.array([c.mean_cost() for c in cells], dtype=np.float64)
+
+
+def adaptive_exact_cells(
+    cells: Sequence[CellLike],
+    scheme: AdaptiveScheme,
+    tie_credit: TieCredit = "fractional",
+    *,
+    max_states: int = DEFAULT_MAX_STATES,
+) -> ExactAdaptive:
+    """:func:`adaptive_exact` of pool cells (:func:`cell_arrays`)."""
+    probs, gold_index, mean_cost = cell_arrays(cells)
     return adaptive_exact(probs, gold_index, scheme, tie_credit, mean_cost, max_states=max_states)

@@ -11,7 +11,6 @@ matrix per class maps level n to level n + 1. Spaces are cached by their shape.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 from numpy.typing import NDArray
@@ -25,11 +24,13 @@ __all__ = [
     "DEFAULT_MAX_STATES",
     "GOLD",
     "OTHER",
+    "UNBOUNDED",
     "Level",
     "count_states",
     "credit_vector",
     "space",
     "stop_mask",
+    "unique_rows",
 ]
 
 GOLD, OTHER, ABSTAIN = 0, 1, 2
@@ -63,59 +64,106 @@ def count_states(caps: tuple[int, ...], n_max: int, memory: int, n_answers: int)
     return total * (1 + n_answers * memory) if memory else total
 
 
-@lru_cache(maxsize=64)
+#: A cap that never binds (draws with replacement): counts stay below N_max anyway.
+UNBOUNDED = 1 << 30
+_SPACES: dict[tuple[tuple[int, ...], tuple[int, ...], int], list[Level]] = {}
+_MAX_SPACES = 256
+
+
+def row_keys(arr: NDArray[np.int64]) -> NDArray[np.int64] | None:
+    """One int64 per row (mixed radix) when the rows' non-negative entries fit, else None."""
+    if arr.shape[1] == 0:
+        return np.zeros(len(arr), dtype=np.int64)
+    base = int(arr.max()) + 1 if arr.size else 1
+    if arr.shape[1] * np.log2(max(base, 2)) >= 62:
+        return None
+    return np.asarray(arr @ (base ** np.arange(arr.shape[1], dtype=np.int64)), dtype=np.int64)
+
+
+def unique_rows(arr: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Indices of one row per distinct row, and each row's distinct-row number."""
+    keys = row_keys(arr)
+    if keys is None:
+        _, first, inv = np.unique(arr, axis=0, return_index=True, return_inverse=True)
+    else:
+        _, first, inv = np.unique(keys, return_index=True, return_inverse=True)
+    return np.asarray(first), np.asarray(inv).ravel()
+
+
 def space(
     roles: tuple[int, ...], caps: tuple[int, ...], n_max: int, memory: int
 ) -> tuple[Level, ...]:
-    """Levels 0..n_max of the space of classes with these roles and caps (see module doc)."""
+    """Levels 0..n_max of the space of classes with these roles and caps (see module doc);
+    the ``into`` maps of level n_max may be present (a space serves every smaller N_max: it is
+    cached per roles, caps and memory and extended on demand)."""
+    key = (roles, caps, memory)
+    levels = _SPACES.get(key)
+    if levels is None:
+        if len(_SPACES) >= _MAX_SPACES:
+            _SPACES.pop(next(iter(_SPACES)))
+        m = len(roles)
+        zero = np.zeros((1, m), dtype=np.int64)
+        first = Level(
+            0,
+            zero,
+            np.full(1, -1, dtype=np.int64) if memory else None,
+            np.zeros(1, dtype=np.int64) if memory else None,
+            (),
+        )
+        levels = _SPACES[key] = [first]
+    while len(levels) <= n_max:
+        levels[-1], nxt = _extend(levels[-1], roles, caps, memory)
+        levels.append(nxt)
+    return tuple(levels[: n_max + 1])
+
+
+def _extend(
+    lv: Level, roles: tuple[int, ...], caps: tuple[int, ...], memory: int
+) -> tuple[Level, Level]:
+    """The level with its ``into`` maps, and the next level."""
     m = len(roles)
-    counts = np.zeros((1, m), dtype=np.int64)
-    last = np.full(1, -1, dtype=np.int64) if memory else None
-    run = np.zeros(1, dtype=np.int64) if memory else None
-    levels: list[Level] = []
-    cap = np.asarray(caps, dtype=np.int64)
-    for n in range(n_max + 1):
-        if n == n_max:
-            levels.append(Level(n, counts, last, run, ()))
-            break
-        parts_k, parts_l, parts_r, src, cls = [], [], [], [], []
-        for a in range(m):
-            idx = np.flatnonzero(counts[:, a] < cap[a])
-            k = counts[idx].copy()
-            k[:, a] += 1
-            parts_k.append(k)
-            src.append(idx)
-            cls.append(np.full(len(idx), a))
-            if memory:
-                assert last is not None and run is not None
-                if roles[a] == ABSTAIN:
-                    parts_l.append(np.full(len(idx), -1))
-                    parts_r.append(np.zeros(len(idx), dtype=np.int64))
-                else:
-                    same = last[idx] == a
-                    parts_l.append(np.full(len(idx), a))
-                    parts_r.append(np.where(same, np.minimum(run[idx] + 1, memory), 1))
-        allk = np.concatenate(parts_k)
-        key = allk
+    counts, last, run = lv.counts, lv.last, lv.run
+    parts_k, parts_l, parts_r, src, cls = [], [], [], [], []
+    for a in range(m):
+        idx = np.flatnonzero(counts[:, a] < caps[a])
+        k = counts[idx].copy()
+        k[:, a] += 1
+        parts_k.append(k)
+        src.append(idx)
+        cls.append(np.full(len(idx), a))
         if memory:
-            key = np.column_stack([allk, np.concatenate(parts_l), np.concatenate(parts_r)])
-        uniq, inv = np.unique(key, axis=0, return_inverse=True)
-        inv = np.asarray(inv).ravel()
-        all_src, all_cls = np.concatenate(src), np.concatenate(cls)
-        into = []
-        for a in range(m):
-            sel = all_cls == a
-            into.append(
-                sparse.csr_matrix(
-                    (np.ones(int(sel.sum())), (inv[sel], all_src[sel])),
-                    shape=(len(uniq), len(counts)),
-                )
+            assert last is not None and run is not None
+            if roles[a] == ABSTAIN:
+                parts_l.append(np.full(len(idx), -1))
+                parts_r.append(np.zeros(len(idx), dtype=np.int64))
+            else:
+                parts_l.append(np.full(len(idx), a))
+                parts_r.append(np.where(last[idx] == a, np.minimum(run[idx] + 1, memory), 1))
+    allk = np.concatenate(parts_k)
+    key = allk
+    if memory:
+        key = np.column_stack([allk, np.concatenate(parts_l) + 1, np.concatenate(parts_r)])
+    first, inv = unique_rows(key)
+    uniq = key[first]
+    all_src, all_cls = np.concatenate(src), np.concatenate(cls)
+    into = []
+    for a in range(m):
+        sel = all_cls == a
+        into.append(
+            sparse.csr_matrix(
+                (np.ones(int(sel.sum())), (inv[sel], all_src[sel])),
+                shape=(len(uniq), len(counts)),
             )
-        levels.append(Level(n, counts, last, run, tuple(into)))
-        counts = np.ascontiguousarray(uniq[:, :m])
-        if memory:
-            last, run = uniq[:, m].copy(), uniq[:, m + 1].copy()
-    return tuple(levels)
+        )
+    done = Level(lv.n, counts, last, run, tuple(into))
+    nxt = Level(
+        lv.n + 1,
+        np.ascontiguousarray(uniq[:, :m]),
+        uniq[:, m] - 1 if memory else None,
+        uniq[:, m + 1].copy() if memory else None,
+        (),
+    )
+    return done, nxt
 
 
 def stop_mask(
@@ -130,12 +178,13 @@ def stop_mask(
     abstain = level.counts[:, ~answers].sum(axis=1)
     run = level.run if level.run is not None else np.zeros(len(votes), dtype=np.int64)
     key = np.column_stack([votes, abstain, run])
-    uniq, inv = np.unique(key, axis=0, return_inverse=True)
+    first, inv = unique_rows(key)
+    uniq = key[first]
     out = np.empty(len(uniq), dtype=bool)
     for i, row in enumerate(uniq.tolist()):
         st = VoteState(tuple(v for v in row[:-2] if v > 0), row[-2], level.n, n_max, row[-1])
         out[i] = bool(rule.stop(st))
-    return np.asarray(out[np.asarray(inv).ravel()], dtype=bool)
+    return np.asarray(out[inv], dtype=bool)
 
 
 def credit_vector(
