@@ -7,7 +7,7 @@ pool, categorical model of replay):
 
 * fixed arms (p, N), N = 1..N_max: accuracy from :func:`iapo.estimators.mv_exact`;
 * adaptive arms (p, scheme): every rule of ``RULES`` × batch ``BATCHES`` × N_max' = 1..N_max
-  (for N_max > 10: powers of two and N_max), accuracy and expected samples from
+  (batch ≤ N_max'), accuracy and expected samples from
   :func:`iapo.adaptive.adaptive_exact`.
 
 Cost weight 0: the best fixed arm is the smallest N reaching the prompt's best fixed accuracy
@@ -74,9 +74,7 @@ TOL = 1e-9
 
 
 def _n_grid(n_max: int) -> list[int]:
-    if n_max <= 10:
-        return list(range(1, n_max + 1))
-    return sorted({*(2**i for i in range(n_max.bit_length()) if 2**i <= n_max), n_max})
+    return list(range(1, n_max + 1))
 
 
 def run_env(name: str, shared: str | None) -> dict[str, Any]:
@@ -117,9 +115,7 @@ def run_env(name: str, shared: str | None) -> dict[str, Any]:
         n_star = int(np.flatnonzero(fixed_acc[pi] >= best - TOL)[0]) + 1
         ok = np.flatnonzero(acc[:, pi] >= fixed_acc[pi, n_star - 1] - TOL)
         j = int(ok[np.argmin(samples[ok, pi])])
-        dec = [
-            i for i, a in enumerate(arms) if a["scheme"] == f"decided/b1/n{n_star}"
-        ][0]
+        dec = next(i for i, a in enumerate(arms) if a["scheme"] == f"decided/b1/n{n_star}")
         per_prompt.append(
             {
                 "prompt": p,

@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 from iapo.adaptive._scheme import AdaptiveScheme
 from iapo.adaptive._space import (
     ABSTAIN,
+    DEFAULT_MAX_STATES,
     count_states,
     credit_vector,
     space,
@@ -48,9 +49,13 @@ class Outcome:
 
 @lru_cache(maxsize=64)
 def _schedule(
-    roles: tuple[int, ...], caps: tuple[int, ...], scheme: AdaptiveScheme, tie_credit: TieCredit
+    roles: tuple[int, ...],
+    caps: tuple[int, ...],
+    scheme: AdaptiveScheme,
+    tie_credit: TieCredit,
+    limit: int,
 ) -> tuple[tuple[NDArray[np.bool_] | None, ...], tuple[NDArray[np.float64] | None, ...]]:
-    levels = space(roles, caps, scheme.n_max, scheme.rule.memory)
+    levels = space(roles, caps, scheme.n_max, scheme.rule.memory, limit)
     ends = set(scheme.boundaries())
     stops: list[NDArray[np.bool_] | None] = []
     credits: list[NDArray[np.float64] | None] = []
@@ -68,7 +73,7 @@ def check_size(
     roles: tuple[int, ...], caps: tuple[int, ...], scheme: AdaptiveScheme, limit: int
 ) -> None:
     n_answers = sum(r != ABSTAIN for r in roles)
-    size = count_states(caps, scheme.n_max, scheme.rule.memory, n_answers)
+    size = count_states(caps, scheme.n_max, 0, n_answers)  # runs: checked while building
     if size > limit:
         raise ValueError(
             f"adaptive programme too large: about {size:,} states for {len(roles)} answer classes "
@@ -85,11 +90,12 @@ def propagate(
     *,
     probs: NDArray[np.float64] | None = None,
     pool: NDArray[np.int64] | None = None,
+    limit: int = DEFAULT_MAX_STATES,
 ) -> Outcome:
     """The outcome of ``scheme`` on every row of ``probs`` or of ``pool`` (exactly one given;
     columns in the order of ``roles``, capped by ``caps``)."""
-    levels = space(roles, caps, scheme.n_max, scheme.rule.memory)
-    stops, credits = _schedule(roles, caps, scheme, tie_credit)
+    levels = space(roles, caps, scheme.n_max, scheme.rule.memory, limit)
+    stops, credits = _schedule(roles, caps, scheme, tie_credit, limit)
     table = probs if probs is not None else pool
     assert table is not None and (probs is None) != (pool is None)
     rows, m = table.shape

@@ -129,7 +129,9 @@ def _exact(
         caps = tuple(int(min(c, scheme.n_max)) for c in table.max(axis=0))
         check_size(roles, caps, scheme, max_states)
         uniq, inv = np.unique(table, axis=0, return_inverse=True)
-        res = propagate(roles, caps, scheme, tie_credit, pool=uniq.astype(np.int64))
+        res = propagate(
+            roles, caps, scheme, tie_credit, pool=uniq.astype(np.int64), limit=max_states
+        )
         inv = np.asarray(inv).ravel()
         credit[idx] = res.credit[inv]
         samples[idx] = res.samples[inv]

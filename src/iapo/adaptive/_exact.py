@@ -115,7 +115,7 @@ def adaptive_exact(
         check_size(roles, caps, scheme, max_states)
         table = table / table.sum(axis=1, keepdims=True)
         uniq, inv = np.unique(table, axis=0, return_inverse=True)
-        res = propagate(roles, caps, scheme, tie_credit, probs=uniq)
+        res = propagate(roles, caps, scheme, tie_credit, probs=uniq, limit=max_states)
         inv = np.asarray(inv).ravel()
         credit[idx] = res.credit[inv]
         samples[idx] = res.samples[inv]

@@ -67,7 +67,8 @@ def count_states(caps: tuple[int, ...], n_max: int, memory: int, n_answers: int)
 #: A cap that never binds (draws with replacement): counts stay below N_max anyway.
 UNBOUNDED = 1 << 30
 _SPACES: dict[tuple[tuple[int, ...], tuple[int, ...], int], list[Level]] = {}
-_MAX_SPACES = 256
+#: States kept in the cache of spaces (least recently used dropped first).
+_CACHE_STATES = 4_000_000
 
 
 def row_keys(arr: NDArray[np.int64]) -> NDArray[np.int64] | None:
@@ -91,16 +92,19 @@ def unique_rows(arr: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.i
 
 
 def space(
-    roles: tuple[int, ...], caps: tuple[int, ...], n_max: int, memory: int
+    roles: tuple[int, ...],
+    caps: tuple[int, ...],
+    n_max: int,
+    memory: int,
+    limit: int = DEFAULT_MAX_STATES,
 ) -> tuple[Level, ...]:
     """Levels 0..n_max of the space of classes with these roles and caps (see module doc);
     the ``into`` maps of level n_max may be present (a space serves every smaller N_max: it is
-    cached per roles, caps and memory and extended on demand)."""
+    cached per roles, caps and memory and extended on demand). ValueError once the levels hold
+    more than ``limit`` states."""
     key = (roles, caps, memory)
-    levels = _SPACES.get(key)
+    levels = _SPACES.pop(key, None)
     if levels is None:
-        if len(_SPACES) >= _MAX_SPACES:
-            _SPACES.pop(next(iter(_SPACES)))
         m = len(roles)
         zero = np.zeros((1, m), dtype=np.int64)
         first = Level(
@@ -110,10 +114,23 @@ def space(
             np.zeros(1, dtype=np.int64) if memory else None,
             (),
         )
-        levels = _SPACES[key] = [first]
+        levels = [first]
+    size = sum(len(lv.counts) for lv in levels)
     while len(levels) <= n_max:
         levels[-1], nxt = _extend(levels[-1], roles, caps, memory)
         levels.append(nxt)
+        size += len(nxt.counts)
+        if size > limit:
+            raise ValueError(
+                f"adaptive programme too large: more than {limit:,} states for {len(roles)} "
+                f"answer classes (with abstention), N_max {n_max}, memory {memory}; use fewer "
+                "classes or a smaller N_max, or random orderings for estimates"
+            )
+    _SPACES[key] = levels  # most recently used last
+    total = sum(len(lv.counts) for lvs in _SPACES.values() for lv in lvs)
+    while total > _CACHE_STATES and len(_SPACES) > 1:
+        dropped = _SPACES.pop(next(iter(_SPACES)))
+        total -= sum(len(lv.counts) for lv in dropped)
     return tuple(levels[: n_max + 1])
 
 
