@@ -21,8 +21,10 @@ from iapo.adaptive import (
     run_sequence,
 )
 from iapo.estimators import mv_exact
-from iapo.pools import Cell, full_cell
-from iapo.types import Sample
+from iapo.pools import Cell, full_cell, load_pool
+from iapo.setups import builtin_pool_path
+from iapo.strategies import MajorityVote, exact_cell_utilities
+from iapo.types import Context, Sample
 
 RULES: list[StopRule] = [
     Fixed(),
@@ -170,3 +172,21 @@ def test_state_guard() -> None:
         adaptive_exact(probs, np.array([0]), AdaptiveScheme(Decided(), 64, 1))
     with pytest.raises(ValueError, match="gold_index"):
         adaptive_exact(probs, np.array([12]), AdaptiveScheme(Decided(), 4, 1))
+
+
+def test_real_pool_decided_is_the_fixed_vote() -> None:
+    """The built-in Renze pool (5 prompts × 100 queries, 10 samples per cell): `decided` has the
+    exact N_max accuracy of `exact_cell_utilities` on every cell, with fewer expected samples;
+    `fixed` has exactly N_max samples and cost N_max × mean cost."""
+    pool = load_pool(builtin_pool_path("mcqa-gpt35-comprehensive"))
+    ctx = [Context("blind", {"accuracy": 1.0}, 0.0)]
+    n_max = 10
+    ref = exact_cell_utilities(pool, MajorityVote(), ctx, n_max)[:, :, 0, -1].ravel()
+    cells = [pool.cell(p, q) for p in pool.prompts for q in pool.queries]
+    dec = adaptive_exact_cells(cells, AdaptiveScheme(Decided(), n_max, 2))
+    np.testing.assert_allclose(dec.credit, ref, atol=1e-12)
+    assert np.all(dec.samples <= n_max + 1e-9) and dec.samples.mean() < 8.0
+    fixed = adaptive_exact_cells(cells, AdaptiveScheme(Fixed(), n_max, 3))
+    np.testing.assert_allclose(fixed.credit, ref, atol=1e-12)
+    mean_cost = np.array([c.mean_cost() for c in cells])
+    np.testing.assert_allclose(fixed.cost, n_max * mean_cost, rtol=1e-12)
