@@ -277,9 +277,13 @@ def _cmd_ask(args: argparse.Namespace) -> int:
         print(strict_json(ans.to_dict(), indent=2))
     else:
         print(ans.text or "")
+        arm = f"{ans.arm.prompt} @ N={ans.arm.n}"
+        if ans.arm.adaptive:  # an adaptive arm: up to N, stopped by its rule
+            arm = (
+                f"{ans.arm.prompt} @ N≤{ans.arm.n} ({ans.arm.adaptive}: {ans.samples_drawn} drawn)"
+            )
         print(
-            f"\n[{ans.context}: {ans.arm.prompt} @ N={ans.arm.n}; answer {ans.answer!r}; "
-            f"cost {amount(ans.cost)}]",
+            f"\n[{ans.context}: {arm}; answer {ans.answer!r}; cost {amount(ans.cost)}]",
             file=sys.stderr,
         )
     return 0

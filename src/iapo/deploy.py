@@ -1,4 +1,11 @@
-"""Use a learned policy in production: sample the chosen arm's N completions and aggregate them."""
+"""Use a learned policy in production: sample the chosen arm's completions and aggregate them.
+
+A fixed arm (prompt, N) draws its N completions at once. An adaptive arm (issue #15, majority
+vote only: ``adaptive`` = ``"<rule>/b<batch>"`` in the policy entry) draws them a batch at a
+time (one request with native ``n`` = the batch where the endpoint supports it) until its
+stopping rule (:class:`iapo.adaptive.AdaptiveScheme`) says stop, at the latest at N, and votes
+over every completion drawn.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from iapo.adaptive import AdaptiveScheme, parse_scheme
 from iapo.backends import Backend
 from iapo.config import parse_config
 from iapo.errors import ConfigError, InputError
@@ -19,7 +27,7 @@ from iapo.setups import setup
 from iapo.strategies import Strategy, get_strategy
 from iapo.types import Arm, Context, Query, Sample
 
-__all__ = ["DEFAULT_MAX_QUESTIONS", "Answer", "Policy"]
+__all__ = ["DEFAULT_MAX_QUESTIONS", "Answer", "Policy", "arm_of", "draw_adaptive", "scheme_of"]
 
 #: How many distinct ad-hoc questions a policy keeps registered with its backend at once.
 DEFAULT_MAX_QUESTIONS = 1024
@@ -27,7 +35,10 @@ DEFAULT_MAX_QUESTIONS = 1024
 
 @dataclass(frozen=True)
 class Answer:
-    """The aggregated answer to one question, with every sample and the summed cost."""
+    """The aggregated answer to one question, with every sample drawn and the summed cost.
+
+    ``scheme``: the adaptive scheme's id (``decided/b2/n10``) for an adaptive arm, else ``""``;
+    :attr:`samples_drawn` says how many completions were drawn (N for a fixed arm)."""
 
     context: str
     arm: Arm
@@ -36,12 +47,23 @@ class Answer:
     samples: tuple[Sample, ...]
     cost: float
     usage: Mapping[str, int]
+    scheme: str = ""
+
+    @property
+    def samples_drawn(self) -> int:
+        return len(self.samples)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "context": self.context,
             "prompt": self.arm.prompt,
             "n": self.arm.n,
+        }
+        if self.arm.adaptive:
+            out.update(adaptive=self.arm.adaptive, scheme=self.scheme)
+        return {
+            **out,
+            "samples_drawn": self.samples_drawn,
             "answer": self.answer,
             "text": self.text,
             "cost": self.cost,
@@ -115,8 +137,37 @@ class _QuestionSlots:
             self._free.append(qid)
 
 
+def arm_of(entry: Mapping[str, Any]) -> Arm:
+    """The arm of a result's policy entry (``adaptive`` absent or empty: a fixed arm)."""
+    adaptive = entry.get("adaptive") or ""
+    if not isinstance(adaptive, str):
+        raise TypeError(f"'adaptive' must be a string like 'decided/b2', got {adaptive!r}")
+    return Arm(str(entry["prompt"]), int(entry["n"]), adaptive)
+
+
+def scheme_of(arm: Arm) -> AdaptiveScheme | None:
+    """The adaptive scheme of ``arm`` (None for a fixed arm); ValueError if malformed."""
+    return parse_scheme(f"{arm.adaptive}/n{arm.n}") if arm.adaptive else None
+
+
+async def draw_adaptive(
+    sampler: CachedSampler, prompt: str, query: str, scheme: AdaptiveScheme
+) -> list[Sample]:
+    """Completions of (prompt, query) drawn ``scheme.batch`` at a time (one request with
+    native ``n`` where the backend supports it) until ``scheme`` stops, at the latest at
+    ``scheme.n_max``; the rule sees the answers (None: abstained) after each batch."""
+    drawn: list[Sample] = []
+    while k := scheme.next_batch(len(drawn)):
+        batch, _ = await sampler.draw(prompt, query, range(len(drawn), len(drawn) + k))
+        drawn += batch
+        if scheme.should_stop([s.answer for s in drawn]):
+            break
+    return drawn
+
+
 class Policy:
-    """A learned context → (prompt, N) map bound to a live backend.
+    """A learned context → arm map bound to a live backend (an arm: (prompt, N), or an
+    adaptive majority-vote arm that draws up to N a batch at a time until its rule stops).
 
     ``Policy.load(result)`` rebuilds the backend from the run's configuration (its ``backend``
     section and prompt texts); pass ``backend=`` to use another one (a policy learned by replaying
@@ -138,7 +189,10 @@ class Policy:
         self.backend = backend
         self.strategy = strategy
         self.contexts = dict(contexts)
-        self.arms = {c: Arm(v["prompt"], int(v["n"])) for c, v in result.policy.items()}
+        self.arms = {c: arm_of(v) for c, v in result.policy.items()}
+        self.schemes = {c: scheme_of(a) for c, a in self.arms.items()}
+        if any(self.schemes.values()) and strategy.name != "majority_vote":
+            raise ValueError(f"adaptive arms need majority voting, not {strategy.name}")
         self.questions = _QuestionSlots(max_questions)
 
     @classmethod
@@ -188,8 +242,10 @@ class Policy:
             ) from None
 
     async def aask(self, question: str, context: str, **fields: str) -> Answer:
-        """Sample the context's arm N times on ``question`` (in parallel) and aggregate."""
+        """Sample the context's arm on ``question`` and aggregate: N completions at once for a
+        fixed arm, batches until the rule stops for an adaptive one."""
         arm = self.arm(context)
+        scheme = self.schemes[context]
         if self.backend is None:
             raise ConfigError(
                 "this policy was learned by replaying a recorded pool: give a live backend "
@@ -198,7 +254,11 @@ class Policy:
             )
         async with self._registered(question, fields) as qid:
             # fresh samples every time: a deployed policy answers, it does not replay the bank
-            drawn, _ = await CachedSampler(self.backend, None).draw(arm.prompt, qid, range(arm.n))
+            sampler = CachedSampler(self.backend, None)
+            if scheme is None:
+                drawn, _ = await sampler.draw(arm.prompt, qid, range(arm.n))
+            else:
+                drawn = await draw_adaptive(sampler, arm.prompt, qid, scheme)
         samples = tuple(drawn)
         chosen = self.strategy.aggregate(samples, self.contexts[context])
         usage: dict[str, int] = {}
@@ -213,6 +273,7 @@ class Policy:
             samples,
             sum(s.cost for s in samples),
             usage,
+            scheme.id if scheme is not None else "",
         )
 
     @asynccontextmanager

@@ -2,9 +2,11 @@
 
 ``POST /v1/chat/completions`` with ``model`` = a context name: the last user message is the
 question (the request's system and developer messages go before it, as the caller's
-instructions); the context's arm (prompt, N) is sampled N times, aggregated, and answered as one
-choice whose usage is the sum over the N samples, either as one ``chat.completion`` or, with
-``stream: true``, as server-sent ``chat.completion.chunk`` events ending in ``data: [DONE]``.
+instructions); the context's arm (prompt, N) is sampled N times (an adaptive arm: a batch at a
+time until its stopping rule says stop, at most N), aggregated, and answered as one choice whose
+usage is the sum over the samples drawn (the ``iapo`` field says how many: ``samples_drawn``),
+either as one ``chat.completion`` or, with ``stream: true``, as server-sent
+``chat.completion.chunk`` events ending in ``data: [DONE]``.
 ``GET /v1/models`` lists the contexts; ``GET /health`` answers ``{"status": "ok"}``.
 
 One event loop answers every request with the policy's one backend (one client, one connection

@@ -166,12 +166,20 @@ def _usage(ans: Answer) -> dict[str, int]:
 
 
 def _extra(ans: Answer) -> dict[str, Any]:
-    """What the policy did, beside the OpenAI fields (the SDK keeps it in ``model_extra``)."""
-    return {"arm": str(ans.arm), "n": ans.arm.n, "answer": ans.answer, "cost": ans.cost}
+    """What the policy did, beside the OpenAI fields (the SDK keeps it in ``model_extra``):
+    the arm, its N (an adaptive arm's N_max), the completions drawn (``samples_drawn``: N for a
+    fixed arm, what the rule stopped at for an adaptive one, whose ``adaptive`` scheme is
+    named), the voted answer and the summed cost."""
+    out: dict[str, Any] = {"arm": str(ans.arm), "n": ans.arm.n}
+    if ans.arm.adaptive:
+        out["adaptive"] = ans.scheme or ans.arm.adaptive
+    out.update(samples_drawn=ans.samples_drawn, answer=ans.answer, cost=ans.cost)
+    return out
 
 
 def completion(ans: Answer, ident: str, created: int) -> dict[str, Any]:
-    """The ``chat.completion`` object of an answer: one choice, usage summed over the N."""
+    """The ``chat.completion`` object of an answer: one choice, usage summed over every
+    completion drawn (N, or as many as an adaptive arm's rule drew)."""
     return {
         "id": ident,
         "object": "chat.completion",
