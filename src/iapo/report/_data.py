@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from iapo.fmt import weight as fmt_weight
 from iapo.report._rankings import RankingTables
-from iapo.report._view import Row, as_float
+from iapo.report._view import Row, adaptive_of, as_float
 
 __all__ = [
     "Report",
@@ -41,6 +41,10 @@ class Report(RankingTables):
                 "runner_up_prompt": ru["prompt"] if ru else None,
                 "runner_up_n": int(ru["n"]) if ru else None,
                 "runner_up_q": ru.get("q") if ru else None,
+                # adaptive arms (issue #15): the rule and batch, and the expected samples drawn
+                "adaptive": adaptive_of(ch),
+                "expected_samples": ch.get("expected_samples"),
+                "runner_up_adaptive": adaptive_of(ru) if ru else None,
             }
             if ev_ctx:
                 e = ev_ctx.get(name) or {}
@@ -50,6 +54,7 @@ class Report(RankingTables):
                         "q_test": e.get("q_test"),
                         "oracle_prompt": oracle.get("prompt"),
                         "oracle_n": oracle.get("n"),
+                        "oracle_adaptive": adaptive_of(oracle),
                         "oracle_q_test": oracle.get("q_test"),
                     }
                 )
@@ -68,6 +73,9 @@ class Report(RankingTables):
                 half = 1.96 * sem
                 t = truth.get(ctx, {}).get(e["prompt"])
                 n = int(e["n"])
+                ad = adaptive_of(e)
+                if ad is not None:  # the exact held-out curve is of fixed arms
+                    t = None
                 rows.append(
                     {
                         "context": ctx,
@@ -78,21 +86,31 @@ class Report(RankingTables):
                         "ci_low": q - half if math.isfinite(half) else None,
                         "ci_high": q + half if math.isfinite(half) else None,
                         "observations": e.get("observations"),
-                        "chosen": e["prompt"] == chosen["prompt"] and n == int(chosen["n"]),
+                        "chosen": e["prompt"] == chosen["prompt"]
+                        and n == int(chosen["n"])
+                        and ad == adaptive_of(chosen),
                         "q_true": t[n - 1] if t is not None and n <= len(t) else None,
+                        "adaptive": ad,
+                        # a fixed arm draws N; an adaptive one its expected samples, if known
+                        "expected_samples": float(n) if ad is None else e.get("expected_samples"),
                     }
                 )
         return rows
 
     def curves(self, ctx: str) -> dict[str, list[Row]]:
-        """Per prompt, the context's estimates ordered by N."""
+        """Per prompt, the context's estimates of fixed arms ordered by N."""
         out: dict[str, list[Row]] = {}
         for r in self.estimate_rows():
-            if r["context"] == ctx:
+            if r["context"] == ctx and r["adaptive"] is None:
                 out.setdefault(r["prompt"], []).append(r)
         for rows in out.values():
             rows.sort(key=lambda r: r["n"])
         return out
+
+    def adaptive_points(self, ctx: str) -> list[Row]:
+        """The context's estimates of adaptive arms (issue #15), by prompt, rule and N_max."""
+        rows = [r for r in self.estimate_rows() if r["context"] == ctx and r["adaptive"]]
+        return sorted(rows, key=lambda r: (r["prompt"], r["adaptive"], r["n"]))
 
     # -- PSST trace -------------------------------------------------------------------------------
     def trace_rows(self) -> list[Row]:

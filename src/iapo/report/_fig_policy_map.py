@@ -32,7 +32,8 @@ def policy_map_figure(rep: Report) -> Figure:
         color = pal[p]["color"]
         ax.add_patch(Rectangle((j, i), 1, 1, facecolor=color, edgecolor="white", linewidth=2))
         name = p if len(p) <= 16 else p[:15] + "…"
-        text = f"{name}\nN={ch['n']}" if big else f"N={ch['n']}"
+        n = f"N≤{ch['n']}" if ch.get("adaptive") else f"N={ch['n']}"  # adaptive: up to N
+        text = f"{name}\n{n}" if big else n
         ax.text(
             j + 0.5,
             i + 0.5,

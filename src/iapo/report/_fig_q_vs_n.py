@@ -11,6 +11,7 @@ from matplotlib.ticker import MaxNLocator
 
 from iapo.report._data import Report
 from iapo.report._style import grid_shape, new_figure, palette, short_context
+from iapo.report._view import adaptive_of, arm_label
 
 __all__ = ["q_vs_n_figure"]
 
@@ -117,9 +118,12 @@ def q_vs_n_figure(rep: Report) -> Figure:
             ax.set_ylim(*limits)
             zoomed = True
         ch = rep.result["policy"][ctx]
-        if ch.get("q") is not None:
+        adaptive = adaptive_of(ch)
+        # an adaptive arm's star sits at its expected samples (when known), not on a curve
+        x = ch.get("expected_samples") if adaptive else ch["n"]
+        if ch.get("q") is not None and x is not None:
             ax.plot(
-                [ch["n"]],
+                [x],
                 [ch["q"]],
                 marker="*",
                 markersize=17,
@@ -129,7 +133,8 @@ def q_vs_n_figure(rep: Report) -> Figure:
                 linestyle="none",
                 zorder=5,
             )
-        ax.set_title(f"{short_context(ctx)}\nchosen: {ch['prompt']} @ N={ch['n']}", loc="left")
+        chosen = arm_label(ch["prompt"], ch["n"], adaptive)
+        ax.set_title(f"{short_context(ctx)}\nchosen: {chosen}", loc="left")
         ax.set_xlabel("N (completions per query)")
         ax.set_ylabel("utility Q")
         ax.set_xlim(0.6, rep.n_max + 0.4)

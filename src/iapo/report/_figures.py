@@ -14,13 +14,14 @@ from matplotlib.figure import Figure
 
 from iapo.report._data import Report
 from iapo.report._fig_budget import budget_figure
+from iapo.report._fig_pareto import pareto_figure
 from iapo.report._fig_policy_map import policy_map_figure
 from iapo.report._fig_q_vs_n import q_vs_n_figure
 from iapo.report._fig_rankings import rankings_figure
 from iapo.report._fig_trace import trace_figure
 from iapo.report._style import DPI, MIN_FONT_PT, style
 
-__all__ = ["DPI", "FIGURES", "MIN_FONT_PT", "render", "save"]
+__all__ = ["ADAPTIVE_FIGURES", "DPI", "FIGURES", "MIN_FONT_PT", "figures_for", "render", "save"]
 
 #: File stem → (figure builder, section title).
 FIGURES: dict[str, tuple[Callable[[Report], Figure], str]] = {
@@ -32,9 +33,24 @@ FIGURES: dict[str, tuple[Callable[[Report], Figure], str]] = {
 }
 
 
+#: Figures drawn only when the run has adaptive arms (issue #15), after the Q-vs-N figure.
+ADAPTIVE_FIGURES: dict[str, tuple[Callable[[Report], Figure], str]] = {
+    "pareto": (pareto_figure, "Utility vs expected samples"),
+}
+
+
+def figures_for(rep: Report) -> dict[str, tuple[Callable[[Report], Figure], str]]:
+    """The figures of ``rep``'s report, in page order: :data:`FIGURES`, with
+    :data:`ADAPTIVE_FIGURES` after the first when the run has adaptive arms."""
+    if not rep.has_adaptive:
+        return dict(FIGURES)
+    items = list(FIGURES.items())
+    return dict(items[:1] + list(ADAPTIVE_FIGURES.items()) + items[1:])
+
+
 def render(rep: Report, name: str) -> Figure:
-    """Build one of :data:`FIGURES` under the report style."""
-    builder = FIGURES[name][0]
+    """Build one of :data:`FIGURES` (or :data:`ADAPTIVE_FIGURES`) under the report style."""
+    builder = {**FIGURES, **ADAPTIVE_FIGURES}[name][0]
     with style():
         return builder(rep)
 

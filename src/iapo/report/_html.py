@@ -17,7 +17,7 @@ from iapo.fmt import weight as fmt_weight
 from iapo.report._data import Report
 from iapo.result import as_result_dict
 
-__all__ = ["CSV_COLUMNS", "write_csvs", "write_report"]
+__all__ = ["ADAPTIVE_COLUMNS", "CSV_COLUMNS", "write_csvs", "write_report"]
 
 #: CSV file stem → its columns (keys of the rows :class:`Report` derives).
 CSV_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -77,6 +77,13 @@ CSV_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
+#: Columns a table gains when the run has adaptive arms (issue #15); fixed-only runs' CSVs are
+#: as before.
+ADAPTIVE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "policy": ("adaptive", "expected_samples", "runner_up_adaptive", "oracle_adaptive"),
+    "estimates": ("adaptive", "expected_samples"),
+}
+
 #: A text cell starting with one of these is a formula to a spreadsheet (CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -105,9 +112,12 @@ def _rows(rep: Report, name: str) -> list[dict[str, Any]]:
 
 
 def write_csvs(rep: Report, out_dir: Path) -> dict[str, Path]:
-    """One CSV per table (:data:`CSV_COLUMNS`); empty cells for missing values."""
+    """One CSV per table (:data:`CSV_COLUMNS`, plus :data:`ADAPTIVE_COLUMNS` when the run has
+    adaptive arms); empty cells for missing values."""
     out = {}
     for name, cols in CSV_COLUMNS.items():
+        if rep.has_adaptive:
+            cols = cols + ADAPTIVE_COLUMNS.get(name, ())
         path = out_dir / f"{name}.csv"
         with path.open("w", newline="", encoding="utf-8") as fh:
             w = csv.writer(fh)
@@ -202,6 +212,7 @@ def render_html(
         files=files,
         config_json=json.dumps(r.get("config", {}), indent=2, sort_keys=False),
         n_contexts=len(rep.context_names),
+        adaptive=rep.has_adaptive,
     )
 
 
@@ -219,7 +230,7 @@ def write_report(result: Any, out_dir: str | Path) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         csvs = write_csvs(rep, out)
         figures: dict[str, tuple[bytes, str, str]] = {}
-        for name, (_builder, title) in _figures.FIGURES.items():
+        for name, (_builder, title) in _figures.figures_for(rep).items():
             fig = _figures.render(rep, name)
             path = _figures.save(fig, out / f"{name}.png")
             figures[name] = (path.read_bytes(), title, _CAPTIONS[name])
@@ -244,6 +255,13 @@ _CAPTIONS = {
         "Estimated utility Q of each prompt as N grows, with 95 % intervals (estimate ± 1.96 "
         "SEM); the star is the arm chosen for the context. Dashed: the exact Q on the held-out "
         "queries, when the run replayed a pool. Where curves cross, the best prompt depends on N."
+    ),
+    "pareto": (
+        "Estimated utility Q against the expected number of samples drawn per query: fixed arms "
+        "as a line per prompt (N samples at N), adaptive arms (sampling in batches until their "
+        "stopping rule says stop, at most N) as points, one marker per rule, in the prompt's "
+        "colour; the star is the arm chosen for the context. Points up and to the left of a "
+        "line answer as well for fewer samples."
     ),
     "policy_map": (
         "Each cell is a context (objective weights × cost weight), coloured by the chosen "

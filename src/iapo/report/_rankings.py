@@ -35,7 +35,7 @@ class RankingTables(ResultView):
             est: dict[tuple[str, int], float] = {}
             for e in self.result["estimates"].get(ctx, []):
                 q = as_float(e.get("q"))
-                if math.isfinite(q):
+                if math.isfinite(q) and not e.get("adaptive"):  # fixed arms: Q at N
                     est[(e["prompt"], int(e["n"]))] = q
             r1 = _ranks({p: est.get((p, 1)) for p in self.prompts})
             rn = _ranks({p: est.get((p, n_star)) for p in self.prompts})
@@ -102,7 +102,7 @@ class RankingTables(ResultView):
                 continue
             p = e["prompt"]
             best[p] = max(best.get(p, -math.inf), q)
-            if int(e["n"]) == 1:
+            if int(e["n"]) == 1 and not e.get("adaptive"):
                 n1[p] = q
         if n1:
             first.append(max(n1, key=lambda p: n1[p]))

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ResultView", "Row", "as_float", "distinct"]
+__all__ = ["ResultView", "Row", "adaptive_of", "arm_label", "as_float", "distinct"]
 
 Row = dict[str, Any]
 
@@ -15,6 +15,18 @@ Row = dict[str, Any]
 def as_float(x: Any) -> float:
     """A JSON number (or null) as a float; null becomes NaN."""
     return float("nan") if x is None else float(x)
+
+
+def adaptive_of(entry: Mapping[str, Any]) -> str | None:
+    """The adaptive rule and batch of a policy or estimate entry (``"decided/b2"``; issue #15),
+    None for a fixed arm (the key absent or empty)."""
+    a = entry.get("adaptive")
+    return str(a) if a else None
+
+
+def arm_label(prompt: str, n: Any, adaptive: str | None) -> str:
+    """``prompt @ N=4`` for a fixed arm, ``prompt @ N≤10 decided/b2`` for an adaptive one."""
+    return f"{prompt} @ N≤{n} {adaptive}" if adaptive else f"{prompt} @ N={n}"
 
 
 def distinct(items: Sequence[str]) -> list[str]:
@@ -66,6 +78,14 @@ class ResultView:
         gt = ev.get("ground_truth") or {}
         q = gt.get("q")
         return q if isinstance(q, dict) and q else None
+
+    @property
+    def has_adaptive(self) -> bool:
+        """Whether any policy or estimate entry is an adaptive arm (issue #15): only then do the
+        report's adaptive columns and its Pareto figure appear (fixed-only reports as before)."""
+        entries = list(self.result["policy"].values())
+        entries += [e for es in self.result["estimates"].values() for e in es]
+        return any(adaptive_of(e) for e in entries)
 
     def prompts_used(self) -> list[str]:
         """Prompts in the result, plus any that appear only in the policy or the account."""
