@@ -190,3 +190,15 @@ def test_a_malformed_adaptive_arm_is_an_input_error_naming_the_file(
     (tmp_path / "result.json").write_text(json.dumps(data))
     with pytest.raises(InputError, match=r"result\.json"):
         iapo.deploy.Policy.load(tmp_path)
+
+
+def test_an_adaptive_arm_needs_majority_voting(learned: Path, tmp_path: Path) -> None:
+    data = json.loads((learned / "result.json").read_text())
+    data["policy"][CTX]["adaptive"] = "decided/b2"
+    data["strategy"] = "best_of_n"
+    (tmp_path / "result.json").write_text(json.dumps(data))
+    with pytest.raises(InputError, match="adaptive arms need majority voting"):
+        iapo.deploy.Policy.load(tmp_path)
+    del data["policy"][CTX]["adaptive"]  # the same result with fixed arms loads
+    (tmp_path / "result.json").write_text(json.dumps(data))
+    assert iapo.deploy.Policy.load(tmp_path).strategy.name == "best_of_n"
