@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -63,6 +65,40 @@ def ray_cluster() -> Iterator[str]:
         ray.shutdown()
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def client_address(ray_cluster: str) -> Iterator[str]:
+    """A Ray Client server (``ray://``) in front of the module's instance, as a cluster's head
+    node runs one; stopped (its process group, which this fixture started) afterwards."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "ray.util.client.server", "--address", ray_cluster]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--mode", "legacy"]
+    server = subprocess.Popen(
+        cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        for _ in range(300):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                assert server.poll() is None, "the Ray Client server exited"
+                time.sleep(0.1)
+        yield f"ray://127.0.0.1:{port}"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
 @pytest.fixture(scope="module")
 def by_process() -> BenchResult:
     return run_benchmark(ENV, workers=2, **KW)
@@ -98,12 +134,16 @@ def test_ray_gives_the_process_pools_numbers(ray_cluster: str, by_process: Bench
     assert ray.is_initialized()  # a session the caller opened stays open
 
 
+@pytest.mark.parametrize("how", ["gcs", "client"])
 def test_cli_executor_ray_connects_to_a_cluster_by_address(
-    ray_cluster: str, by_process: BenchResult, tmp_path: Path
+    how: str, request: pytest.FixtureRequest, by_process: BenchResult, tmp_path: Path
 ) -> None:
-    """A second driver process (the real CLI) connects to the module's instance by address."""
+    """A second driver process (the real CLI) connects to the module's instance by address:
+    its GCS address (HOST:PORT, a driver on the cluster's network) or through Ray Client
+    (ray://HOST:PORT, a driver anywhere)."""
+    address = request.getfixturevalue("ray_cluster" if how == "gcs" else "client_address")
     env = {**os.environ, "PYTHONPATH": str(Path(iapo.__file__).parents[1])}
-    args = [*CLI_ARGS, "--out", str(tmp_path), "--executor", "ray", "--address", ray_cluster]
+    args = [*CLI_ARGS, "--out", str(tmp_path), "--executor", "ray", "--address", address]
     proc = subprocess.run(
         [sys.executable, "-m", "iapo.cli", *args],
         capture_output=True,
@@ -116,7 +156,7 @@ def test_cli_executor_ray_connects_to_a_cluster_by_address(
     # the saved JSON leaves the chosen arms out; compare what it keeps
     kept = json.loads(by_process.to_json())
     assert numbers(data) == numbers(kept)
-    assert "--executor ray --address" in data["command"]
+    assert f"--executor ray --address {address}" in data["command"]
     assert data["protocol"]["executor"] == "ray"
 
 
@@ -144,12 +184,6 @@ def test_address_without_ray_executor_is_refused(capsys: pytest.CaptureFixture[s
     assert main([*CLI_ARGS, "--address", "auto"]) == 2
     err = capsys.readouterr().err
     assert "--address applies to --executor ray" in err and err.count("\n") == 1
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,9 @@ object store), as the process pool's initializer does. Each run's seeds come fro
 (seed, run, algorithm) and the results are collected in run order, so they equal the process
 pool's bit for bit; only the measured CPU seconds differ, as between any two runs.
 
-Ray is an optional dependency (``pip install 'iapo[ray]'``), imported only here and only when
-asked for.
+Ray is an optional dependency (``pip install 'iapo[ray]'``: Ray with Ray Client, for
+``ray://`` addresses), imported only here and only when asked for. A cluster's nodes need iapo
+(the same version) and its dependencies installed: tasks name their function by module.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def import_ray() -> Any:
     except ImportError:
         raise ConfigError(
             f"--executor ray needs Ray, which is not installed: {PIP_RAY} (or pip install "
-            "'ray>=2.9'), or use --executor process",
+            "'ray[client]>=2.9'), or use --executor process",
             field="executor",
         ) from None
 
@@ -112,7 +113,11 @@ def ray_session(ray: Any, address: str | None, num_cpus: int) -> Iterator[None]:
         try:
             ray.init(address=address, **quiet)
         except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
-            hint = "pip install 'ray[client]'" if "ray[client]" in str(exc) else str(exc)
+            hint = (
+                f"ray:// needs Ray Client: {PIP_RAY} (or pip install 'ray[client]')"
+                if "ray[client]" in str(exc)
+                else str(exc)
+            )
             raise ConfigError(
                 f"cannot connect to the Ray cluster at {address}: " + " ".join(hint.split())[:300],
                 field="address",
