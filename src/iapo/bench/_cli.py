@@ -123,13 +123,13 @@ def register_cli(sub: Any) -> None:
         "--executor",
         choices=EXECUTORS,
         default="process",
-        help="where the runs execute: a local process pool (default) or Ray tasks "
-        f"(the ray extra: {PIP_RAY}); the same numbers either way",
+        help="where the runs execute: a local process pool, or Ray tasks on a local instance "
+        f"or a cluster (the ray extra: {PIP_RAY}); the same numbers either way",
     )
     p.add_argument(
         "--address",
         help="with --executor ray: the Ray cluster to use (auto, HOST:PORT or ray://HOST:PORT); "
-        "default: a new local instance",
+        "none: a new local instance",
     )
     p.add_argument(
         "--quick",
