@@ -171,6 +171,7 @@ def main() -> None:
             w = best[ex]["wall_s"]
             row[ex] = {
                 "wall_s": w,
+                "cpu_s_cells": best[ex]["cpu_s_cells"],  # the cells' own CPU, in the workers
                 "ratio": w / base["wall_s"],
                 "overhead_per_cell_ms": (w - base["wall_s"]) / cells * 1e3,
                 "overhead_per_run_ms": (w - base["wall_s"]) / runs * 1e3,
