@@ -22,6 +22,7 @@ from iapo.bench._protocol import (
     execute_runs,
     feasible_budgets,
 )
+from iapo.bench._ray import execute_runs_ray
 from iapo.bench._report import summarise
 from iapo.bench._result import BenchResult
 from iapo.bench._sim import EncodedPool, encode_pool
@@ -44,6 +45,7 @@ __all__ = [
     "categorical_contexts",
     "encode_pool",
     "execute_runs",
+    "execute_runs_ray",
     "feasible_budgets",
     "find_shared",
     "register_cli",

@@ -23,6 +23,7 @@ from iapo.bench._protocol import (
     execute_runs,
     feasible_budgets,
 )
+from iapo.bench._ray import EXECUTORS, execute_runs_ray
 from iapo.bench._report import summarise
 from iapo.bench._result import BenchResult
 from iapo.bench._sim import encode_pool
@@ -141,6 +142,8 @@ def run_benchmark(
     cost_normalize: str | None = None,
     reference: str | None = None,
     tie_credit: str | None = None,
+    executor: str = "process",
+    address: str | None = None,
 ) -> BenchResult:
     """Run the protocol on ``env`` (a name from :data:`ENVIRONMENTS`, a pool file, or an
     :class:`Environment`) and return every run's numbers with their summary.
@@ -163,8 +166,18 @@ def run_benchmark(
     (1/t, the default) or "half" (0.5, the paper's released code); it applies to the ground
     truth and the estimators alike, is recorded in ``protocol`` and, when not the default, in
     the environment's description. A Best-of-N environment refuses it.
+
+    ``executor``: "process" (a local process pool of ``workers``, the default) or "ray" (Ray
+    tasks: a local instance with ``workers`` CPUs, or the cluster at ``address``; the optional
+    ``ray`` extra). Both give the same numbers.
     """
     t0 = time.perf_counter()
+    if executor not in EXECUTORS:
+        raise ConfigError(
+            f"--executor: {executor!r} is not {' or '.join(EXECUTORS)}", field="executor"
+        )
+    if address is not None and executor != "ray":
+        raise ConfigError("--address applies to --executor ray: add it or drop --address")
     weights = _check_cost_options(cost_weights, cost_normalize)
     if isinstance(env, Environment):
         if weights is not None or cost_normalize is not None:
@@ -227,7 +240,10 @@ def run_benchmark(
             raise ConfigError("budgets must be positive integers", field="budgets")
     ok, need = feasible_budgets(sim, specs, bud)
     show = _progress_printer(e.name) if progress is True else (progress or None)
-    runs_out = execute_runs(sim, specs, ok, n_runs, seed, workers, show, caps)
+    if executor == "ray":
+        runs_out = execute_runs_ray(sim, specs, ok, n_runs, seed, workers, show, caps, address)
+    else:
+        runs_out = execute_runs(sim, specs, ok, n_runs, seed, workers, show, caps)
     contexts = [c.name for c in e.contexts]
     summary = summarise(
         runs_out, labels, bud, need, contexts, reference=reference or default_reference(labels)
@@ -260,6 +276,7 @@ def run_benchmark(
             # majority vote's tie rule (None: Best-of-N has no votes)
             "tie_credit": e.strategy.tie_credit if isinstance(e.strategy, MajorityVote) else None,
             "workers": workers,
+            "executor": executor,
         },
         "algorithms": [
             {

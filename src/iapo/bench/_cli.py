@@ -8,6 +8,7 @@ from typing import Any
 from iapo.bench._benchmark import QUICK_RUNS, run_benchmark
 from iapo.bench._envs import ENVIRONMENTS
 from iapo.bench._protocol import DEFAULT_ALGORITHMS
+from iapo.bench._ray import EXECUTORS, PIP_RAY
 from iapo.errors import ConfigError
 
 __all__ = ["register_cli"]
@@ -74,6 +75,8 @@ def _cmd_bench(args: Any) -> int:
         cost_normalize=args.cost_normalize,
         reference=args.reference,
         tie_credit=args.tie_credit,
+        executor=args.executor,
+        address=args.address,
     )
     paths = res.save(args.out, with_plot=not args.no_plot)
     if args.json:
@@ -110,7 +113,24 @@ def register_cli(sub: Any) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="protocol seed (splits, algorithms)")
     p.add_argument("--env-seed", type=int, default=0, help="seed of the synthetic generators")
-    p.add_argument("--workers", type=int, default=2, help="worker processes")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="worker processes (--executor ray: the local Ray instance's CPUs)",
+    )
+    p.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="process",
+        help="where the runs execute: a local process pool, or Ray tasks on a local instance "
+        f"or a cluster (the ray extra: {PIP_RAY}); the same numbers either way",
+    )
+    p.add_argument(
+        "--address",
+        help="with --executor ray: the Ray cluster to use (auto, HOST:PORT or ray://HOST:PORT); "
+        "none: a new local instance",
+    )
     p.add_argument(
         "--quick",
         action="store_true",
