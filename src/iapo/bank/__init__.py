@@ -2,6 +2,7 @@
 
 :class:`SampleBank` states the contract; :class:`SQLiteBank` (the default, one file) and
 :class:`MemoryBank` implement it; :func:`open_bank` opens the one a storage URL names.
+:class:`TaskQueue` (part of every bank) coordinates distributed sampling workers.
 :func:`list_runs` and :func:`find_run` read the run records behind ``iapo runs`` and
 ``iapo show`` (:func:`register_cli`).
 """
@@ -29,6 +30,7 @@ from iapo.bank._runs import (
 )
 from iapo.bank._sqlite import BUSY_LIMIT, SQLiteBank
 from iapo.bank._sqlite_schema import APPLICATION_ID
+from iapo.bank._tasks import MAX_ATTEMPTS, TASK_STATES, TASK_TTL, Task, TaskQueue, TaskSpec
 
 __all__ = [
     "APPLICATION_ID",
@@ -36,10 +38,13 @@ __all__ = [
     "BUSY_LIMIT",
     "CLAIM_TTL",
     "DEFAULT_BANKS",
+    "MAX_ATTEMPTS",
     "MEMORY_URL",
     "RUN_FIELDS",
     "RUN_HELP",
     "STORAGE_HELP",
+    "TASK_STATES",
+    "TASK_TTL",
     "WRITE_BATCH",
     "BankWriter",
     "MemoryBank",
@@ -47,6 +52,9 @@ __all__ = [
     "RunRecord",
     "SQLiteBank",
     "SampleBank",
+    "Task",
+    "TaskQueue",
+    "TaskSpec",
     "find_run",
     "finished_result",
     "list_runs",
