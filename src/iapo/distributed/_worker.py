@@ -62,7 +62,6 @@ class WorkerOptions:
 @dataclass
 class _Run:
     backend: Backend
-    sampler: CachedSampler
 
 
 @dataclass
@@ -228,8 +227,11 @@ class Worker:
             await asyncio.to_thread(self.bank.release_tasks, [task.id], self.name)
             self._active.pop(task.id, None)
             return
+        # a sampler per task: its claims are its own, so two tasks naming one index (a restarted
+        # driver's, or a lapsed task taken again) never draw it twice, even in one worker
+        sampler = CachedSampler(run.backend, self.bank, claim_ttl=self.options.ttl)
         try:
-            _, fresh = await run.sampler.draw(task.prompt, task.query, task.indices)
+            _, fresh = await sampler.draw(task.prompt, task.query, task.indices)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -268,8 +270,7 @@ class Worker:
         scorers = build_scorers(source.scorers, extract=extract) if source.scorers else None
         specs = {p.id: PromptSpec(p.id, p.system, p.template) for p in source.prompts}
         backend = build_live_backend(self.backend_config, specs, queries, extract, scorers)
-        sampler = CachedSampler(backend, self.bank, claim_ttl=self.options.ttl)
-        self._runs[run_id] = run = _Run(backend, sampler)
+        self._runs[run_id] = run = _Run(backend)
         return run
 
     async def _queries(self, run_id: str) -> dict[str, Query]:
