@@ -109,7 +109,7 @@ def workers(
             cfg = tmp / f"worker{k}.yaml"
             cfg.write_text(f"backend:\n{backend_section(url, concurrency)}\n")
             cmd = [sys.executable, "-m", "iapo.cli", "worker", "--storage", storage, str(cfg)]
-            cmd += ["--name", f"w{k}", "--poll", "0.05", "--idle-exit", "3", *extra]
+            cmd += ["--name", f"w{k}", "--poll", "0.05", *extra]  # stopped by SIGTERM
             procs.append(subprocess.Popen(cmd, env=ENV, stderr=subprocess.DEVNULL))
         yield procs
     finally:
@@ -141,11 +141,13 @@ def throughput_case(n_workers: int, args: argparse.Namespace) -> dict[str, Any]:
             algorithm="uniform",
             nonce=uuid.uuid4().hex[:8],
         )
-        if n_workers:
-            stack.enter_context(workers(tmp, storage, urls, args.limit))
-        t0 = time.perf_counter()
-        result = iapo.run(cfg, storage=storage, write=False)
-        wall = time.perf_counter() - t0
+        with workers(tmp, storage, urls if n_workers else [], args.limit) as procs:
+            _wait_for_beats(storage, len(procs))  # started and idle: their start-up is not timed
+            cpu0 = _cpu(procs)
+            t0 = time.perf_counter()
+            result = iapo.run(cfg, storage=storage, write=False)
+            wall = time.perf_counter() - t0
+            worker_cpu = _cpu(procs) - cpu0
         served = sum(stats(u)["completions"] for u in urls)
     drawn = int(result.account["drawn"])
     ideal = endpoints * args.limit / LATENCY
@@ -160,7 +162,29 @@ def throughput_case(n_workers: int, args: argparse.Namespace) -> dict[str, Any]:
         "completions_per_s": round(rate, 1),
         "ideal_per_s": ideal,
         "ratio_to_ideal": round(rate / ideal, 3),
+        "worker_cpu_ms_per_completion": round(1000 * worker_cpu / drawn, 2) if n_workers else None,
     }
+
+
+def _cpu(procs: list[subprocess.Popen[bytes]]) -> float:
+    """CPU seconds the running processes ``procs`` used so far (Linux ``/proc``)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for p in procs:
+        fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def _wait_for_beats(storage: str, n: int) -> None:
+    deadline = time.monotonic() + 120
+    while n and time.monotonic() < deadline:
+        with open_bank(storage) as bank:
+            if sum(r.get("status") == "idle" for r in bank.worker_records()) >= n:
+                return
+        time.sleep(0.05)
+    if n:
+        raise RuntimeError("the workers did not start")
 
 
 def hanging(after: int, release: threading.Event) -> Callable[..., str]:
@@ -262,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--storage", help="bank URL for every case (default: a SQLite file each)")
     ap.add_argument("--limit", type=int, default=8, help="requests each endpoint handles at once")
-    ap.add_argument("--budget", type=int, default=1200, help="completions per throughput case")
+    ap.add_argument("--budget", type=int, default=2400, help="completions per throughput case")
     ap.add_argument("--kill-budget", type=int, default=1200)
     ap.add_argument("--answer-before-hang", type=int, default=20)
     ap.add_argument("--workers", type=int, nargs="*", default=[1, 2, 4])
@@ -278,13 +302,17 @@ def main(argv: list[str] | None = None) -> int:
         "throughput": cases,
         "kill_one_of_three": kill,
     }
-    print("| workers | endpoints | completions | s | completions/s | ideal/s | ratio |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| workers | endpoints | completions | s | completions/s | ideal/s | ratio "
+        "| worker CPU ms/completion |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for c in cases:
         who = "local (1 process)" if c["mode"] == "local" else str(c["workers"])
         print(
             f"| {who} | {c['endpoints']} | {c['completions']} | {c['seconds']} | "
-            f"{c['completions_per_s']} | {c['ideal_per_s']:.0f} | {c['ratio_to_ideal']:.2f} |"
+            f"{c['completions_per_s']} | {c['ideal_per_s']:.0f} | {c['ratio_to_ideal']:.2f} | "
+            f"{c['worker_cpu_ms_per_completion'] or '—'} |"
         )
     print(
         f"\nkill one of three (SIGKILL at {kill['killed_after_s']} s): run completed in "

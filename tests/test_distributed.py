@@ -202,8 +202,9 @@ def test_a_worker_killed_mid_round_loses_nothing_and_the_run_completes(
             workers.start("victim", doomed.base_url, "--ttl", "1.5")
             th, out = in_thread(lambda: iapo.run(cfg))
             until(lambda: doomed.in_flight > 0 and doomed.completions_served == 5, "the hang")
-            workers.start("w1", a.base_url, "--idle-exit", "2")
-            workers.start("w2", b.base_url, "--idle-exit", "2")
+            # (their idle exit comes well after the victim's 1.5 s lease has lapsed)
+            workers.start("w1", a.base_url, "--idle-exit", "5")
+            workers.start("w2", b.base_url, "--idle-exit", "5")
             workers.procs["victim"].send_signal(signal.SIGKILL)
             workers.wait("victim")
             result = outcome(th, out)
@@ -227,15 +228,17 @@ def test_a_restarted_driver_continues_the_run(
     with FakeOpenAIServer(script, latency=0.01) as srv:
         cfg = write_config(tmp_path, srv.base_url, backend_extra=SEEDED, extra=DISTRIBUTED)
         workers.start("w1", srv.base_url, "--limit", "2", "--idle-exit", "3")
-        cmd = [sys.executable, "-m", "iapo.cli", "run", str(cfg), "--no-report", "--quiet"]
+        cmd = [sys.executable, "-m", "iapo.cli", "run", str(cfg), "--no-report"]
         driver = subprocess.Popen(cmd, env=ENV, stderr=subprocess.PIPE)
         try:
             until(lambda: stored(workers.bank) >= 40, "the first samples")
             driver.send_signal(signal.SIGKILL)
-            driver.wait(30)
+            _, err = driver.communicate(timeout=30)
         finally:
             if driver.poll() is None:
                 driver.kill()
+        # the driver showed its tasks and the worker drawing them
+        assert b"distributed: tasks: " in err and b"| workers (1, " in err and b"w1 " in err
         before = stored(workers.bank)
         assert before < reference.account["completions"]
         result = iapo.run(cfg)  # the same command again
@@ -271,10 +274,10 @@ def test_a_task_failing_on_every_attempt_stops_the_run_with_one_line(
     tmp_path: Path, workers: Workers, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with FakeOpenAIServer(permanent="400") as broken:
-        extra = "execution: {mode: distributed, poll: 0.05, max_attempts: 2}"
+        extra = "execution: {poll: 0.05, max_attempts: 2}"  # local, but for --distributed
         cfg = write_config(tmp_path, broken.base_url, backend_extra=SEEDED, extra=extra)
         workers.start("broken", broken.base_url, "--idle-exit", "1", "--retry-after", "0")
-        assert main(["run", str(cfg), "--no-report", "--quiet"]) == 2
+        assert main(["run", str(cfg), "--no-report", "--quiet", "--distributed"]) == 2
         assert workers.wait("broken") == 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("iapo: error: task ")
