@@ -104,7 +104,9 @@ def test_a_version_2_bank_is_upgraded_in_place_keeping_samples_runs_and_claims(
         assert bank.get("da", [0, 2]) == {0: EXPECTED[("da", 0)], 2: Sample("C")}
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
-        assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == "3"
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == str(
+            BANK_SCHEMA
+        )
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         dists = db.execute("SELECT key, prompt, query FROM dists ORDER BY key").fetchall()
         assert dists == [("da", "p0", "q0"), ("db", "p1", "q0")]  # each distribution once

@@ -99,8 +99,11 @@ def test_an_empty_database_gets_the_bank_in_schema_iapo_beside_other_tables(
         ("iapo", "claims"),
         ("iapo", "dists"),
         ("iapo", "meta"),
+        ("iapo", "run_inputs"),
         ("iapo", "runs"),
         ("iapo", "samples"),
+        ("iapo", "tasks"),
+        ("iapo", "workers"),
         ("public", "theirs"),
     ]
     assert _sql(postgres_url, "SELECT value FROM iapo.meta") == [(str(BANK_SCHEMA),)]

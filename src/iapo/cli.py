@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from iapo import bank, bench, commands, record, report
+from iapo import bank, bench, commands, distributed, record, report
 from iapo.errors import InputError, PermanentBackendError, StorageError, TransientBackendError
 from iapo.version import __version__
 
@@ -20,6 +20,7 @@ REGISTRARS: tuple[Callable[[Any], None], ...] = (
     record.register_cli,
     report.register_cli,
     bank.register_cli,
+    distributed.register_cli,
 )
 
 

@@ -9,12 +9,14 @@ import argparse
 import math
 import sys
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from iapo import pools
 from iapo.bank import mask_url
 from iapo.config import parse_config
+from iapo.distributed import format_status
 from iapo.evaluation import Evaluation
 from iapo.fmt import amount, count, num, strict_json, table
 from iapo.result import RunResult
@@ -184,8 +186,15 @@ def format_preflight(pf: dict[str, Any]) -> str:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     s = setup(Path(args.config), run_dir=args.run_dir, storage=args.storage)
+    changes: dict[str, Any] = {}
     if args.seed is not None:
-        seeded = parse_config({**s.config.model_dump(), "seed": args.seed}, "--seed")
+        changes["seed"] = args.seed
+    if args.distributed:
+        changes["execution"] = {**s.config.execution.model_dump(), "mode": "distributed"}
+    if changes:
+        seeded = parse_config(
+            {**s.config.model_dump(), **changes}, "--seed" if "seed" in changes else "--distributed"
+        )
         s = setup(
             seeded,
             config_path=s.config_path,
@@ -196,13 +205,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from iapo.report import PIP_REPORT, report_available, write_report
 
     budget = args.budget if args.budget is not None else s.config.budget
+    monitor = None
+    if s.config.execution.mode == "distributed" and not (args.quiet or args.json):
+
+        def monitor(counts: Mapping[str, int], workers: Sequence[Mapping[str, Any]]) -> None:
+            print(f"distributed: {format_status(counts, workers)}", file=sys.stderr, flush=True)
+
     try:
         with (
             make_progress(budget, quiet=args.quiet or args.json, cost_unit=s.cost_unit) as bar,
             warnings.catch_warnings(),
         ):
             warnings.simplefilter("ignore", DataChangedWarning)  # said as a note with the result
-            result = run(s, budget=args.budget, progress=bar)
+            result = run(s, budget=args.budget, progress=bar, monitor=monitor)
     except KeyboardInterrupt:
         print(
             f"\ninterrupted: every completion drawn so far is in the bank ({mask_url(s.storage)}); "
@@ -304,6 +319,12 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--storage", help="sample bank URL, e.g. sqlite:///bank.sqlite")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="publish the pulls for `iapo worker` processes to draw (execution.mode: "
+        "distributed); the run waits for them and shows the workers",
+    )
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("estimate", help="pre-flight: schedule, completions and expected cost")

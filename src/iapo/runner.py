@@ -11,14 +11,15 @@ from typing import Any
 
 from iapo.algorithms import Algorithm
 from iapo.backends import Backend
-from iapo.bank import WRITE_BATCH, mask_url, open_bank
+from iapo.bank import WRITE_BATCH, SampleBank, mask_url, open_bank
 from iapo.config import RunConfig
+from iapo.distributed import DistributedSampler, Monitor, query_inputs
 from iapo.errors import ConfigError, InputError, PoolError
 from iapo.evaluation import Evaluation, exact_q_table, policy_evaluation
 from iapo.fmt import count
 from iapo.result import RunResult, versions
-from iapo.setups import ReplaySetup, Setup, setup
-from iapo.study import Progress, RunInfo, Study, StudyOutcome
+from iapo.setups import LiveSetup, ReplaySetup, Setup, setup
+from iapo.study import Progress, RunInfo, Sampler, Study, StudyOutcome
 from iapo.types import Arm, PullResult, Sample
 
 __all__ = ["evaluate", "preflight", "run"]
@@ -40,6 +41,7 @@ def run(
     run_dir: str | Path | None = None,
     storage: str | None = None,
     write: bool = True,
+    monitor: Monitor | None = None,
 ) -> RunResult:
     """Run the configured algorithm to the end and return its :class:`RunResult`.
 
@@ -47,6 +49,10 @@ def run(
     the setup's problem: build it from ``iapo.setup(config).problem``). Writes the sample bank
     and ``result.json`` to the run directory (``write=False``: only the bank). Re-running the
     same config re-uses every stored completion.
+
+    With ``execution: {mode: distributed}`` the pulls are published as tasks in the bank for
+    ``iapo worker`` processes, and ``monitor(task_counts, workers)`` (if given) is told of them
+    now and then (:class:`~iapo.distributed.DistributedSampler`).
     """
     s = _setup(config, run_dir=run_dir, storage=storage)
     algo = algorithm if algorithm is not None else s.make_algorithm(budget)
@@ -71,6 +77,7 @@ def run(
     data = s.pool.digest if isinstance(s, ReplaySetup) else None
     results: list[RunResult] = []
     with bank:
+        sampler = _distributed(s, backend, bank, monitor)
         info = RunInfo(s.run_id, s.config.name, s.config.model_dump(mode="json"), data)
         # a replayed pool's samples are written ~WRITE_BATCH rows per transaction and at the end
         # of every round (a crash loses only what a resumed run re-draws identically); a live
@@ -84,6 +91,7 @@ def run(
             cost_cap=cap,
             run=info,
             write_batch=WRITE_BATCH,
+            sampler=sampler,
         )
 
         def finish(outcome: StudyOutcome) -> dict[str, Any]:
@@ -95,8 +103,40 @@ def run(
             results.append(result)
             return result.to_dict()
 
-        study.run(close_backend=owns_backend, finish=finish)
+        try:
+            study.run(close_backend=owns_backend, finish=finish)
+        finally:
+            if sampler is not None:  # a stopped or failed run leaves no work for the workers
+                bank.cancel_tasks(s.run_id)
     return results[0]
+
+
+def _distributed(
+    s: Setup, backend: Backend, bank: SampleBank, monitor: Monitor | None
+) -> Sampler | None:
+    """A distributed run's sampler, after clearing what an earlier driver of the run left
+    queued (it is published again if still missing) and keeping the queries for the workers;
+    None for a local run."""
+    ex = s.config.execution
+    if ex.mode != "distributed":
+        return None
+    if not isinstance(s, LiveSetup) or bank.url == "memory:":
+        raise ConfigError(
+            "distributed sampling needs a live backend and a bank the workers can open "
+            "(sqlite:///path or a database URL), not memory:",
+            source=s.source,
+            field="execution.mode",
+        )
+    bank.cancel_tasks(s.run_id)
+    bank.put_run_inputs(s.run_id, query_inputs(s.queries))
+    return DistributedSampler(
+        backend,
+        bank,
+        s.run_id,
+        max_attempts=ex.max_attempts,
+        poll=ex.poll,
+        monitor=monitor,
+    )
 
 
 def _result(s: Setup, outcome: StudyOutcome, backend: str, elapsed: float) -> RunResult:

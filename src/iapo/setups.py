@@ -238,8 +238,9 @@ def _common(
     rdir = Path(run_dir) if run_dir else Path(config.run_dir or default_run_dir(config.name))
     store = storage or config.storage or f"sqlite:///{rdir / 'bank.sqlite'}"
     check_storage(store, "--storage" if storage else src)
-    # the default tie rule stays out of the id: runs from before the option keep theirs
-    fixed = {"run_dir", "storage"} | (
+    # the default tie rule stays out of the id: runs from before the option keep theirs; where
+    # completions are drawn (execution) never changes them: a distributed run resumes a local one
+    fixed = {"run_dir", "storage", "execution"} | (
         {"tie_credit"} if config.tie_credit == "fractional" else set()
     )
     ident = {"config": config.model_dump(exclude=fixed), **identity}

@@ -7,8 +7,9 @@ budget) or "interrupted" (any other exception, Ctrl-C included), with the comple
 A ``reproducible`` backend (a replayed pool) is sampled a round at a time: one bank read, the
 missing samples drawn in process, the new ones written :data:`~iapo.bank.WRITE_BATCH` rows per
 transaction (and at the end of the round, or when it fails): a crash loses at most the rows not
-yet written, which a resumed run draws again, identically. Other backends go through
-:class:`~iapo.sampling.CachedSampler` pull by pull, each completion banked as it arrives.
+yet written, which a resumed run draws again, identically. Other backends go through a
+:class:`Sampler` pull by pull (a :class:`~iapo.sampling.CachedSampler`, each completion banked
+as it arrives, unless a distributed run gives its own, which publishes pulls to workers).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -42,6 +43,7 @@ __all__ = [
     "Finish",
     "Progress",
     "RunInfo",
+    "Sampler",
     "Study",
     "StudyOutcome",
 ]
@@ -59,6 +61,11 @@ class RunInfo:
     name: str
     config: Mapping[str, Any]
     data: str | None = None
+
+
+class Sampler(Protocol):
+    async def draw(self, p: str, q: str, idx: Sequence[int], /) -> tuple[list[Sample], int]:
+        """Completions ``indices`` of (prompt, query), in order, and how many were drawn new."""
 
 
 class DataChangedWarning(UserWarning):
@@ -89,6 +96,7 @@ class Study:
         cost_cap: float | None = None,
         run: RunInfo | None = None,
         write_batch: int = WRITE_BATCH,
+        sampler: Sampler | None = None,
     ) -> None:
         if run is not None and bank is None:
             raise ValueError("a study that records its run needs a bank")
@@ -103,7 +111,7 @@ class Study:
         self.stopped: str | None = None
         #: Set when the bank held this run (same id or name) built from other data (a warning).
         self.data_changed: str | None = None
-        self._sampler = CachedSampler(backend, bank)
+        self._sampler: Sampler = sampler if sampler is not None else CachedSampler(backend, bank)
         self._used: dict[tuple[str, str], int] = {}
         self._anomalies_before: dict[str, int] = {}
         self._committed = 0.0  # under a cost cap: spent + in-flight pulls at their worst case

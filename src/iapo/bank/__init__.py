@@ -3,7 +3,8 @@
 :class:`SampleBank` states the contract; :class:`SQLiteBank` (the default, one file),
 :class:`PostgresBank` (a PostgreSQL database shared by many machines; the ``postgres`` extra,
 loaded on first use) and :class:`MemoryBank` implement it; :func:`open_bank` opens the one a
-storage URL names, :func:`mask_url` shows a URL without its password.
+storage URL names, :func:`mask_url` shows a URL without its password. :class:`TaskQueue` (part
+of every bank) coordinates distributed sampling workers.
 :func:`list_runs` and :func:`find_run` read the run records behind ``iapo runs`` and
 ``iapo show`` (:func:`register_cli`).
 """
@@ -34,6 +35,7 @@ from iapo.bank._runs import (
 )
 from iapo.bank._sqlite import BUSY_LIMIT, SQLiteBank
 from iapo.bank._sqlite_schema import APPLICATION_ID
+from iapo.bank._tasks import MAX_ATTEMPTS, TASK_STATES, TASK_TTL, Task, TaskQueue, TaskSpec
 
 if TYPE_CHECKING:
     from iapo.bank._postgres import PostgresBank
@@ -44,11 +46,14 @@ __all__ = [
     "BUSY_LIMIT",
     "CLAIM_TTL",
     "DEFAULT_BANKS",
+    "MAX_ATTEMPTS",
     "MEMORY_URL",
     "PIP_POSTGRES",
     "RUN_FIELDS",
     "RUN_HELP",
     "STORAGE_HELP",
+    "TASK_STATES",
+    "TASK_TTL",
     "WRITE_BATCH",
     "BankWriter",
     "MemoryBank",
@@ -57,6 +62,9 @@ __all__ = [
     "RunRecord",
     "SQLiteBank",
     "SampleBank",
+    "Task",
+    "TaskQueue",
+    "TaskSpec",
     "find_run",
     "finished_result",
     "is_postgres_url",

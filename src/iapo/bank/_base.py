@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any, Self
 
+from iapo.bank._tasks import TaskQueue
 from iapo.types import Sample
 
 __all__ = [
@@ -23,8 +24,9 @@ __all__ = [
 
 #: Version of the stored layout; a bank written with a newer version is refused (``BankError``).
 #: Version 2 added claims and each run's data identity; version 3 stores each distribution's
-#: prompt and query once (older SQLite banks are upgraded in place when opened).
-BANK_SCHEMA = 3
+#: prompt and query once; version 4 adds the task queue of distributed sampling (tasks, worker
+#: heartbeats, run inputs). Older SQLite banks are upgraded in place when opened.
+BANK_SCHEMA = 4
 
 #: Rows a :class:`BankWriter` collects before it writes them, by default: a replay run's rows
 #: land in many places of the bank, so a transaction costs about the same from ~4,000 rows on.
@@ -56,7 +58,7 @@ RUN_FIELDS = (
 )
 
 
-class SampleBank(ABC):
+class SampleBank(TaskQueue, ABC):
     """Every completion drawn, keyed by (distribution key, sample index), and the runs' records.
 
     Contract (checked by :class:`iapo.testing.BankSuite`):
@@ -83,6 +85,8 @@ class SampleBank(ABC):
       later run can tell it was built from different data. ``config`` and ``result`` are JSON
       objects and come back as fresh copies decoded
       from JSON.
+    * **Task queue** (optional: :class:`~iapo.bank.TaskQueue`, checked by
+      :class:`iapo.testing.QueueSuite`): the tasks of distributed sampling workers.
     * **Lifetime.** Methods are thread-safe. :meth:`close` is idempotent; nothing else may be
       called after it. A bank is a context manager that closes on exit. ``url`` names the storage:
       for a persistent bank, opening ``url`` again gives the same samples and runs.

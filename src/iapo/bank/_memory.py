@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from iapo.bank._base import PutGroup, RunRecord, SampleBank
+from iapo.bank._memory_queue import MemoryQueue
 from iapo.fmt import strict_json
 from iapo.types import Sample
 
@@ -18,7 +19,7 @@ __all__ = ["MEMORY_URL", "MemoryBank"]
 MEMORY_URL = "memory:"
 
 
-class MemoryBank(SampleBank):
+class MemoryBank(MemoryQueue, SampleBank):
     """A :class:`SampleBank` in dicts behind one lock: thread-safe, gone when closed or dropped.
 
     Run configs and results are kept as JSON text, so they round-trip exactly as in a SQLite
@@ -32,6 +33,7 @@ class MemoryBank(SampleBank):
         self._samples: dict[str, dict[int, Sample]] = {}
         self._runs: dict[str, dict[str, Any]] = {}
         self._claims: dict[tuple[str, int], tuple[str, float]] = {}  # -> (owner, expires)
+        self._init_queue()
 
     def get(self, dist: str, indices: Sequence[int]) -> dict[int, Sample]:
         """The stored samples of ``dist`` among ``indices``."""

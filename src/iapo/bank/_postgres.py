@@ -32,7 +32,8 @@ import psycopg.errors
 from psycopg_pool import ConnectionPool
 
 from iapo.bank._base import PutGroup, RunRecord, SampleBank
-from iapo.bank._postgres_schema import migrate
+from iapo.bank._postgres_queue import PostgresQueue
+from iapo.bank._postgres_schema import NOW, migrate
 from iapo.bank._postgres_url import mask_url, where
 from iapo.bank._sqlite_rows import Codec
 from iapo.errors import BankError, StorageError
@@ -50,8 +51,6 @@ RETRY_LIMIT = 60.0
 #: Connections a bank object keeps at most (one per thread using it at the same moment).
 POOL_SIZE = 8
 
-#: The server's clock in seconds since the epoch, fixed for one statement.
-NOW = "extract(epoch FROM statement_timestamp())::float8"
 
 #: The mark of a stored text that :func:`_escape` wrote as JSON.
 _ESCAPED = "\x1b[iapo-json]"
@@ -102,7 +101,7 @@ def _spans(indices: Sequence[int]) -> list[tuple[int, int]]:
     return out
 
 
-class PostgresBank(SampleBank):
+class PostgresBank(PostgresQueue, SampleBank):
     """A :class:`SampleBank` in a PostgreSQL database (``postgresql://user@host:port/db``), its
     tables in the schema ``iapo``, created (or migrated) when first opened; any number of
     threads, processes and machines share it. A database whose ``iapo`` schema holds something

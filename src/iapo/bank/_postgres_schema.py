@@ -12,8 +12,9 @@ Migrations are :data:`STEPS`: ``(version, step)`` in increasing order, each step
 function of the connection) that turns version ``version - 1`` into ``version``; a new database
 runs them all. The first PostgreSQL layout is version 3, the SQLite layout of the same version
 (each distribution's key, prompt and query once in ``dists``; samples by (distribution id,
-index); ``claims``; ``runs`` with ``data``). A later part of the bank (e.g. a task queue in its
-own module) adds its tables with a step of its own appended here.
+index); ``claims``; ``runs`` with ``data``). Version 4 adds the task queue of distributed
+sampling (``tasks``, ``workers``, ``run_inputs``: :mod:`iapo.bank._postgres_queue`), as in
+SQLite.
 """
 
 from __future__ import annotations
@@ -25,7 +26,21 @@ import psycopg
 
 from iapo.bank._sqlite_schema import APPLICATION_ID
 
-__all__ = ["LATEST", "SCHEMA", "STEPS", "Step", "inspect", "migrate", "other_version"]
+__all__ = [
+    "LATEST",
+    "NOW",
+    "SCHEMA",
+    "STEPS",
+    "V3",
+    "V4",
+    "Step",
+    "inspect",
+    "migrate",
+    "other_version",
+]
+
+#: The server's clock in seconds since the epoch, fixed for one statement.
+NOW = "extract(epoch FROM statement_timestamp())::float8"
 
 #: The PostgreSQL schema (namespace) that holds every table of a bank.
 SCHEMA = "iapo"
@@ -78,8 +93,37 @@ CREATE TABLE iapo.runs (
 );
 """
 
+#: Version 4: the task queue (the layout of :mod:`iapo.bank._sqlite_schema` version 4).
+V4 = """
+CREATE TABLE iapo.tasks (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    run_id text NOT NULL,
+    dist text NOT NULL,
+    prompt text NOT NULL,
+    query text NOT NULL,
+    indices bigint[] NOT NULL,
+    status text NOT NULL,
+    attempts integer NOT NULL DEFAULT 0,
+    max_attempts integer NOT NULL,
+    worker text,
+    expires double precision,
+    error text,
+    failed_by text,
+    retry_at double precision,
+    created double precision NOT NULL
+);
+CREATE INDEX tasks_open ON iapo.tasks (status, id);
+CREATE INDEX tasks_run ON iapo.tasks (run_id, status);
+CREATE TABLE iapo.workers (
+    worker text PRIMARY KEY,
+    seen double precision NOT NULL,
+    info text NOT NULL
+);
+CREATE TABLE iapo.run_inputs (run_id text PRIMARY KEY, inputs text NOT NULL);
+"""
+
 #: Every migration, oldest first (see the module docstring).
-STEPS: list[Step] = [(3, V3)]
+STEPS: list[Step] = [(3, V3), (4, V4)]
 
 #: The newest layout this iapo writes and reads.
 LATEST = max(version for version, _ in STEPS)

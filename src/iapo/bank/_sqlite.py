@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from iapo.bank._base import PutGroup, RunRecord, SampleBank
+from iapo.bank._sqlite_queue import SQLiteQueue
 from iapo.bank._sqlite_rows import Codec
 from iapo.bank._sqlite_schema import inspect, mark
 from iapo.errors import BankError, StorageError
@@ -54,7 +55,7 @@ def _cause(exc: sqlite3.Error, busy_limit: float) -> str:
     return f"{text}: check the disk and the file, then run the same command again to resume"
 
 
-class SQLiteBank(SampleBank):
+class SQLiteBank(SQLiteQueue, SampleBank):
     """A :class:`SampleBank` in one SQLite file (created with its folder if missing), shared
     safely by threads and by several processes. A file that is not an iapo bank, or a bank of
     another :data:`BANK_SCHEMA`, is refused with a :class:`~iapo.errors.BankError` and left
@@ -138,7 +139,7 @@ class SQLiteBank(SampleBank):
                 kind = inspect(self._db)
             finally:
                 self._db.execute("COMMIT")
-        if kind not in ("empty", "current", "v1", "v2"):
+        if kind not in ("empty", "current", "v1", "v2", "v3"):
             raise BankError(kind, source=str(self.path), field="storage")
         return kind
 
@@ -154,7 +155,7 @@ class SQLiteBank(SampleBank):
             self._rollback()
             raise
         self._db.execute("COMMIT")
-        if kind != "empty":  # an upgraded bank: give back the old layout's pages, if we can
+        if kind in ("v1", "v2"):  # a rewritten bank: give back the old layout's pages, if we can
             with contextlib.suppress(sqlite3.Error):  # (busy, or no room: the bank is fine)
                 self._db.execute("VACUUM")
 

@@ -9,7 +9,9 @@ write transaction: a failure or a kill leaves it as it was.
 
 Version 3 stores each distribution once (``dists``: key, prompt, query) and its samples in a
 ``WITHOUT ROWID`` table clustered by (distribution id, index); versions 1-2 repeated the key,
-prompt and query on every sample row.
+prompt and query on every sample row. Version 4 adds the task queue of distributed sampling
+(``tasks``, ``workers``, ``run_inputs``: :mod:`iapo.bank._sqlite_queue`); a version-3 bank is
+upgraded by creating them.
 """
 
 from __future__ import annotations
@@ -46,6 +48,39 @@ CREATE TABLE IF NOT EXISTS claims (
 );
 """
 
+#: The task queue (version 4): ids only grow (AUTOINCREMENT), so a cancelled task's id is never
+#: given to another task a driver could mistake for it. One index (what ``take`` looks up); the
+#: small tables are ``WITHOUT ROWID``: an empty bank stays a few pages.
+_QUEUE = """
+CREATE TABLE IF NOT EXISTS tasks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    dist TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    query TEXT NOT NULL,
+    indices TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    worker TEXT,
+    expires REAL,
+    error TEXT,
+    failed_by TEXT,
+    retry_at REAL,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tasks_open ON tasks (status, id);
+CREATE TABLE IF NOT EXISTS workers (
+    worker TEXT PRIMARY KEY,
+    seen REAL NOT NULL,
+    info TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS run_inputs (
+    run_id TEXT PRIMARY KEY,
+    inputs TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
 DDL = (
     """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -68,6 +103,7 @@ CREATE TABLE IF NOT EXISTS samples (
 ) WITHOUT ROWID;
 """
     + _RUNS
+    + _QUEUE
 )
 
 #: The layout of a version-2 bank (iapo 0.x up to issue #13), for tests and the migration.
@@ -106,6 +142,14 @@ _V2 = {
     "runs": [*_RUN_COLUMNS, "data"],
     "claims": ["dist", "idx", "owner", "expires"],
 }
+#: The tables (and their columns, in order) of a version-3 bank.
+_V3 = {
+    "meta": ["key", "value"],
+    "dists": ["id", "key", "prompt", "query"],
+    "samples": ["dist", "idx", "answer", "scores", "cost", "text", "usage", "created"],
+    "runs": [*_RUN_COLUMNS, "data"],
+    "claims": ["dist", "idx", "owner", "expires"],
+}
 
 #: Version 1 and 2 sample rows into version 3: each distribution once, then its samples.
 _MIGRATE = """
@@ -135,7 +179,7 @@ DROP TABLE samples;
 ALTER TABLE samples_v3 RENAME TO samples;
 """
 
-Kind = Literal["empty", "current", "v1", "v2"]
+Kind = Literal["empty", "current", "v1", "v2", "v3"]
 
 
 def _columns(db: sqlite3.Connection, table: str) -> list[str]:
@@ -154,8 +198,9 @@ def _other_version(version: str | None) -> str:
 
 
 def inspect(db: sqlite3.Connection) -> Kind | str:
-    """Read-only: ``"empty"`` (a new file), ``"current"`` (a bank of this version), ``"v1"`` or
-    ``"v2"`` (an older bank, upgraded by :func:`mark`), or why the file is refused (a phrase)."""
+    """Read-only: ``"empty"`` (a new file), ``"current"`` (a bank of this version), ``"v1"``,
+    ``"v2"`` or ``"v3"`` (an older bank, upgraded by :func:`mark`), or why the file is refused
+    (a phrase)."""
     app_id = db.execute("PRAGMA application_id").fetchone()[0]
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if app_id == 0 and not tables:
@@ -176,6 +221,10 @@ def inspect(db: sqlite3.Connection) -> Kind | str:
             return "v2"
         if version == "2":
             return "a version-2 bank with unexpected tables: point 'storage' elsewhere"
+        if version == "3" and _exactly(db, tables, _V3):
+            return "v3"
+        if version == "3":
+            return "a version-3 bank with unexpected tables: point 'storage' elsewhere"
         return _other_version(version)
     if version == "1" and _exactly(db, tables, _V1):
         return "v1"

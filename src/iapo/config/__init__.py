@@ -17,7 +17,7 @@ from iapo.config._backend import (
     OpenAIBackendConfig,
     check_params,
 )
-from iapo.config._parse import load_config, parse_config
+from iapo.config._parse import load_config, load_worker_config, parse_config
 from iapo.config._run import LiveSource, PoolSource, RunConfig, RunSource
 from iapo.config._sections import (
     MAX_BUDGET,
@@ -29,6 +29,7 @@ from iapo.config._sections import (
     ContextsConfig,
     ContextSpec,
     CostConfig,
+    ExecutionConfig,
     GridSpec,
     PriceConfig,
     PromptConfig,
@@ -49,6 +50,7 @@ __all__ = [
     "ContextSpec",
     "ContextsConfig",
     "CostConfig",
+    "ExecutionConfig",
     "GridSpec",
     "LiveSource",
     "LocalBackendConfig",
@@ -61,5 +63,6 @@ __all__ = [
     "SplitConfig",
     "check_params",
     "load_config",
+    "load_worker_config",
     "parse_config",
 ]

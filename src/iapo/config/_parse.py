@@ -11,13 +11,13 @@ from typing import Any, get_args
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from iapo.config._backend import BACKEND_KINDS
+from iapo.config._backend import BACKEND_KINDS, BackendConfig
 from iapo.config._run import RunConfig
 from iapo.config._yaml import YAMLLimitError, load_yaml
 from iapo.errors import ConfigError
 from iapo.inputs import read_input_text
 
-__all__ = ["load_config", "parse_config"]
+__all__ = ["load_config", "load_worker_config", "parse_config"]
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
@@ -123,28 +123,66 @@ def parse_config(data: Any, source: str) -> RunConfig:
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
-        errors = exc.errors()
-        # a misspelt key explains the "required" error of the key it misspells: it goes first
-        errors.sort(key=lambda e: _near_miss(e) is None)
-        problems = []
-        for err in errors:
-            field, message = _describe(err)
-            prefixed = re.match(r"([a-z_][\w.\[\]]*): (.*)", message)
-            if prefixed and field == "(top level)":  # a cross-field check names its field itself
-                field, message = prefixed.group(1), prefixed.group(2)
-            sub = re.match(r"\.(\w+): (.*)", message)
-            if sub:  # a check of a mapping's entries names the entry: backend.params.max_tokens
-                field, message = f"{field}.{sub.group(1)}", sub.group(2)
-            problems.append((field, message))
-        (field, message), more = problems[0], problems[1:]
-        extra = "".join(f"\n  {source}: {f}: {m}" for f, m in more)
-        raise ConfigError(message + extra, source=source, field=field) from None
+        raise _config_error(exc, source) from None
+
+
+def _config_error(exc: ValidationError, source: str) -> ConfigError:
+    """One :class:`ConfigError` for every problem of ``exc`` (see :func:`parse_config`)."""
+    errors = exc.errors()
+    # a misspelt key explains the "required" error of the key it misspells: it goes first
+    errors.sort(key=lambda e: _near_miss(e) is None)
+    problems = []
+    for err in errors:
+        field, message = _describe(err)
+        prefixed = re.match(r"([a-z_][\w.\[\]]*): (.*)", message)
+        if prefixed and field == "(top level)":  # a cross-field check names its field itself
+            field, message = prefixed.group(1), prefixed.group(2)
+        sub = re.match(r"\.(\w+): (.*)", message)
+        if sub:  # a check of a mapping's entries names the entry: backend.params.max_tokens
+            field, message = f"{field}.{sub.group(1)}", sub.group(2)
+        problems.append((field, message))
+    (field, message), more = problems[0], problems[1:]
+    extra = "".join(f"\n  {source}: {f}: {m}" for f, m in more)
+    return ConfigError(message + extra, source=source, field=field)
+
+
+class _WorkerConfig(BaseModel):
+    """What ``iapo worker`` needs of its config: the ``backend`` (other keys are read only when
+    the file is a whole run config)."""
+
+    backend: BackendConfig
+
+
+def load_worker_config(path: str | Path) -> tuple[BackendConfig, RunConfig | None]:
+    """A worker's config file: its ``backend`` section (validated, errors as for a run config),
+    and the whole run config when the file is one (None when it only gives a backend)."""
+    p = Path(path)
+    data = _read_yaml(p)
+    if not isinstance(data, dict) or "backend" not in data:
+        raise ConfigError(
+            "a worker's config needs a 'backend' section: the endpoint, model and parameters "
+            "this worker draws from (the same model and params as the run's)",
+            source=str(p),
+            field="backend",
+        )
+    try:
+        backend = _WorkerConfig.model_validate({"backend": data["backend"]}).backend
+    except ValidationError as exc:
+        raise _config_error(exc, str(p)) from None
+    try:
+        return backend, RunConfig.model_validate(data)
+    except ValidationError:
+        return backend, None
 
 
 def load_config(path: str | Path) -> RunConfig:
     """Read and validate a YAML run configuration (a regular UTF-8 file; duplicate keys, deep
     nesting and alias bombs refused: see :func:`~iapo.config._yaml.load_yaml`)."""
     p = Path(path)
+    return parse_config(_read_yaml(p), str(p))
+
+
+def _read_yaml(p: Path) -> Any:
     text = read_input_text(p, error=ConfigError, what="a YAML config file")
     try:
         data = load_yaml(text)
@@ -158,4 +196,4 @@ def load_config(path: str | Path) -> RunConfig:
         raise ConfigError(
             f"malformed YAML at {where}: {problem}: fix the syntax", source=str(p)
         ) from None
-    return parse_config(data, str(p))
+    return data

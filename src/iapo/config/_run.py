@@ -16,6 +16,7 @@ from iapo.config._sections import (
     AlgorithmConfig,
     ContextsConfig,
     CostConfig,
+    ExecutionConfig,
     PromptConfig,
     Seed,
     SplitConfig,
@@ -49,6 +50,7 @@ class RunConfig(StrictModel):
     queries: str | None = None
     extract: str | dict[str, Any] = "number"
     scorers: dict[str, Any] | None = None
+    execution: ExecutionConfig = Field(default_factory=lambda: ExecutionConfig.model_validate({}))
 
     @model_validator(mode="before")
     @classmethod
@@ -99,6 +101,11 @@ class RunConfig(StrictModel):
                 raise ValueError(
                     "prompts: a live backend needs prompts with text: [{id, system, template}]"
                 )
+        if self.execution.mode == "distributed" and self.pool is not None:
+            raise ValueError(
+                "execution.mode: distributed needs a live 'backend' (a replayed pool is drawn "
+                "in process): use mode: local, or sample a backend"
+            )
         if self.strategy == "majority_vote" and self.objectives not in (None, ["accuracy"]):
             raise ValueError(
                 "objectives: majority_vote has one objective, 'accuracy': drop 'objectives'"

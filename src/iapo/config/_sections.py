@@ -20,6 +20,7 @@ __all__ = [
     "ContextSpec",
     "ContextsConfig",
     "CostConfig",
+    "ExecutionConfig",
     "FiniteFloat",
     "GridSpec",
     "PriceConfig",
@@ -121,6 +122,18 @@ class CostConfig(StrictModel):
     scale: FiniteFloat = Field(1.0, gt=0, le=MAX_WEIGHT)
     #: Never spend more than this (in the backend's cost unit: tokens, or dollars with a price).
     cap: FiniteFloat | None = Field(None, gt=0, le=MAX_CAP)
+
+
+class ExecutionConfig(StrictModel):
+    """Where completions are drawn: ``local`` (in the run's process, the default) or
+    ``distributed`` (each pull's missing samples are published as tasks in the bank, which
+    ``iapo worker --storage URL CONFIG`` processes draw from their own endpoints; the run waits
+    for them). ``max_attempts``: failed attempts before a task, and the run, fail; ``poll``:
+    seconds between the run's looks at its tasks. (A task's lease is the worker's ``--ttl``.)"""
+
+    mode: Literal["local", "distributed"] = "local"
+    max_attempts: int = Field(3, ge=1, le=100)
+    poll: FiniteFloat = Field(0.2, gt=0, le=60)
 
 
 class PriceConfig(StrictModel):

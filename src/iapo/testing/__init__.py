@@ -5,9 +5,10 @@
 - :class:`MockBackend`: an in-process backend answering from a handler (like
   ``httpx.MockTransport``).
 - Conformance suites, in the style of Optuna's ``optuna.testing``: subclass
-  :class:`AlgorithmSuite`, :class:`BackendSuite` or :class:`BankSuite` in a test module to check
-  your own algorithm, backend or sample bank against the contracts iapo relies on. They need
-  pytest (``pip install 'iapo[testing]'``) and load it only when first used.
+  :class:`AlgorithmSuite`, :class:`BackendSuite`, :class:`BankSuite` or :class:`QueueSuite` in a
+  test module to check your own algorithm, backend, sample bank or its task queue against the
+  contracts iapo relies on. They need pytest (``pip install 'iapo[testing]'``) and load it only
+  when first used.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from iapo.testing.fake_openai import (
 if TYPE_CHECKING:
     from iapo.testing.backends import BackendSuite
     from iapo.testing.banks import BankSuite
+    from iapo.testing.queues import QueueSuite
 
 __all__ = [
     "FAULT_KINDS",
@@ -37,12 +39,14 @@ __all__ = [
     "FakeOpenAIServer",
     "FaultPlan",
     "MockBackend",
+    "QueueSuite",
     "default_script",
 ]
 
 _SUITES = {
     "BackendSuite": "iapo.testing.backends",
     "BankSuite": "iapo.testing.banks",
+    "QueueSuite": "iapo.testing.queues",
 }
 
 
