@@ -21,7 +21,7 @@ import pytest
 from live_helpers import script, write_config
 
 import iapo
-from iapo.bank import SQLiteBank
+from iapo.bank import SQLiteBank, open_bank
 from iapo.cli import main
 from iapo.errors import ConfigError
 from iapo.result import RunResult
@@ -62,13 +62,14 @@ def worker_config(tmp: Path, name: str, url: str, temperature: float = 0.7) -> P
 class Workers:
     """``iapo worker`` processes on one bank, each with its stderr in a file."""
 
-    def __init__(self, tmp: Path, bank: Path) -> None:
+    def __init__(self, tmp: Path, bank: Path, storage: str | None = None) -> None:
         self.tmp, self.bank = tmp, bank
+        self.storage = storage or f"sqlite:///{bank}"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str, url: str, *extra: str, temperature: float = 0.7) -> None:
         cfg = worker_config(self.tmp, name, url, temperature)
-        cmd = [sys.executable, "-m", "iapo.cli", "worker", "--storage", f"sqlite:///{self.bank}"]
+        cmd = [sys.executable, "-m", "iapo.cli", "worker", "--storage", self.storage]
         cmd += [str(cfg), "--name", name, "--poll", "0.05", *extra]
         with (self.tmp / f"{name}.err").open("wb") as err:
             self.procs[name] = subprocess.Popen(cmd, env=ENV, stderr=err)
@@ -185,6 +186,35 @@ def test_two_workers_draw_the_run_of_one_process_and_nothing_is_paid_twice(
     assert records["w1"]["drawn"] + records["w2"]["drawn"] == paid
     assert records["wrong"]["drawn"] == 0 and result.run_id in records["wrong"]["refused"]
     assert seen  # the driver showed the workers
+
+
+def test_workers_on_a_postgresql_bank_draw_the_run_of_one_process(
+    tmp_path: Path, postgres_url: str, reference: RunResult
+) -> None:
+    """The same run with driver and workers on a real PostgreSQL bank (``take``: SKIP LOCKED)."""
+    group = Workers(tmp_path, tmp_path / "unused.sqlite", storage=postgres_url)
+    try:
+        with FakeOpenAIServer(script) as fast, FakeOpenAIServer(script, latency=0.02) as slow:
+            cfg = write_config(tmp_path, fast.base_url, backend_extra=SEEDED, extra=DISTRIBUTED)
+            th, out = in_thread(lambda: iapo.run(cfg, storage=postgres_url))
+            group.start("w1", fast.base_url, "--idle-exit", "2")
+            group.start("w2", slow.base_url, "--idle-exit", "2")
+            result = outcome(th, out)
+            for name in ("w1", "w2"):
+                assert group.wait(name) == 0, group.err(name)
+            paid = fast.completions_served + slow.completions_served
+    finally:
+        group.stop_all()
+    assert result.policy == reference.policy
+    with open_bank(postgres_url) as bank:
+        counts = bank.task_counts(result.run_id)
+        records = {r["worker"]: r for r in bank.worker_records()}
+        (dist_count,) = bank.transaction(  # type: ignore[attr-defined]
+            lambda conn: conn.execute("SELECT count(*) FROM iapo.samples").fetchone()
+        )
+    assert paid == dist_count == result.account["drawn"] > 0
+    assert counts["failed"] == counts["queued"] == counts["leased"] == 0 < counts["done"]
+    assert records["w1"]["drawn"] + records["w2"]["drawn"] == paid
 
 
 # -- (b) a worker killed mid-round -------------------------------------------------------------
