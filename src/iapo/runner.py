@@ -14,7 +14,7 @@ from iapo.backends import Backend
 from iapo.bank import WRITE_BATCH, mask_url, open_bank
 from iapo.config import RunConfig
 from iapo.errors import ConfigError, InputError, PoolError
-from iapo.evaluation import Evaluation, exact_q_table, policy_evaluation
+from iapo.evaluation import Evaluation, policy_evaluation
 from iapo.fmt import count
 from iapo.result import RunResult, versions
 from iapo.setups import ReplaySetup, Setup, setup
@@ -108,7 +108,7 @@ def _result(s: Setup, outcome: StudyOutcome, backend: str, elapsed: float) -> Ru
         policy[c.name] = chosen
     evaluation = None
     if isinstance(s, ReplaySetup) and s.test:
-        arms = {c: Arm(v["prompt"], v["n"]) for c, v in policy.items()}
+        arms = {c: Arm(v["prompt"], v["n"], v.get("adaptive", "")) for c, v in policy.items()}
         evaluation = policy_evaluation(evaluate(s, split="test"), arms)
     algo = outcome.algorithm
     return RunResult(
@@ -173,8 +173,9 @@ def evaluate(config: ConfigLike, *, split: str = "test") -> Evaluation:
     if not qs:
         qs, split = s.pool.queries, "all"
     scaled = s.pool.scale_costs(s.cost_scale)
-    q = exact_q_table(scaled, s.strategy, s.contexts, s.config.n_max, qs, s.prompts)
-    return Evaluation(s.contexts, s.prompts, q, f"{split} ({count(len(qs), 'query')})")
+    label = f"{split} ({count(len(qs), 'query')})"
+    args = (scaled, s.strategy, s.contexts, s.config.n_max, qs, s.prompts, label)
+    return Evaluation.from_pool(*args, adaptive=s.problem.adaptive)
 
 
 def preflight(config: ConfigLike, *, budget: int | None = None) -> dict[str, Any]:

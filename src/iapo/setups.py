@@ -114,6 +114,7 @@ class Setup(ABC):
             self.contexts,
             self.strategy,
             self.config.algorithm.estimator,
+            self.config.adaptive.ids() if self.config.adaptive else (),
         )
 
     def make_algorithm(self, budget: int | None = None) -> Algorithm:
@@ -239,8 +240,10 @@ def _common(
     store = storage or config.storage or f"sqlite:///{rdir / 'bank.sqlite'}"
     check_storage(store, "--storage" if storage else src)
     # the default tie rule stays out of the id: runs from before the option keep theirs
-    fixed = {"run_dir", "storage"} | (
-        {"tie_credit"} if config.tie_credit == "fractional" else set()
+    fixed = (
+        {"run_dir", "storage"}
+        | ({"tie_credit"} if config.tie_credit == "fractional" else set())
+        | ({"adaptive"} if config.adaptive is None else set())  # ids of runs without keep theirs
     )
     ident = {"config": config.model_dump(exclude=fixed), **identity}
     return {

@@ -15,9 +15,10 @@ class Arm:
     """An arm of the bandit: a prompt and a number of completions ``n`` to aggregate.
 
     ``adaptive`` (majority vote only; issue #15): ``""`` for the fixed arm (always ``n``
-    completions; ``""`` rather than None keeps arms ordered), else the stopping rule and batch of an adaptive arm as ``"<rule>/b<batch>"``
-    (e.g. ``"decided/b2"``): up to ``n`` completions drawn ``batch`` at a time until the rule
-    stops (:class:`iapo.adaptive.AdaptiveScheme` ``f"{adaptive}/n{n}"``).
+    completions; ``""`` rather than None keeps arms ordered), else the stopping rule and batch
+    of an adaptive arm as ``"<rule>/b<batch>"`` (e.g. ``"decided/b2"``): up to ``n``
+    completions drawn ``batch`` at a time until the rule stops
+    (:class:`iapo.adaptive.AdaptiveScheme` ``f"{adaptive}/n{n}"``).
     """
 
     prompt: str
