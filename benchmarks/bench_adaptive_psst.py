@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.stats import wilcoxon
 
-from iapo.bench import run_benchmark
+from iapo.bench import build_environment, run_benchmark
+from iapo.bench._sim import encode_pool
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "bench"
@@ -56,55 +58,110 @@ def run_env(name: str, runs: int, workers: int, shared: str | None) -> dict[str,
         adaptive_batch=BATCH,
     )
     data = res.data
-    weights = data["protocol"]["cost_weights"]
-    out: dict[str, Any] = {"env": name, "cost_weights": weights, "budgets": {}}
+    env = build_environment(name, shared=shared)
+    ids = tuple(data["protocol"]["adaptive"])
+    sim = encode_pool(env.pool, env.strategy, env.contexts, env.n_max, adaptive=ids)
+    n_ctx = len(env.contexts)
+    width = env.n_max * (1 + len(ids))
+    weights = [c.cost_weight for c in env.contexts]
+    out: dict[str, Any] = {
+        "env": name,
+        "prompts": len(env.pool.prompts),
+        "queries": len(env.pool.queries),
+        "n_max": env.n_max,
+        "cost_weights": weights,
+        "budgets": {},
+    }
+    q_test = {r["run"]: sim.q_table(r["test"]).reshape(n_ctx, -1) for r in data["runs"]}
     for b in BUDGETS:
         key = str(b)
-        rows = [r["results"] for r in data["runs"] if key in r["results"].get(TWIN, {})]
+        rows = [r for r in data["runs"] if key in r["results"].get(TWIN, {})]
         if not rows:
             continue
         cell: dict[str, Any] = {"runs": len(rows)}
+        per: dict[str, np.ndarray] = {}
         for label in (BASE, TWIN):
-            acr = np.array([r[label][key]["acr"] for r in rows])
-            samples = np.array([r[label][key]["samples"] for r in rows])  # (runs, C)
-            cell[label] = {"acr": float(acr.mean()), "samples": samples.mean(axis=0).tolist()}
-        summ = data["summary"]["algorithms"][TWIN][key]
-        cell["wilcoxon_p"] = summ.get("wilcoxon_p")
-        cell["acr_diff"] = cell[TWIN]["acr"] - cell[BASE]["acr"]
-        cell["adaptive_share"] = float(
-            np.mean([[_is_adaptive(a, data) for a in r[TWIN][key]["arms"]] for r in rows])
-        )
+            arms = np.array([r["results"][label][key]["arms"] for r in rows])  # (runs, C)
+            q = np.array(
+                [q_test[r["run"]][np.arange(n_ctx), a] for r, a in zip(rows, arms, strict=True)]
+            )
+            samples = np.array([r["results"][label][key]["samples"] for r in rows])
+            per[label] = q
+            cell[label] = {
+                "acr": float(q.mean()),
+                "q": q.mean(axis=0).tolist(),  # per context, mean over runs
+                "samples": samples.mean(axis=0).tolist(),
+                "adaptive_share": np.mean(arms % width >= env.n_max, axis=0).tolist(),
+            }
+        diff = per[TWIN] - per[BASE]
+        cell["q_diff"] = diff.mean(axis=0).tolist()
+        cell["q_diff_sem"] = (diff.std(axis=0, ddof=1) / np.sqrt(len(rows))).tolist()
+        cell["wilcoxon_p"] = [_wilcoxon(diff[:, c]) for c in range(n_ctx)]
+        cell["acr_wilcoxon_p"] = data["summary"]["algorithms"][TWIN][key].get("wilcoxon_p")
         out["budgets"][key] = cell
     out["wall_s"] = time.perf_counter() - t0
     return out
 
 
-def _is_adaptive(flat: int, data: dict[str, Any]) -> bool:
-    n_max = int(data["env"]["n_max"])
-    width = n_max * (1 + len(data["protocol"]["adaptive"]))
-    return flat % width >= n_max
+def _wilcoxon(d: np.ndarray) -> float:
+    """Two-sided paired Wilcoxon p (zero differences dropped; 1 when all are zero)."""
+    if not np.any(d != 0):
+        return 1.0
+    return float(wilcoxon(d[d != 0]).pvalue)
 
 
-def markdown(results: list[dict[str, Any]], runs: int) -> str:
+def markdown(results: list[dict[str, Any]]) -> str:
     lines = [
-        "| env | budget | runs | ACR fixed | ACR +adaptive | Δ | Wilcoxon p "
-        "| E[samples] per context, fixed → +adaptive | adaptive arms chosen |",
+        "| env | budget | runs | w | Q fixed | Q +adaptive | Δ (p) | E[samples] fixed → "
+        "+adaptive | adaptive chosen |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         for key, c in r["budgets"].items():
             fx, ad = c[BASE], c[TWIN]
-            pairs = ", ".join(
-                f"w={w:g}: {a:.2f} → {b:.2f}"
-                for w, a, b in zip(r["cost_weights"], fx["samples"], ad["samples"], strict=True)
-            )
-            p = c["wilcoxon_p"]
-            lines.append(
-                f"| {r['env']} | {int(key) // 1000}k | {c['runs']} | {fx['acr']:.4f} | "
-                f"{ad['acr']:.4f} | {c['acr_diff']:+.4f} | "
-                f"{'—' if p is None else f'{p:.2g}'} | {pairs} | "
-                f"{100 * c['adaptive_share']:.0f} % |"
-            )
+            for ci, w in enumerate(r["cost_weights"]):
+                lines.append(
+                    f"| {r['env']} | {int(key) // 1000}k | {c['runs']} | {w:g} | "
+                    f"{fx['q'][ci]:.4f} | {ad['q'][ci]:.4f} | {c['q_diff'][ci]:+.4f} "
+                    f"({c['wilcoxon_p'][ci]:.2g}) | {fx['samples'][ci]:.2f} → "
+                    f"{ad['samples'][ci]:.2f} | {100 * ad['adaptive_share'][ci]:.0f} % |"
+                )
+    return "\n".join(lines)
+
+
+def headline(results: list[dict[str, Any]]) -> str:
+    """Per budget: at cost weight 0, the sample saving (E[samples] fixed / +adaptive, over
+    every w = 0 context) and the accuracy change; at w > 0, the utility change."""
+    lines = [
+        "| budget | w = 0: E[samples] fixed → +adaptive (saving) | w = 0: ΔQ (accuracy) | "
+        "w > 0: mean ΔQ (utility) | w > 0 contexts better / worse (p < 0.05) |",
+        "|---|---|---|---|---|",
+    ]
+    for key in [str(b) for b in BUDGETS]:
+        s0 = s1 = 0.0
+        d0: list[float] = []
+        dp: list[float] = []
+        better = worse = 0
+        for r in results:
+            c = r["budgets"].get(key)
+            if c is None:
+                continue
+            for ci, w in enumerate(r["cost_weights"]):
+                if w == 0:
+                    s0 += c[BASE]["samples"][ci]
+                    s1 += c[TWIN]["samples"][ci]
+                    d0.append(c["q_diff"][ci])
+                else:
+                    dp.append(c["q_diff"][ci])
+                    sig = c["wilcoxon_p"][ci] < 0.05
+                    better += sig and c["q_diff"][ci] > 0
+                    worse += sig and c["q_diff"][ci] < 0
+        if not d0 and not dp:
+            continue
+        lines.append(
+            f"| {int(key) // 1000}k | {s0:.1f} → {s1:.1f} ({s0 / max(s1, 1e-9):.2f}×) | "
+            f"{np.mean(d0):+.4f} | {np.mean(dp):+.4f} | {better} / {worse} of {len(dp)} |"
+        )
     return "\n".join(lines)
 
 
@@ -115,7 +172,12 @@ def main() -> None:
     ap.add_argument("--envs", default=",".join(ENVS))
     ap.add_argument("--shared", default=None)
     ap.add_argument("--out", default=str(DOCS / "adaptive-psst.json"))
+    ap.add_argument("--md-only", nargs="*", help="print the markdown of these JSON files")
     args = ap.parse_args()
+    if args.md_only is not None:
+        merged = [r for f in args.md_only for r in json.loads(Path(f).read_text())["results"]]
+        print(headline(merged) + "\n\n" + markdown(merged))
+        return
     results = []
     for name in [e for e in args.envs.split(",") if e]:
         results.append(run_env(name, args.runs, args.workers, args.shared))
@@ -134,7 +196,7 @@ def main() -> None:
                 indent=1,
             )
         )
-    print(markdown(results, args.runs))
+    print(headline(results) + "\n\n" + markdown(results))
 
 
 if __name__ == "__main__":

@@ -95,3 +95,29 @@ def test_run_id_is_unchanged_without_adaptive_and_changes_with_it(tmp_path: Path
     with_adaptive = setup(_cfg(tmp_path, adaptive={"rules": ["decided"]})).run_id
     other = setup(_cfg(tmp_path, adaptive={"rules": ["decided"], "batch": 2})).run_id
     assert len({here, with_adaptive, other}) == 3
+
+
+def test_run_writes_adaptive_arms_to_result_json(tmp_path: Path) -> None:
+    """A replayed run with adaptive arms: the policy, runner-ups and estimates name them with the
+    ``"adaptive"`` key (fixed arms without it), the exact evaluation scores them and reports
+    expected samples; re-reading the policy gives the same arms."""
+    from iapo.runner import run
+    from iapo.types import Arm
+
+    cfg = _cfg(tmp_path, budget=6000, adaptive={"rules": ["decided", "window:2"], "batch": 1})
+    res = run(cfg)
+    data = json.loads((tmp_path / "run" / "result.json").read_text())
+    policy = data["policy"]
+    entries = [e for c in data["estimates"].values() for e in c]
+    assert {e.get("adaptive") for e in entries} == {None, "decided/b1", "window:2/b1"}
+    assert all(e["n"] >= 2 for e in entries if "adaptive" in e)
+    assert all("adaptive" not in e or e["adaptive"] for e in entries)  # never an empty key
+    ev = data["evaluation"]["contexts"]
+    s = setup(cfg)
+    for name, entry in policy.items():
+        arm = Arm(entry["prompt"], entry["n"], entry.get("adaptive", ""))
+        s.problem.layout.column(arm)  # an arm of the run
+        want = float(arm.n) if not arm.adaptive else None
+        got = ev[name]["expected_samples"]
+        assert 1.0 <= got <= arm.n and (want is None or got == want)
+    assert res.policy == policy
