@@ -4,7 +4,9 @@ tables, evaluation, results, benchmark."""
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -321,3 +323,17 @@ def test_grid_of_every_rule_and_batch_runs_psst() -> None:
         policy = algo.run_offline(fake_puller(problem, 0))
         for arm in policy.values():
             problem.layout.column(arm)
+
+
+def test_cli_bench_adaptive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from iapo.cli import main
+
+    args = ["bench", "--env", "synth-bernoulli", "--n-max", "6", "--runs", "2", "--quiet"]
+    args += ["--algorithms", "psst_any", "--budgets", "2000", "--no-plot", "--workers", "1"]
+    args += ["--out", str(tmp_path)]
+    assert main([*args, "--adaptive", "decided,window:2", "--adaptive-batch", "2"]) == 0
+    assert "PSST (any budget) + adaptive arms" in capsys.readouterr().out
+    (saved,) = tmp_path.glob("*.json")
+    assert json.loads(saved.read_text())["protocol"]["adaptive"] == ["decided/b2", "window:2/b2"]
+    assert main([*args, "--adaptive", "sometimes"]) == 2
+    assert "--adaptive" in capsys.readouterr().err

@@ -153,9 +153,13 @@ class Strategy(ABC):
             group = [pulls[i] for i in idx]
             codes = self.encode_pulls(group, contexts)
             costs = np.array([[s.cost for s in pr.samples] for pr in group], dtype=np.float64)
-            out[idx] = self.estimate_encoded(
-                codes, costs, contexts, k_max, method, adaptive=adaptive
-            )
+            if adaptive:
+                est = self.estimate_encoded(
+                    codes, costs, contexts, k_max, method, adaptive=adaptive
+                )
+            else:  # a subclass's estimate_encoded may predate adaptive arms
+                est = self.estimate_encoded(codes, costs, contexts, k_max, method)
+            out[idx] = est
         return out
 
     def encode_pulls(
