@@ -5,8 +5,9 @@ environments), ``run_benchmark(env, algorithms=["psst_any"], adaptive=RULES)``: 
 protocol (paired runs on reshuffled 80/20 splits, exact test scores), ``psst_any`` on the
 fixed arms and ``psst_any+adaptive`` on the arm set extended with the adaptive arms (same seeds,
 paired by run). Per budget and context: exact test Q of the learned arm and its expected samples
-per query on test, means over runs; the paired two-sided Wilcoxon p of the ACR (from the
-benchmark's summary). Writes ``docs/bench/adaptive-psst.json`` and prints markdown.
+per query on test (means over runs), the paired two-sided Wilcoxon p of the per-context
+differences. Writes ``docs/bench/adaptive-psst.json`` and prints markdown; ``--md-only FILES``
+re-renders it from JSON files (docs/bench/adaptive-psst.md).
 
     nice -n 15 .venv/bin/python benchmarks/bench_adaptive_psst.py --runs 200   # the full run
 """
