@@ -120,4 +120,6 @@ def test_run_writes_adaptive_arms_to_result_json(tmp_path: Path) -> None:
         want = float(arm.n) if not arm.adaptive else None
         got = ev[name]["expected_samples"]
         assert 1.0 <= got <= arm.n and (want is None or got == want)
+        assert entry.get("expected_samples") == (got if arm.adaptive else None)
+    assert any("adaptive" in e for e in policy.values())  # the checks above bite
     assert res.policy == policy
