@@ -110,9 +110,9 @@ def _result(s: Setup, outcome: StudyOutcome, backend: str, elapsed: float) -> Ru
     if isinstance(s, ReplaySetup) and s.test:
         arms = {c: Arm(v["prompt"], v["n"], v.get("adaptive", "")) for c, v in policy.items()}
         evaluation = policy_evaluation(evaluate(s, split="test"), arms)
-        for c, v in policy.items():  # an adaptive arm's exact expected samples (test split)
+        for name, v in policy.items():  # an adaptive arm's exact expected samples (test split)
             if v.get("adaptive"):
-                v["expected_samples"] = evaluation["contexts"][c]["expected_samples"]
+                v["expected_samples"] = evaluation["contexts"][name]["expected_samples"]
     algo = outcome.algorithm
     return RunResult(
         run_id=s.run_id,
