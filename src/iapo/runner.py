@@ -227,7 +227,7 @@ def preflight(config: ConfigLike, *, budget: int | None = None) -> dict[str, Any
         "rounds": rounds,
         "expected_cost": sum(r["expected_cost"] for r in rounds) if mean_cost else None,
         "cost_unit": s.cost_unit,
-        "arms": len(s.prompts) * s.config.n_max,
+        "arms": len(s.problem.arms),  # adaptive arms (issue #15) included
         "contexts": len(s.contexts),
         "min_budget": min_budget,
         "max_cost_per_completion": worst,
