@@ -17,7 +17,7 @@ accuracy by construction) is reported too. For every cost context of the environ
 arm overall with and without adaptive arms (utility ``accuracy − w·E[cost]``, costs normalised
 as ``iapo bench`` does) is compared as well. CPU seconds of the exact programmes are recorded.
 
-    nice -n 15 .venv/bin/python benchmarks/bench_adaptive.py --synthetic   # docs/bench/adaptive.*
+    nice -n 15 .venv/bin/python benchmarks/bench_adaptive.py --synthetic  # adaptive-exact.*
 """
 
 from __future__ import annotations
@@ -256,7 +256,7 @@ def main() -> None:
     ap.add_argument("--shared", default=None, help="folder holding data/pools")
     ap.add_argument("--synthetic", action="store_true", help="add the synthetic environments")
     ap.add_argument("--envs", nargs="*", default=None)
-    ap.add_argument("--out", default=str(DOCS / "adaptive"))
+    ap.add_argument("--out", default=str(DOCS / "adaptive-exact"))
     ap.add_argument("--md-only", action="store_true", help="re-render the .md from the .json")
     args = ap.parse_args()
     if args.md_only:

@@ -27,6 +27,11 @@ from iapo.study import DataChangedWarning
 __all__ = ["format_evaluation", "format_preflight", "format_result", "register_cli"]
 
 
+def _rule(arm: dict[str, Any]) -> str:
+    """`` ~RULE/bB`` for an adaptive arm's entry (issue #15), nothing for a fixed one."""
+    return f" ~{arm['adaptive']}" if arm.get("adaptive") else ""
+
+
 def format_result(result: RunResult) -> str:
     rows = []
     for ctx, ch in result.policy.items():
@@ -35,10 +40,10 @@ def format_result(result: RunResult) -> str:
         rows.append(
             [
                 ctx,
-                f"{ch['prompt']} @ N={ch['n']}",
+                f"{ch['prompt']} @ N={ch['n']}{_rule(ch)}",
                 num(ch["q"]),
                 f"[{num(lo)}, {num(hi)}]",
-                f"{ru['prompt']} @ N={ru['n']} ({num(ru['q'])})" if ru else "—",
+                f"{ru['prompt']} @ N={ru['n']}{_rule(ru)} ({num(ru['q'])})" if ru else "—",
             ]
         )
     acc = result.account
@@ -80,18 +85,24 @@ def format_result(result: RunResult) -> str:
 
 def format_evaluation(ev: Evaluation) -> str:
     out = [f"exact Q on {ev.queries}; rows: prompt, columns: N"]
-    n_max = ev.q.shape[2]
+    lay = ev.layout  # adaptive arms (issue #15): columns N=k~RULE/bB after the fixed ones
+    cols = [k for k in range(ev.q.shape[2]) if lay.valid[k]]
+    heads = [
+        f"N={lay.sizes[k]}" + (f"~{a}" if (a := lay.arm("", k).adaptive) else "") for k in cols
+    ]
     opt = ev.optimal()
     for ci, c in enumerate(ev.contexts):
-        out.append(f"\ncontext {c.name}  (optimal: {opt[c.name].prompt} @ N={opt[c.name].n})")
+        best = opt[c.name]
+        extra = f" ~{best.adaptive}" if best.adaptive else ""
+        out.append(f"\ncontext {c.name}  (optimal: {best.prompt} @ N={best.n}{extra})")
         rows = []
         for pi, p in enumerate(ev.prompts):
             cells = []
-            for k in range(n_max):
-                mark = "*" if (opt[c.name].prompt == p and opt[c.name].n == k + 1) else ""
+            for k in cols:
+                mark = "*" if lay.arm(p, k) == best else ""
                 cells.append(f"{ev.q[ci, pi, k]:.4f}{mark}")
             rows.append([p, *cells])
-        out.append(table(["prompt", *[f"N={k + 1}" for k in range(n_max)]], rows))
+        out.append(table(["prompt", *heads], rows))
     dec = ev.deceiving()
     out.append("")
     if not dec:

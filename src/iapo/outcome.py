@@ -63,24 +63,37 @@ class Account:
         }
 
 
+def _arm_keys(arm: Arm) -> dict[str, Any]:
+    """``prompt`` and ``n``, and ``adaptive`` (``"<rule>/b<batch>"``) for an adaptive arm only:
+    results without adaptive arms are unchanged (a contract with ``Policy.ask`` and the report)."""
+    out: dict[str, Any] = {"prompt": arm.prompt, "n": arm.n}
+    if arm.adaptive:
+        out["adaptive"] = arm.adaptive
+    return out
+
+
 @dataclass(frozen=True)
 class ArmChoice:
-    """An arm with its estimated utility and 95 % interval."""
+    """An arm with its estimated utility and 95 % interval; ``expected_samples``: samples per
+    query an adaptive arm is expected to draw, when known (None: not reported)."""
 
     arm: Arm
     q: float
     low: float
     high: float
     pulls: int
+    expected_samples: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "prompt": self.arm.prompt,
-            "n": self.arm.n,
+        out = {
+            **_arm_keys(self.arm),
             "q": finite_or_none(self.q),
             "ci95": [finite_or_none(self.low), finite_or_none(self.high)],
             "observations": self.pulls,
         }
+        if self.arm.adaptive and self.expected_samples is not None:
+            out["expected_samples"] = finite_or_none(self.expected_samples)
+        return out
 
 
 @dataclass(frozen=True)
@@ -94,8 +107,7 @@ class ArmEstimate:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "prompt": self.arm.prompt,
-            "n": self.arm.n,
+            **_arm_keys(self.arm),
             "q": finite_or_none(self.q),
             "sem": finite_or_none(self.sem),
             "observations": self.observations,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 
+from iapo.adaptive import ArmLayout
 from iapo.strategies import Method, Strategy
 from iapo.types import Arm, Context
 
@@ -15,7 +17,10 @@ __all__ = ["Problem", "split_queries"]
 
 @dataclass(frozen=True)
 class Problem:
-    """What to optimise. ``queries`` are the training queries the algorithm may pull."""
+    """What to optimise. ``queries`` are the training queries the algorithm may pull.
+
+    ``adaptive``: adaptive majority-vote arms (``"<rule>/b<batch>"``, issue #15) next to the
+    fixed ones, for every prompt and N_max' = 2..n_max; :attr:`layout` says where they sit."""
 
     prompts: tuple[str, ...]
     queries: tuple[str, ...]
@@ -23,6 +28,7 @@ class Problem:
     contexts: tuple[Context, ...]
     strategy: Strategy
     method: Method = "ustat"
+    adaptive: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.prompts:
@@ -35,10 +41,18 @@ class Problem:
             raise ValueError("at least one context is needed")
         if len(set(self.prompts)) != len(self.prompts):
             raise ValueError("prompt ids must be unique")
+        if self.adaptive and (self.strategy.name != "majority_vote" or self.method != "ustat"):
+            raise ValueError("adaptive arms need majority_vote and the ustat estimator")
+
+    @cached_property
+    def layout(self) -> ArmLayout:
+        return ArmLayout(self.n_max, tuple(self.adaptive))
 
     @property
     def arms(self) -> list[Arm]:
-        return [Arm(p, n) for p in self.prompts for n in range(1, self.n_max + 1)]
+        lay = self.layout
+        cols = [int(c) for c in np.flatnonzero(lay.valid)]
+        return [lay.arm(p, c) for p in self.prompts for c in cols]
 
     def with_n_max(self, n_max: int) -> Problem:
         return replace(self, n_max=n_max)

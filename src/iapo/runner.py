@@ -15,7 +15,7 @@ from iapo.bank import WRITE_BATCH, SampleBank, mask_url, open_bank
 from iapo.config import RunConfig
 from iapo.distributed import DistributedSampler, Monitor, query_inputs
 from iapo.errors import ConfigError, InputError, PoolError
-from iapo.evaluation import Evaluation, exact_q_table, policy_evaluation
+from iapo.evaluation import Evaluation, policy_evaluation
 from iapo.fmt import count
 from iapo.result import RunResult, versions
 from iapo.setups import LiveSetup, ReplaySetup, Setup, setup
@@ -148,8 +148,11 @@ def _result(s: Setup, outcome: StudyOutcome, backend: str, elapsed: float) -> Ru
         policy[c.name] = chosen
     evaluation = None
     if isinstance(s, ReplaySetup) and s.test:
-        arms = {c: Arm(v["prompt"], v["n"]) for c, v in policy.items()}
+        arms = {c: Arm(v["prompt"], v["n"], v.get("adaptive", "")) for c, v in policy.items()}
         evaluation = policy_evaluation(evaluate(s, split="test"), arms)
+        for name, v in policy.items():  # an adaptive arm's exact expected samples (test split)
+            if v.get("adaptive"):
+                v["expected_samples"] = evaluation["contexts"][name]["expected_samples"]
     algo = outcome.algorithm
     return RunResult(
         run_id=s.run_id,
@@ -213,8 +216,9 @@ def evaluate(config: ConfigLike, *, split: str = "test") -> Evaluation:
     if not qs:
         qs, split = s.pool.queries, "all"
     scaled = s.pool.scale_costs(s.cost_scale)
-    q = exact_q_table(scaled, s.strategy, s.contexts, s.config.n_max, qs, s.prompts)
-    return Evaluation(s.contexts, s.prompts, q, f"{split} ({count(len(qs), 'query')})")
+    label = f"{split} ({count(len(qs), 'query')})"
+    args = (scaled, s.strategy, s.contexts, s.config.n_max, qs, s.prompts, label)
+    return Evaluation.from_pool(*args, adaptive=s.problem.adaptive)
 
 
 def preflight(config: ConfigLike, *, budget: int | None = None) -> dict[str, Any]:
@@ -263,7 +267,7 @@ def preflight(config: ConfigLike, *, budget: int | None = None) -> dict[str, Any
         "rounds": rounds,
         "expected_cost": sum(r["expected_cost"] for r in rounds) if mean_cost else None,
         "cost_unit": s.cost_unit,
-        "arms": len(s.prompts) * s.config.n_max,
+        "arms": len(s.problem.arms),  # adaptive arms (issue #15) included
         "contexts": len(s.contexts),
         "min_budget": min_budget,
         "max_cost_per_completion": worst,

@@ -114,6 +114,7 @@ class Setup(ABC):
             self.contexts,
             self.strategy,
             self.config.algorithm.estimator,
+            self.config.adaptive.ids() if self.config.adaptive else (),
         )
 
     def make_algorithm(self, budget: int | None = None) -> Algorithm:
@@ -240,8 +241,10 @@ def _common(
     check_storage(store, "--storage" if storage else src)
     # the default tie rule stays out of the id: runs from before the option keep theirs; where
     # completions are drawn (execution) never changes them: a distributed run resumes a local one
-    fixed = {"run_dir", "storage", "execution"} | (
-        {"tie_credit"} if config.tie_credit == "fractional" else set()
+    fixed = (
+        {"run_dir", "storage", "execution"}
+        | ({"tie_credit"} if config.tie_credit == "fractional" else set())
+        | ({"adaptive"} if config.adaptive is None else set())  # ids of runs without keep theirs
     )
     ident = {"config": config.model_dump(exclude=fixed), **identity}
     return {

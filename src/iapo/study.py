@@ -371,10 +371,10 @@ class Study:
     def outcome(self) -> StudyOutcome:
         algo = self.algorithm
         mean, sem, count = algo.stats.mean, algo.stats.sem, algo.stats.count
-        prompts = algo.problem.prompts
+        prompts, lay = algo.problem.prompts, algo.problem.layout
 
         def choice(ci: int, arm: Arm) -> ArmChoice:
-            pi, k = prompts.index(arm.prompt), arm.n - 1
+            pi, k = prompts.index(arm.prompt), lay.column(arm)
             m, s = float(mean[ci, pi, k]), float(sem[ci, pi, k])
             half = 1.96 * s if math.isfinite(s) else math.nan
             return ArmChoice(arm, m, m - half, m + half, int(count[ci, pi, k]))
@@ -390,7 +390,7 @@ class Study:
             ps, ks = np.nonzero(count[ci] > 0)  # prompt-major, then N: the table's order
             estimates[c.name] = tuple(
                 ArmEstimate(
-                    Arm(prompts[p], int(k) + 1),
+                    lay.arm(prompts[p], int(k)),
                     float(mean[ci, p, k]),
                     float(sem[ci, p, k]),
                     int(count[ci, p, k]),

@@ -10,19 +10,27 @@ query is ``w_accuracy · credit − w_cost · cost of the samples drawn`` (docs/
   vectorised);
 * ground truth under i.i.d. draws from categorical cells: :func:`adaptive_exact`,
   :func:`adaptive_exact_cells`;
+* :class:`ArmLayout`: where adaptive arms sit next to the fixed ones in the algorithms' arrays;
 * estimates from pulls (n ≥ n_max samples): :func:`adaptive_ustat` (exact over all orderings, or
   seeded random orderings) and :func:`adaptive_utility` (per context).
 """
 
 from __future__ import annotations
 
-from iapo.adaptive._estimate import AdaptiveEstimate, adaptive_ustat, adaptive_utility
+from iapo.adaptive._estimate import (
+    AdaptiveEstimate,
+    ProfileMemo,
+    adaptive_ustat,
+    adaptive_ustat_many,
+    adaptive_utility,
+)
 from iapo.adaptive._exact import (
     ExactAdaptive,
     adaptive_exact,
     adaptive_exact_cells,
     cell_arrays,
 )
+from iapo.adaptive._layout import ArmLayout, adaptive_ids, check_adaptive_id
 from iapo.adaptive._rules import (
     Beta,
     Decided,
@@ -47,19 +55,24 @@ __all__ = [
     "DEFAULT_MAX_STATES",
     "AdaptiveEstimate",
     "AdaptiveScheme",
+    "ArmLayout",
     "Beta",
     "Decided",
     "Dirichlet",
     "ExactAdaptive",
     "Fixed",
+    "ProfileMemo",
     "StopRule",
     "VoteState",
     "Window",
     "adaptive_exact",
     "adaptive_exact_cells",
+    "adaptive_ids",
     "adaptive_ustat",
+    "adaptive_ustat_many",
     "adaptive_utility",
     "cell_arrays",
+    "check_adaptive_id",
     "credit_of",
     "parse_rule",
     "parse_scheme",

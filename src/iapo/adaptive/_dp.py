@@ -47,7 +47,7 @@ class Outcome:
     drawn: NDArray[np.float64]
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=512)
 def _schedule(
     roles: tuple[int, ...],
     caps: tuple[int, ...],

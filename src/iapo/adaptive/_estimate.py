@@ -25,7 +25,13 @@ from iapo.adaptive._space import DEFAULT_MAX_STATES
 from iapo.estimators import TieCredit, check_tie_credit
 from iapo.types import Context
 
-__all__ = ["AdaptiveEstimate", "adaptive_ustat", "adaptive_utility"]
+__all__ = [
+    "AdaptiveEstimate",
+    "ProfileMemo",
+    "adaptive_ustat",
+    "adaptive_ustat_many",
+    "adaptive_utility",
+]
 
 ACCURACY = "accuracy"
 
@@ -136,6 +142,72 @@ def _exact(
         credit[idx] = res.credit[inv]
         samples[idx] = res.samples[inv]
         spent[idx] = (res.drawn[inv] * cost_tab).sum(axis=1)
+    return AdaptiveEstimate(credit, samples, spent)
+
+
+#: Memo of :func:`adaptive_ustat_many`: (scheme, tie rule, class roles, class counts) →
+#: (credit, samples, drawn per class) of that count profile.
+ProfileMemo = dict[tuple[object, ...], tuple[float, float, NDArray[np.float64]]]
+
+
+def adaptive_ustat_many(
+    labels: NDArray[np.int64],
+    gold: NDArray[np.int64],
+    schemes: Sequence[AdaptiveScheme],
+    costs: NDArray[np.float64] | None = None,
+    tie_credit: TieCredit = "fractional",
+    memo: ProfileMemo | None = None,
+    *,
+    max_states: int = DEFAULT_MAX_STATES,
+) -> AdaptiveEstimate:
+    """:func:`adaptive_ustat` (exact mode) of several schemes at once: ``credit``, ``samples``
+    and ``cost`` are (m, len(schemes)). The pulls' class counts are computed once, and each
+    distinct count profile once per scheme, memoised in ``memo`` across calls (the estimate of
+    a pull depends only on its class counts and its classes' mean costs)."""
+    tie_credit = check_tie_credit(tie_credit)
+    labels = np.asarray(labels, dtype=np.int64)
+    gold = np.asarray(gold, dtype=np.int64)
+    m, n = labels.shape
+    k = len(schemes)
+    cost = np.zeros((m, n)) if costs is None else np.asarray(costs, dtype=np.float64)
+    credit = np.full((m, k), np.nan)
+    samples = np.full((m, k), np.nan)
+    spent = np.full((m, k), np.nan)
+    if m == 0 or k == 0:
+        return AdaptiveEstimate(credit, samples, spent)
+    memo = {} if memo is None else memo
+    g, cnt, ab, g_cost, cmean, a_cost = _class_counts(labels, gold, cost)
+    for layout, idx in layout_groups(g, cnt, ab).items():
+        roles, table = layout_table(layout, g[idx], cnt[idx], ab[idx])
+        _, cost_tab = layout_table(layout, g_cost[idx], cmean[idx], a_cost[idx])
+        uniq, inv = np.unique(table.astype(np.int64), axis=0, return_inverse=True)
+        inv = np.asarray(inv).ravel()
+        keys = [tuple(row) for row in uniq.tolist()]
+        for j, scheme in enumerate(schemes):
+            if n < scheme.n_max:
+                continue
+            missing = [
+                i for i, key in enumerate(keys) if (scheme, tie_credit, roles, key) not in memo
+            ]
+            if missing:
+                pool = uniq[missing]
+                # one space per (roles, pull size, scheme): reused by every later call
+                caps = (min(n, scheme.n_max),) * len(roles)
+                check_size(roles, caps, scheme, max_states)
+                res = propagate(roles, caps, scheme, tie_credit, pool=pool, limit=max_states)
+                for r, i in enumerate(missing):
+                    memo[(scheme, tie_credit, roles, keys[i])] = (
+                        float(res.credit[r]),
+                        float(res.samples[r]),
+                        res.drawn[r].copy(),
+                    )
+            got = [memo[(scheme, tie_credit, roles, key)] for key in keys]
+            cu = np.array([x[0] for x in got])
+            su = np.array([x[1] for x in got])
+            du = np.array([x[2] for x in got]).reshape(len(keys), len(roles))
+            credit[idx, j] = cu[inv]
+            samples[idx, j] = su[inv]
+            spent[idx, j] = (du[inv] * cost_tab).sum(axis=1)
     return AdaptiveEstimate(credit, samples, spent)
 
 

@@ -115,6 +115,9 @@ def space(
             (),
         )
         levels = [first]
+    if len(levels) > n_max and key not in _SPACES:  # cached and long enough: no new states
+        _SPACES[key] = levels  # most recently used last
+        return tuple(levels[: n_max + 1])
     size = sum(len(lv.counts) for lv in levels)
     while len(levels) <= n_max:
         levels[-1], nxt = _extend(levels[-1], roles, caps, memory)

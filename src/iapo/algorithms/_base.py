@@ -22,7 +22,8 @@ __all__ = ["Algorithm", "ArmStats", "RoundTrace"]
 
 
 class ArmStats:
-    """Running sums of per-pull utility estimates, indexed (context, prompt, N-1).
+    """Running sums of per-pull utility estimates, indexed (context, prompt, arm column): column
+    N − 1 is the fixed arm N; adaptive arms follow (:class:`iapo.adaptive.ArmLayout`).
 
     Each pull of (p, n) adds one observation to every (c, p, k ≤ n): the U-statistic (or block)
     estimate of that pull at N = k. Statistics persist across rounds ("stockpiling").
@@ -147,7 +148,7 @@ class Algorithm(ABC):
         self.stats = (
             stats
             if stats is not None
-            else ArmStats(len(problem.contexts), len(problem.prompts), problem.n_max)
+            else ArmStats(len(problem.contexts), len(problem.prompts), problem.layout.width)
         )
         self.spent = 0
         self.trace: list[RoundTrace] = []
@@ -227,7 +228,9 @@ class Algorithm(ABC):
         if any(len(r.samples) != r.request.n for r in results):
             raise ValueError("each result must carry exactly the n samples asked for")
         p = self.problem
-        self.tell_estimates(p.strategy.estimate(results, p.contexts, p.n_max, p.method))
+        self.tell_estimates(
+            p.strategy.estimate(results, p.contexts, p.n_max, p.method, adaptive=p.adaptive)
+        )
 
     def tell_estimates(self, estimates: NDArray[np.float64] | Estimates) -> None:
         """Answer the pending batch with its utility estimates directly: an array (pulls, C, k)
@@ -265,7 +268,7 @@ class Algorithm(ABC):
         if not results:
             return
         p = self.problem
-        est = p.strategy.estimate(results, p.contexts, p.n_max, p.method)
+        est = p.strategy.estimate(results, p.contexts, p.n_max, p.method, adaptive=p.adaptive)
         self.stats.add(self.prompt_indices([r.request for r in results]), est)
         self.spent += sum(r.request.n for r in results)
 
@@ -288,7 +291,8 @@ class Algorithm(ABC):
         return self.stats.count[context] > 0
 
     def ranking(self, context: int) -> list[Arm]:
-        """Candidate arms for ``context``, best first (ties: smaller N, then prompt order)."""
+        """Candidate arms for ``context``, best first (ties: smaller N, adaptive before fixed,
+        then prompt order)."""
         return self.rank(context, self.candidates(context))
 
     def finalists(self, context: int) -> list[Arm]:
@@ -299,8 +303,9 @@ class Algorithm(ABC):
         mean = self.stats.mean[context]
         ps, ns = np.nonzero(mask)
         vals = np.nan_to_num(mean[ps, ns], nan=-np.inf)
-        order = np.lexsort((ps, ns, -vals))
-        return [Arm(self.problem.prompts[ps[i]], int(ns[i]) + 1) for i in order]
+        lay = self.problem.layout
+        order = np.lexsort((ps, lay.tie_rank[ns], -vals))
+        return [lay.arm(self.problem.prompts[ps[i]], int(ns[i])) for i in order]
 
     def with_policy(self, **params: Any) -> Algorithm:
         """A shallow copy sharing this exploration whose :meth:`policy` is the one of other

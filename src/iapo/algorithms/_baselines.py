@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -71,16 +72,18 @@ class SequentialHalving(Algorithm):
 
     def __init__(self, problem: Problem, budget: int, seed: int = 0) -> None:
         super().__init__(problem, budget, seed)
-        shape = (len(problem.contexts), len(problem.prompts), problem.n_max)
-        self.active = np.ones(shape, dtype=bool)
-        self.rounds = ceil_log2(len(problem.prompts) * problem.n_max)
+        lay = problem.layout
+        shape = (len(problem.contexts), len(problem.prompts), lay.width)
+        self.active = np.broadcast_to(lay.valid, shape).copy()
+        self.rounds = ceil_log2(len(problem.prompts) * lay.arms_per_prompt)
         self.round = 0
         self._owner: list[tuple[int, int, int]] = []
 
     @classmethod
     def min_budget(cls, problem: Problem, **params: Any) -> int:
-        per_context = len(problem.prompts) * problem.n_max * (problem.n_max + 1) // 2
-        rounds = ceil_log2(len(problem.prompts) * problem.n_max)
+        lay = problem.layout
+        per_context = len(problem.prompts) * int(lay.sizes[lay.valid].sum())
+        rounds = ceil_log2(len(problem.prompts) * lay.arms_per_prompt)
         return len(problem.contexts) * rounds * per_context
 
     def _next(self) -> list[PullRequest]:
@@ -89,19 +92,20 @@ class SequentialHalving(Algorithm):
         per_round = self.budget // len(self.problem.contexts) / self.rounds
         batch: list[PullRequest] = []
         self._owner = []
+        sizes = self.problem.layout.sizes
         for c in range(len(self.problem.contexts)):
             ps, ns = np.nonzero(self.active[c])
-            m = int(per_round // int((ns + 1).sum()))
+            m = int(per_round // int(sizes[ns].sum()))
             for p, n in zip(ps, ns, strict=True):
                 for q in self.draw_queries(m):
-                    batch.append(PullRequest(self.problem.prompts[p], q, int(n) + 1))
-                    self._owner.append((c, int(p), int(n) + 1))
+                    batch.append(PullRequest(self.problem.prompts[p], q, int(sizes[n])))
+                    self._owner.append((c, int(p), int(n) + 1))  # (context, prompt, column + 1)
         return batch
 
     def _observe(self, batch: Sequence[PullRequest], estimates: NDArray[np.float64]) -> None:
         for (c, p, n), est in zip(self._owner, estimates, strict=True):
             self.stats.add_one(c, p, n, float(est[c, n - 1]))
-        self.active = halve(self.active, self.stats.mean)
+        self.active = halve(self.active, self.stats.mean, self.problem.layout.tie_rank)
         self.round += 1
         self.trace.append(
             RoundTrace(
@@ -135,7 +139,7 @@ class Triple(Algorithm):
             raise ValueError("n must be 'one' or 'random'")
         super().__init__(problem, budget, seed)
         self.n_mode = n
-        self.inner = PSST(problem.with_n_max(1), budget, rng=self.rng)
+        self.inner = PSST(_prompt_only(problem), budget, rng=self.rng)
         self._random_n: dict[str, int] | None = None
 
     def params(self) -> dict[str, Any]:
@@ -143,7 +147,7 @@ class Triple(Algorithm):
 
     @classmethod
     def min_budget(cls, problem: Problem, **params: Any) -> int:
-        return PSST.min_budget(problem.with_n_max(1))
+        return PSST.min_budget(_prompt_only(problem))
 
     def _next(self) -> list[PullRequest]:
         return self.inner.ask()
@@ -177,6 +181,11 @@ class Triple(Algorithm):
         return self.inner.ranking(context)
 
 
+def _prompt_only(problem: Problem) -> Problem:
+    """TRIPLE's inner problem: prompts at N = 1 (no adaptive arms: none has N_max' = 1)."""
+    return replace(problem, n_max=1, adaptive=())
+
+
 class _Sequential(Algorithm):
     """Shared machinery of UCB, ε-greedy and softmax: one pull per step for a random context;
     the pull of (p, n) informs every (p, k ≤ n) in every context.
@@ -192,7 +201,8 @@ class _Sequential(Algorithm):
     def __init__(self, problem: Problem, budget: int, seed: int = 0) -> None:
         super().__init__(problem, budget, seed)
         self.steps = 0
-        self._n = np.arange(1, problem.n_max + 1)
+        self._n = problem.layout.sizes  # each arm column's pull size
+        self._valid = problem.layout.valid
 
     @classmethod
     def min_budget(cls, problem: Problem, **params: Any) -> int:
@@ -206,8 +216,12 @@ class _Sequential(Algorithm):
         if left < 1:
             return []
         c = int(self.rng.integers(len(self.problem.contexts)))
-        affordable = np.broadcast_to(self._n[None, :] <= left, self.stats.count.shape[1:])
-        p, n = self._choose(c, affordable)
+        fits = self._n[None, :] <= left
+        if not self._valid.all():
+            fits = fits & self._valid[None, :]
+        affordable = np.broadcast_to(fits, self.stats.count.shape[1:])
+        p, col = self._choose(c, affordable)
+        n = int(self._n[col])
         return [PullRequest(self.problem.prompts[p], self.draw_queries(1)[0], n)]
 
     def _observe(self, batch: Sequence[PullRequest], estimates: NDArray[np.float64]) -> None:
@@ -224,8 +238,8 @@ class _Sequential(Algorithm):
         vals = np.where(mask, values, -np.inf)
         best = np.flatnonzero(vals == vals.max())
         flat = int(self.rng.choice(best))
-        p, n = divmod(flat, values.shape[1])
-        return p, n + 1
+        p, col = divmod(flat, values.shape[1])
+        return p, col
 
 
 class UCB(_Sequential):
@@ -305,5 +319,5 @@ class Softmax(_Sequential):
         logits = np.where(affordable, self._mean(context) / self.tau, -np.inf)
         weights = np.exp(logits - logits.max()).ravel()
         flat = int(self.rng.choice(weights.size, p=weights / weights.sum()))
-        p, n = divmod(flat, affordable.shape[1])
-        return p, n + 1
+        p, col = divmod(flat, affordable.shape[1])
+        return p, col

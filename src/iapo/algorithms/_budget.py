@@ -37,6 +37,7 @@ def trim(
     mean: NDArray[np.float64],
     count: NDArray[np.int64],
     keep: float,
+    tie: NDArray[np.int64] | None = None,
 ) -> NDArray[np.bool_]:
     """Per context, keep the better ⌈keep·k⌉ (at least one) of its k active arms *with data*,
     and the active arms *without data* of every prompt that keeps at least one arm (a prompt
@@ -44,17 +45,18 @@ def trim(
     (C, P, N).
 
     With ``keep = 0.5`` and data on every active arm this is :func:`~iapo.algorithms.halve`
-    (same ties: smaller N, then earlier prompts).
+    (same ties: smaller N, then earlier prompts; ``tie`` as there).
     """
     out = np.zeros_like(active)
     n_max = active.shape[2]
+    tie = np.arange(n_max) if tie is None else tie
     for c in range(active.shape[0]):
         ranked = active[c] & (count[c] > 0)
         ps, ns = np.nonzero(ranked)
         if len(ps) == 0:
             continue
         vals = np.nan_to_num(mean[c, ps, ns], nan=-np.inf)
-        order = np.lexsort((ps, ns, -vals))
+        order = np.lexsort((ps, tie[ns], -vals))
         kept = order[: max(1, math.ceil(len(ps) * keep))]
         out[c].reshape(-1)[ps[kept] * n_max + ns[kept]] = True
         survivors = out[c].any(axis=1)  # (P,)
@@ -88,7 +90,7 @@ class PSSTAny(PSST):
         super().__init__(problem, budget, seed)
         self.groups = groups
         self.strict = self.budget >= PSST.min_budget(problem)
-        full = ceil_log2(len(problem.prompts) * problem.n_max)
+        full = ceil_log2(len(problem.prompts) * problem.layout.arms_per_prompt)
         if not self.strict:
             self.rounds = max(1, min(full, self.budget // len(problem.prompts)))
         #: the fraction of measured arms each context keeps per round (½ in strict PSST)
@@ -128,7 +130,7 @@ class PSSTAny(PSST):
 
     def pull_sizes(self) -> NDArray[np.int64]:
         """n_r(p) for the current round: min(Nmax_r(p), c_r) (0: prompt dead or run over)."""
-        sizes = self.live_sizes(self.active)
+        sizes = self.sizes_alive()
         if self.round >= self.rounds:
             return np.zeros_like(sizes)
         if self.strict:
@@ -173,7 +175,9 @@ class PSSTAny(PSST):
             pulls[r.prompt] = pulls.get(r.prompt, 0) + 1
             sizes[r.prompt] = r.n
         self.before_last = self.active
-        self.active = trim(self.active, self.stats.mean, self.stats.count, self.keep)
+        self.active = trim(
+            self.active, self.stats.mean, self.stats.count, self.keep, self.problem.layout.tie_rank
+        )
         self.round += 1
         self.trace.append(
             RoundTrace(

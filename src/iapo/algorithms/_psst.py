@@ -19,19 +19,25 @@ from iapo.types import Arm, PullRequest
 __all__ = ["PSST", "PSSTTopK", "halve"]
 
 
-def halve(active: NDArray[np.bool_], mean: NDArray[np.float64]) -> NDArray[np.bool_]:
+def halve(
+    active: NDArray[np.bool_],
+    mean: NDArray[np.float64],
+    tie: NDArray[np.int64] | None = None,
+) -> NDArray[np.bool_]:
     """Keep the better ⌈n/2⌉ of each context's active arms.
 
-    ``active`` and ``mean`` are (C, P, N). Ties are broken towards smaller N, then earlier prompts.
+    ``active`` and ``mean`` are (C, P, N). Ties are broken towards smaller N (``tie``: the
+    columns' order among ties, default the column itself), then earlier prompts.
     """
     out = np.zeros_like(active)
     n_max = active.shape[2]
+    tie = np.arange(n_max) if tie is None else tie
     for c in range(active.shape[0]):
         ps, ns = np.nonzero(active[c])
         if len(ps) == 0:
             continue
         vals = np.nan_to_num(mean[c, ps, ns], nan=-np.inf)
-        order = np.lexsort((ps, ns, -vals))
+        order = np.lexsort((ps, tie[ns], -vals))
         keep = order[: math.ceil(len(ps) / 2)]
         out[c].reshape(-1)[ps[keep] * n_max + ns[keep]] = True
     return out
@@ -63,8 +69,9 @@ class PSST(Algorithm):
         stats: ArmStats | None = None,
     ) -> None:
         super().__init__(problem, budget, seed, rng=rng, stats=stats)
-        shape = (len(problem.contexts), len(problem.prompts), problem.n_max)
-        self.active = np.ones(shape, dtype=bool) if active is None else active.copy()
+        lay = problem.layout
+        shape = (len(problem.contexts), len(problem.prompts), lay.width)
+        self.active = np.broadcast_to(lay.valid, shape).copy() if active is None else active.copy()
         self.paired = paired
         self.rounds = self._rounds(self.active)
         self.round = 0
@@ -75,10 +82,13 @@ class PSST(Algorithm):
         return ceil_log2(int(active.sum(axis=(1, 2)).max()))
 
     @staticmethod
-    def live_sizes(active: NDArray[np.bool_]) -> NDArray[np.int64]:
-        """Nmax_r(p): the largest N of prompt p alive in any context (0: prompt dead)."""
+    def live_sizes(
+        active: NDArray[np.bool_], sizes: NDArray[np.int64] | None = None
+    ) -> NDArray[np.int64]:
+        """Nmax_r(p): the largest pull size any arm of prompt p alive in any context needs
+        (0: prompt dead). ``sizes``: each column's N (default: column + 1, fixed arms only)."""
         union = active.any(axis=0)  # (P, N)
-        n = np.arange(1, union.shape[1] + 1)
+        n = np.arange(1, union.shape[1] + 1) if sizes is None else sizes
         return np.where(union, n[None, :], 0).max(axis=1).astype(np.int64)
 
     @classmethod
@@ -86,11 +96,11 @@ class PSST(Algorithm):
         active = params.get("active")
         if active is None:
             return (
-                ceil_log2(len(problem.prompts) * problem.n_max)
+                ceil_log2(len(problem.prompts) * problem.layout.arms_per_prompt)
                 * len(problem.prompts)
                 * (problem.n_max)
             )
-        return cls._rounds(active) * int(cls.live_sizes(active).sum())
+        return cls._rounds(active) * int(cls.live_sizes(active, problem.layout.sizes).sum())
 
     def params(self) -> dict[str, Any]:
         return {"active": self.active, "paired": self.paired}
@@ -110,12 +120,16 @@ class PSST(Algorithm):
 
     def pulls_per_prompt(self) -> int:
         """Eq. 6 for the current round."""
-        return int((self.budget / self.rounds) // int(self.live_sizes(self.active).sum()))
+        return int((self.budget / self.rounds) // int(self.sizes_alive().sum()))
+
+    def sizes_alive(self) -> NDArray[np.int64]:
+        """:meth:`live_sizes` of this run's active arms."""
+        return self.live_sizes(self.active, self.problem.layout.sizes)
 
     def _next(self) -> list[PullRequest]:
         if self.round >= self.rounds:
             return []
-        sizes = self.live_sizes(self.active)
+        sizes = self.sizes_alive()
         m = self.pulls_per_prompt()
         live = [(p, int(n)) for p, n in zip(self.problem.prompts, sizes, strict=True) if n > 0]
         shared = self.draw_queries(m) if self.paired else None
@@ -134,12 +148,12 @@ class PSST(Algorithm):
         # context has eliminated keeps the estimate it was dropped with.
         index = self.prompt_indices(batch)
         self._add(batch, index, estimates.masked(self.active, index))
-        sizes = self.live_sizes(self.active)
+        sizes = self.sizes_alive()
         pulls: dict[str, int] = {}
         for r in batch:
             pulls[r.prompt] = pulls.get(r.prompt, 0) + 1
         self.before_last = self.active
-        self.active = halve(self.active, self.stats.mean)
+        self.active = halve(self.active, self.stats.mean, self.problem.layout.tie_rank)
         self.round += 1
         self.trace.append(
             RoundTrace(
@@ -203,7 +217,7 @@ class PSSTTopK(Algorithm):
         k = min(int(params.get("k", 1)), len(problem.prompts))
         rho = float(params.get("rho", 0.2))
         worst_live = min(len(problem.prompts), k * len(problem.contexts))
-        psst_part = ceil_log2(k * problem.n_max) * worst_live * problem.n_max
+        psst_part = ceil_log2(k * problem.layout.arms_per_prompt) * worst_live * problem.n_max
         need = max(len(problem.prompts) / rho, psst_part / (1.0 - rho))
         return math.ceil(need) + 1
 
@@ -227,7 +241,7 @@ class PSSTTopK(Algorithm):
             k = min(self.k, len(self.problem.prompts))
             for c in range(n1.shape[0]):
                 order = np.lexsort((np.arange(n1.shape[1]), -n1[c]))
-                active[c, order[:k], :] = True
+                active[c, order[:k], :] = self.problem.layout.valid
             self.trace.append(
                 RoundTrace(
                     round=0,

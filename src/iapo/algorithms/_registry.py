@@ -34,7 +34,9 @@ class AlgorithmEntry:
     start from that entry's and results report the base name with the added parameters.
     ``group``: entries of one group share their random streams in a benchmark run (same seed),
     so that they differ only in what they do with the same data. ``title`` labels tables/plots.
-    Entries pickle (benchmark workers receive them).
+    ``adaptive``: a benchmark's twin of a registered entry that also sees the adaptive arms
+    (``iapo bench --adaptive``; never registered). Entries pickle (benchmark workers receive
+    them).
     """
 
     name: str
@@ -44,6 +46,7 @@ class AlgorithmEntry:
     title: str = ""
     group: str = ""
     variant_of: str | None = None
+    adaptive: bool = False
 
     @property
     def base(self) -> AlgorithmEntry:

@@ -13,9 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from iapo.adaptive import adaptive_ids
 from iapo.algorithms import AlgorithmEntry, registry
 from iapo.bench._envs import Environment, build_environment
 from iapo.bench._protocol import (
+    ADAPTIVE_SUFFIX,
     DEFAULT_ALGORITHMS,
     DEFAULT_BUDGETS,
     TEST_FRACTION,
@@ -123,6 +125,39 @@ def _with_tie_credit(e: Environment, tie_credit: str | None) -> Environment:
     return replace(e, strategy=MajorityVote(tie_credit=rule), description=e.description + note)
 
 
+def _adaptive_ids(e: Environment, rules: Sequence[str] | None, batch: int) -> tuple[str, ...]:
+    """The adaptive arm ids of ``--adaptive`` (empty: none); a ConfigError naming the fix."""
+    if not rules:
+        return ()
+    if not isinstance(e.strategy, MajorityVote):
+        raise ConfigError(
+            f"--adaptive applies to majority-vote environments: {e.name} is {e.strategy.name}; "
+            "drop it",
+            field="adaptive",
+        )
+    try:
+        return adaptive_ids(rules, batch)
+    except ValueError as exc:
+        raise ConfigError(f"--adaptive: {exc}", field="adaptive") from None
+
+
+def _can_adapt(spec: AlgorithmEntry) -> bool:
+    """Whether ``spec`` can run over adaptive arms: the ustat estimator, and arms it ranks by
+    their estimates (TRIPLE ranks prompts at N = 1 only; ``psst_paper`` uses blocks)."""
+    return spec.estimator in (None, "ustat") and spec.cls.name not in ("psst_paper", "triple")
+
+
+def _twin(spec: AlgorithmEntry) -> AlgorithmEntry:
+    """``spec`` over the adaptive arms too, in its seed group (paired with it)."""
+    return replace(
+        spec,
+        name=spec.name + ADAPTIVE_SUFFIX,
+        title=(spec.title or spec.name) + " + adaptive arms",
+        group=spec.group or spec.name,
+        adaptive=True,
+    )
+
+
 def run_benchmark(
     env: str | Environment,
     *,
@@ -144,6 +179,8 @@ def run_benchmark(
     tie_credit: str | None = None,
     executor: str = "process",
     address: str | None = None,
+    adaptive: Sequence[str] | None = None,
+    adaptive_batch: int = 1,
 ) -> BenchResult:
     """Run the protocol on ``env`` (a name from :data:`ENVIRONMENTS`, a pool file, or an
     :class:`Environment`) and return every run's numbers with their summary.
@@ -170,6 +207,11 @@ def run_benchmark(
     ``executor``: "process" (a local process pool of ``workers``, the default) or "ray" (Ray
     tasks: a local instance with ``workers`` CPUs, or the cluster at ``address``; the optional
     ``ray`` extra). Both give the same numbers.
+    ``adaptive``: stopping rules (e.g. ``("decided", "beta:0.95")``, batch ``adaptive_batch``)
+    of adaptive majority-vote arms (issue #15): every algorithm that can use them (not
+    ``psst_paper``, the blocks-estimator ablations or TRIPLE) also runs as ``<label>+adaptive``
+    on the arm set extended with them, paired with its fixed-arm self (same seeds); each run
+    records the expected samples of the chosen arms on test (``samples``).
     """
     t0 = time.perf_counter()
     if executor not in EXECUTORS:
@@ -230,7 +272,11 @@ def run_benchmark(
             raise ConfigError(f"--runs-for names {label!r}, which is not benchmarked")
         if r < 1:
             raise ConfigError(f"--runs-for {label}={r}: give at least 1 run")
-    sim = encode_pool(e.pool, e.strategy, e.contexts, e.n_max)
+    ids = _adaptive_ids(e, adaptive, adaptive_batch)
+    if ids:
+        specs += [_twin(s) for s in specs if _can_adapt(s)]
+        labels = [s.name for s in specs]
+    sim = encode_pool(e.pool, e.strategy, e.contexts, e.n_max, adaptive=ids)
     if budgets is None:
         _, need0 = feasible_budgets(sim, specs, DEFAULT_BUDGETS)
         bud = _quick_budgets(specs, need0) if quick else DEFAULT_BUDGETS
@@ -257,7 +303,9 @@ def run_benchmark(
             f"{f', cost_weights={list(weights)}' if weights is not None else ''}"
             f"{f', cost_normalize={cost_normalize!r}' if cost_normalize is not None else ''}"
             f"{f', reference={reference!r}' if reference is not None else ''}"
-            f"{f', tie_credit={tie_credit!r}' if tie_credit is not None else ''})"
+            f"{f', tie_credit={tie_credit!r}' if tie_credit is not None else ''}"
+            f"{f', adaptive={list(adaptive or ())}' if ids else ''}"
+            f"{f', adaptive_batch={adaptive_batch}' if ids else ''})"
         ),
         "protocol": {
             "runs": n_runs,
@@ -277,6 +325,7 @@ def run_benchmark(
             "tie_credit": e.strategy.tie_credit if isinstance(e.strategy, MajorityVote) else None,
             "workers": workers,
             "executor": executor,
+            **({"adaptive": list(ids)} if ids else {}),
         },
         "algorithms": [
             {

@@ -77,6 +77,8 @@ def _cmd_bench(args: Any) -> int:
         tie_credit=args.tie_credit,
         executor=args.executor,
         address=args.address,
+        adaptive=[r for r in (args.adaptive or "").replace(" ", "").split(",") if r] or None,
+        adaptive_batch=args.adaptive_batch,
     )
     paths = res.save(args.out, with_plot=not args.no_plot)
     if args.json:
@@ -157,6 +159,12 @@ def register_cli(sub: Any) -> None:
         help="majority vote's credit when gold ties for the most votes: fractional (1/t for t "
         "tied answers, the default) or half (0.5, the paper's released code)",
     )
+    p.add_argument(
+        "--adaptive",
+        help="stopping rules of adaptive majority-vote arms, e.g. decided,beta:0.95,window:4: "
+        "each algorithm also runs as LABEL+adaptive with them (issue #15)",
+    )
+    p.add_argument("--adaptive-batch", type=int, default=1, help="their batch size (default 1)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.add_argument("--json", action="store_true", help="print the JSON instead of the tables")

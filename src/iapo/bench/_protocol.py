@@ -19,19 +19,21 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from iapo import algorithms
+from iapo.adaptive import ArmLayout
 from iapo.algorithms import Algorithm, AlgorithmEntry
 from iapo.bench._sim import EncodedPool
 from iapo.errors import BudgetError, ConfigError
 from iapo.problem import Problem, split_queries
 
 __all__ = [
+    "ADAPTIVE_SUFFIX",
     "DEFAULT_ALGORITHMS",
     "DEFAULT_BUDGETS",
     "default_reference",
@@ -85,8 +87,9 @@ def split_for_run(queries: tuple[str, ...], seed: int, run: int) -> tuple[tuple[
 
 
 def _drive(algo: Algorithm, sim: EncodedPool, rng: np.random.Generator) -> None:
+    p = algo.problem
     while batch := algo.ask():
-        algo.tell_estimates(sim.simulate_lazy(batch, algo.problem.method, rng))
+        algo.tell_estimates(sim.simulate_lazy(batch, p.method, rng, adaptive=p.adaptive))
 
 
 def seed_key(entry: AlgorithmEntry) -> int:
@@ -116,15 +119,16 @@ def run_algorithm(
     if not budgets:
         return out
     order = sorted(set(budgets))
+    name = spec.name.removesuffix(ADAPTIVE_SUFFIX) if spec.adaptive else spec.name
     if not spec.cls.one_pull_per_step:
         for b in order:
             t0 = time.process_time()
-            algo = algorithms.create(spec.name, problem, b, algo_seed)
+            algo = algorithms.create(name, problem, b, algo_seed)
             _drive(algo, sim, np.random.default_rng(sim_seed))
             out[b] = (algo.policy(), time.process_time() - t0, algo)
         return out
     t0 = time.process_time()
-    first = algorithms.create(spec.name, problem, order[-1], algo_seed)
+    first = algorithms.create(name, problem, order[-1], algo_seed)
     algo, rng = first, np.random.default_rng(sim_seed)
     pending = order[:-1]
     side = 0.0  # CPU time spent on copies, not part of the long run
@@ -144,7 +148,8 @@ def run_algorithm(
         batch = algo.ask()
         if not batch:
             break
-        algo.tell_estimates(sim.simulate_lazy(batch, algo.problem.method, rng))
+        p = algo.problem
+        algo.tell_estimates(sim.simulate_lazy(batch, p.method, rng, adaptive=p.adaptive))
     out[order[-1]] = (algo.policy(), time.process_time() - t0 - side, algo)
     return out
 
@@ -185,6 +190,7 @@ def _policy_twin(
             other.cls is spec.cls
             and other.group == spec.group
             and other.estimator == spec.estimator
+            and other.adaptive == spec.adaptive
             and {k: v for k, v in mine.items() if k not in pp}
             == {k: v for k, v in theirs.items() if k not in pp}
             and set(budgets) <= set(got)
@@ -212,6 +218,8 @@ def run_single(run: int, state: _State | None = None) -> dict[str, Any]:
     best_train = flat_train.max(axis=1)
     oracle_train_arm = flat_train.argmax(axis=1)
     problem = Problem(sim.prompts, train, sim.n_max, sim.contexts, sim.strategy)
+    lay = ArmLayout(sim.n_max, sim.adaptive)
+    samples_test = sim.samples_table([qi[q] for q in test]) if sim.adaptive else None
     results: dict[str, dict[str, dict[str, Any]]] = {}
     finished: dict[str, tuple[AlgorithmEntry, Finished]] = {}
     for spec in st.specs:
@@ -222,14 +230,14 @@ def run_single(run: int, state: _State | None = None) -> dict[str, Any]:
         if got is None:
             try:
                 seed = _seed(st.seed, run, seed_key(spec))
-                got = run_algorithm(spec, problem, budgets, sim, seed)
+                got = run_algorithm(spec, _problem_for(spec, problem, sim), budgets, sim, seed)
             except BudgetError:  # min_budget said yes but the run said no
                 got = {}
             finished[spec.name] = (spec, got)
         per: dict[str, dict[str, Any]] = {}
         for b, (policy, cpu, algo) in got.items():
             arms = [
-                sim.prompt_index[policy[c.name].prompt] * sim.n_max + policy[c.name].n - 1
+                sim.prompt_index[policy[c.name].prompt] * lay.width + lay.column(policy[c.name])
                 for c in sim.contexts
             ]
             vals = flat_test[np.arange(n_ctx), arms]
@@ -241,6 +249,8 @@ def run_single(run: int, state: _State | None = None) -> dict[str, Any]:
                 "spent": int(algo.spent),  # completions actually asked for (may pass b)
                 "arms": arms,
             }
+            if samples_test is not None:  # expected samples of each context's arm on test
+                per[str(b)]["samples"] = [float(x) for x in samples_test.ravel()[arms]]
         results[spec.name] = per
     return {
         "run": run,
@@ -249,6 +259,15 @@ def run_single(run: int, state: _State | None = None) -> dict[str, Any]:
         "oracle_test": float(flat_test.max(axis=1).mean()),
         "results": results,
     }
+
+
+#: The label of an algorithm run with the adaptive arms (``iapo bench --adaptive``).
+ADAPTIVE_SUFFIX = "+adaptive"
+
+
+def _problem_for(spec: AlgorithmEntry, problem: Problem, sim: EncodedPool) -> Problem:
+    """The problem ``spec`` runs on: with the simulator's adaptive arms for an adaptive twin."""
+    return replace(problem, adaptive=sim.adaptive) if spec.adaptive else problem
 
 
 def feasible_budgets(
@@ -262,7 +281,7 @@ def feasible_budgets(
     ok: dict[str, tuple[int, ...]] = {}
     need: dict[str, int] = {}
     for s in specs:
-        need[s.name] = s.min_budget(problem)
+        need[s.name] = s.min_budget(_problem_for(s, problem, sim))
         ok[s.name] = tuple(b for b in budgets if b >= need[s.name])
     return ok, need
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from iapo.adaptive import ArmLayout
 from iapo.algorithms import Estimates
 from iapo.pools import Pool, cached_tables, code_fingerprint
 from iapo.strategies import (
@@ -34,11 +35,14 @@ from iapo.strategies import (
     ProfileCache,
     Strategy,
     encode_outcomes,
+    exact_adaptive_utilities,
     exact_cell_utilities,
 )
 from iapo.types import Context, PullRequest
 
 __all__ = ["EncodedPool", "encode_pool"]
+
+Ids = tuple[str, ...]  # adaptive arm ids, "<rule>/b<batch>"
 
 _PAD_CUM = 2.0  # cumulative probability of padding outcomes: never drawn (u < 1)
 #: The modules whose code computes an encoded pool: part of its cache key.
@@ -46,6 +50,9 @@ _CODE = (
     "bench/_sim.py",
     "pools/_arrays.py",
     "strategies/_truth.py",
+    "adaptive/_dp.py",  # and below: the adaptive arms' tables (issue #15)
+    "adaptive/_exact.py",
+    "adaptive/_rules.py",
     "strategies/_base.py",
     "strategies/_majority.py",
     "strategies/_bon.py",
@@ -68,10 +75,11 @@ class _Drawn(Estimates):
         drawn: dict[int, NDArray[np.int64]],
         method: Method,
         width: int,
+        adaptive: Ids = (),
     ) -> None:
         self.prompt, self.query, n = pulls
         super().__init__(len(n), len(sim.contexts), width, sizes=n)
-        self.sim, self.drawn, self.method = sim, drawn, method
+        self.sim, self.drawn, self.method, self.adaptive = sim, drawn, method, adaptive
         self.at = np.empty(len(n), dtype=np.int64)  # each pull's row in drawn[its n]
         for size in drawn:
             sel = np.flatnonzero(n == size)
@@ -89,8 +97,12 @@ class _Drawn(Estimates):
                 self.drawn[int(size)][self.at[pulls]],
                 self.method,
                 width,
+                self.adaptive,
             )
         return out
+
+    def width_of(self, index: NDArray[np.int64]) -> int:  # adaptive arms: never narrowed
+        return self.shape[2] if self.adaptive else super().width_of(index)
 
 
 @dataclass
@@ -99,6 +111,9 @@ class EncodedPool:
 
     ``exact`` is the ground truth per cell, (P, Q, C, n_max): the expected utility of
     (prompt, N = k) on that query under i.i.d. draws from the cell (costs already scaled).
+    With ``adaptive`` arm ids (issue #15) it is (P, Q, C, width) in the columns of
+    :class:`iapo.adaptive.ArmLayout`, and ``samples`` (P, Q, width) holds each arm's expected
+    samples per query (N for a fixed arm).
     """
 
     prompts: tuple[str, ...]
@@ -110,6 +125,8 @@ class EncodedPool:
     cost: NDArray[np.float64]  # (P, Q, V) per-sample cost (scaled)
     codes: NDArray[Any]  # (P, Q, V, F) each outcome's row of strategy.encode
     exact: NDArray[np.float64]  # (P, Q, C, n_max)
+    adaptive: Ids = ()
+    samples: NDArray[np.float64] | None = None  # (P, Q, width), with adaptive arms
     prompt_index: dict[str, int] = field(default_factory=dict)
     query_index: dict[str, int] = field(default_factory=dict)
     _cache: ProfileCache = field(default_factory=dict, repr=False)
@@ -129,6 +146,14 @@ class EncodedPool:
         idx = np.asarray(queries, dtype=np.int64)
         return np.asarray(self.exact[:, idx].mean(axis=1).transpose(1, 0, 2), dtype=np.float64)
 
+    def samples_table(self, queries: Sequence[int] | NDArray[np.int64]) -> NDArray[np.float64]:
+        """Expected samples (P, width) of every arm on these queries (mean over queries)."""
+        idx = np.asarray(queries, dtype=np.int64)
+        if self.samples is None:
+            sizes = ArmLayout(self.n_max, self.adaptive).sizes.astype(np.float64)
+            return np.broadcast_to(sizes, (len(self.prompts), len(sizes))).copy()
+        return np.asarray(self.samples[:, idx].mean(axis=1), dtype=np.float64)
+
     # -- sampling -----------------------------------------------------------------------------
     def draw(
         self, prompt: NDArray[np.int64], query: NDArray[np.int64], n: int, rng: np.random.Generator
@@ -145,28 +170,31 @@ class EncodedPool:
         outcomes: NDArray[np.int64],
         method: Method,
         k_max: int | None = None,
+        adaptive: Ids = (),
     ) -> NDArray[np.float64]:
         """Utility estimates (m, C, k_max) of m pulls with the same n, from drawn outcomes
-        (``k_max`` defaults to n_max; NaN where k > n)."""
+        (``k_max`` defaults to n_max; NaN where k > n). With ``adaptive`` arm ids: every
+        column of their :class:`~iapo.adaptive.ArmLayout` (``k_max`` is then ignored)."""
         pi, qi = prompt[:, None], query[:, None]
         return self.strategy.estimate_encoded(
             self.codes[pi, qi, outcomes],
             self.cost[pi, qi, outcomes],
             self.contexts,
-            self.n_max if k_max is None else k_max,
+            self.n_max if (k_max is None or adaptive) else k_max,
             method,
             self._cache,
+            adaptive=adaptive,
         )
 
     def _one(
-        self, p: int, q: int, n: int, width: int, rng: np.random.Generator
+        self, p: int, q: int, n: int, width: int, rng: np.random.Generator, adaptive: Ids = ()
     ) -> NDArray[np.float64]:
         """One U-statistic pull (the UCB / ε-greedy path): the batch path's numbers, less numpy
         overhead. Returns (1, C, width)."""
         idx = np.searchsorted(self.cum[p, q], rng.random(n), side="right")
         codes, cost = self.codes[p, q][idx][None], self.cost[p, q][idx][None]
         return self.strategy.estimate_encoded(
-            codes, cost, self.contexts, width, "ustat", self._cache
+            codes, cost, self.contexts, width, "ustat", self._cache, adaptive=adaptive
         )
 
     def pull_arrays(
@@ -185,6 +213,7 @@ class EncodedPool:
         rng: np.random.Generator,
         *,
         narrow: bool = False,
+        adaptive: Ids = (),
     ) -> NDArray[np.float64]:
         """Draw every pull of ``batch`` and return its estimates (len(batch), C, n_max).
 
@@ -193,7 +222,7 @@ class EncodedPool:
         narrower array to the same effect (adding NaN-masked zeros changes nothing), at a
         fraction of the cost when N_max is large and the pulls small (TRIPLE, screening).
         """
-        got = self.simulate_lazy(batch, method, rng, narrow=narrow)
+        got = self.simulate_lazy(batch, method, rng, narrow=narrow, adaptive=adaptive)
         return got.dense() if isinstance(got, Estimates) else got
 
     def simulate_lazy(
@@ -203,24 +232,28 @@ class EncodedPool:
         rng: np.random.Generator,
         *,
         narrow: bool = True,
+        adaptive: Ids = (),
     ) -> NDArray[np.float64] | Estimates:
         """:meth:`simulate` (narrow by default) without the dense array: the outcomes are drawn
         now (the same random stream), the estimates computed from them a block of pulls at a
         time when read (:class:`~iapo.algorithms.Estimates`; the same numbers). A single
-        U-statistic pull comes back as its small array."""
+        U-statistic pull comes back as its small array. ``adaptive``: the problem's adaptive
+        arm ids (their columns follow the fixed ones; never narrowed)."""
+        narrow = narrow and not adaptive
         if len(batch) == 1 and method == "ustat":
             r = batch[0]
             width = min(r.n, self.n_max) if narrow else self.n_max
             return self._one(
-                self.prompt_index[r.prompt], self.query_index[r.query], r.n, width, rng
+                self.prompt_index[r.prompt], self.query_index[r.query], r.n, width, rng, adaptive
             )
         prompt, query, n = self.pull_arrays(batch)
         width = min(int(n.max()), self.n_max) if (narrow and len(batch)) else self.n_max
+        width *= 1 + len(adaptive)
         drawn = {}
         for size in np.unique(n):
             sel = np.flatnonzero(n == size)
             drawn[int(size)] = self.draw(prompt[sel], query[sel], int(size), rng)
-        return _Drawn(self, (prompt, query, n), drawn, method, width)
+        return _Drawn(self, (prompt, query, n), drawn, method, width, adaptive)
 
 
 def encode_pool(
@@ -231,6 +264,7 @@ def encode_pool(
     *,
     prompts: Sequence[str] | None = None,
     cache: bool | None = None,
+    adaptive: Sequence[str] = (),
 ) -> EncodedPool:
     """Encode ``pool`` (costs already scaled as they should enter utilities) into arrays.
 
@@ -240,12 +274,17 @@ def encode_pool(
     large file, the tables are cached beside it (:func:`~iapo.pools.cached_tables`; ``cache``
     False or ``$IAPO_NO_CACHE`` turns that off)."""
     ps = tuple(prompts) if prompts is not None else pool.prompts
-    qs = pool.queries
-    ctx = tuple(contexts)
+    qs, ctx, ids = pool.queries, tuple(contexts), tuple(adaptive)
 
     def build() -> dict[str, NDArray[Any]]:
         tables = _encode_arrays(pool, strategy, ctx, ps)
         tables["exact"] = exact_cell_utilities(pool, strategy, ctx, n_max, prompts=ps, queries=qs)
+        if ids and isinstance(strategy, MajorityVote):
+            util, samples = exact_adaptive_utilities(pool, strategy, ctx, n_max, ids, ps, qs)
+            util[..., ::n_max], samples[..., ::n_max] = tables["exact"][..., :1], 1.0  # N_max' 1
+            tables["exact"] = np.concatenate([tables["exact"], util], axis=3)
+            fixed = np.broadcast_to(np.arange(1.0, n_max + 1), (len(ps), len(qs), n_max))
+            tables["samples"] = np.concatenate([fixed, samples], axis=2)
         return tables
 
     source = pool.arrays.source if type(strategy) in (MajorityVote, BestOfN) else None
@@ -259,8 +298,13 @@ def encode_pool(
         "queries": list(qs),
         "code": _code_fingerprint(),
     }
+    if ids:  # only then: the keys of existing caches stay as they were
+        if not isinstance(strategy, MajorityVote):
+            raise ValueError(f"adaptive arms need majority_vote, not {strategy.name}")
+        what["adaptive"] = list(ids)
     tables = cached_tables(source, what, build, enabled=cache)
-    if not _fits(tables, len(ps), len(qs), len(ctx), n_max):
+    width = n_max * (1 + len(ids))
+    if not _fits(tables, len(ps), len(qs), len(ctx), width) or (ids and "samples" not in tables):
         tables = build()
     return EncodedPool(
         prompts=ps,
@@ -272,6 +316,8 @@ def encode_pool(
         cost=tables["cost"],
         codes=tables["codes"],
         exact=tables["exact"],
+        adaptive=ids,
+        samples=tables.get("samples"),
     )
 
 

@@ -13,6 +13,7 @@ from iapo.config._backend import BackendConfig
 from iapo.config._secrets import find_secret
 from iapo.config._sections import (
     MAX_BUDGET,
+    AdaptiveConfig,
     AlgorithmConfig,
     ContextsConfig,
     CostConfig,
@@ -41,6 +42,8 @@ class RunConfig(StrictModel):
     contexts: ContextsConfig
     budget: int = Field(ge=1, le=MAX_BUDGET)
     algorithm: AlgorithmConfig = Field(default_factory=lambda: AlgorithmConfig())
+    #: adaptive majority-vote arms (issue #15); None: fixed arms only (and not in the run's id)
+    adaptive: AdaptiveConfig | None = None
     split: SplitConfig = Field(default_factory=lambda: SplitConfig.model_validate({}))
     cost: CostConfig = Field(default_factory=lambda: CostConfig.model_validate({}))
     seed: Seed = 0
@@ -109,6 +112,16 @@ class RunConfig(StrictModel):
         if self.strategy == "majority_vote" and self.objectives not in (None, ["accuracy"]):
             raise ValueError(
                 "objectives: majority_vote has one objective, 'accuracy': drop 'objectives'"
+            )
+        if self.adaptive is not None and self.strategy != "majority_vote":
+            raise ValueError(
+                "adaptive: adaptive arms stop a majority vote early; best_of_n has no votes: "
+                "drop 'adaptive'"
+            )
+        if self.adaptive is not None and self.algorithm.estimator != "ustat":
+            raise ValueError(
+                "adaptive: adaptive arms are estimated over orderings of each pull (ustat): "
+                "drop algorithm.estimator or 'adaptive'"
             )
         if self.strategy == "best_of_n" and self.tie_credit != "fractional":
             raise ValueError(

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from iapo.adaptive import adaptive_ids
 from iapo.contexts import context_grid
 from iapo.types import Context
 
@@ -107,6 +108,28 @@ class AlgorithmConfig(StrictModel):
     name: str = "psst_any"
     estimator: Literal["ustat", "blocks"] = "ustat"
     params: dict[str, Any] = Field(default_factory=dict)
+
+
+class AdaptiveConfig(StrictModel):
+    """Adaptive majority-vote arms (issue #15): for every prompt and N_max' = 2..n_max, one arm
+    per rule that draws ``batch`` samples at a time until the rule stops (at most N_max')."""
+
+    rules: list[str] = Field(min_length=1)
+    batch: int = Field(1, ge=1, le=256)
+
+    @model_validator(mode="after")
+    def _rules(self) -> AdaptiveConfig:
+        try:
+            adaptive_ids(self.rules, self.batch)
+        except ValueError as exc:
+            raise ValueError(
+                f"rules: {exc} (rules: decided, beta:T, dirichlet:T, window:W)"
+            ) from None
+        return self
+
+    def ids(self) -> tuple[str, ...]:
+        """The arm ids ``"<rule>/b<batch>"``."""
+        return adaptive_ids(self.rules, self.batch)
 
 
 class SplitConfig(StrictModel):

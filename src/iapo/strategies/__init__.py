@@ -6,7 +6,11 @@ from iapo.estimators import TIE_CREDITS, TieCredit
 from iapo.strategies._base import Method, ProfileCache, Strategy, net_utility
 from iapo.strategies._bon import BestOfN
 from iapo.strategies._majority import ACCURACY, MajorityVote, vote_credit
-from iapo.strategies._truth import encode_outcomes, exact_cell_utilities
+from iapo.strategies._truth import (
+    encode_outcomes,
+    exact_adaptive_utilities,
+    exact_cell_utilities,
+)
 
 __all__ = [
     "ACCURACY",
@@ -18,6 +22,7 @@ __all__ = [
     "Strategy",
     "TieCredit",
     "encode_outcomes",
+    "exact_adaptive_utilities",
     "exact_cell_utilities",
     "get_strategy",
     "net_utility",

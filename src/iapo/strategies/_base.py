@@ -106,12 +106,33 @@ class Strategy(ABC):
         k_max: int,
         method: Method = "ustat",
         cache: ProfileCache | None = None,
+        adaptive: Sequence[str] = (),
     ) -> NDArray[np.float64]:
         """Utility estimates (m, C, k_max) of m pulls of one size n, from encoded rows (m, n, F)
-        and per-sample costs (m, n); NaN where k > n."""
+        and per-sample costs (m, n); NaN where k > n. With ``adaptive`` arm ids, the adaptive
+        arms' columns follow: (m, C, (1 + len(adaptive))·k_max), the layout of
+        :class:`iapo.adaptive.ArmLayout` with N_max = ``k_max``."""
         cost = (sum_ustat if method == "ustat" else sum_blocks)(costs, k_max)
         quality = self.quality_encoded(codes, contexts, k_max, method, cache)
-        return net_utility(quality, cost, cost_weights(contexts))
+        fixed = net_utility(quality, cost, cost_weights(contexts))
+        if not adaptive:
+            return fixed
+        extra = self.adaptive_encoded(codes, costs, contexts, k_max, adaptive, quality, cache)
+        return np.concatenate([fixed, extra], axis=2)
+
+    def adaptive_encoded(
+        self,
+        codes: NDArray[Any],
+        costs: NDArray[np.float64],
+        contexts: Sequence[Context],
+        k_max: int,
+        adaptive: Sequence[str],
+        quality: NDArray[np.float64],
+        cache: ProfileCache | None = None,
+    ) -> NDArray[np.float64]:
+        """(m, C, len(adaptive)·k_max): the utility estimates of the adaptive arms (issue #15;
+        :class:`iapo.adaptive.ArmLayout`'s blocks after the fixed one). Majority vote only."""
+        raise ValueError(f"adaptive arms need majority_vote, not {self.name}")
 
     def estimate(
         self,
@@ -119,9 +140,12 @@ class Strategy(ABC):
         contexts: Sequence[Context],
         k_max: int,
         method: Method = "ustat",
+        adaptive: Sequence[str] = (),
     ) -> NDArray[np.float64]:
-        """Utility estimates (len(pulls), C, k_max) for every N = k ≤ k_max; NaN where k > n."""
-        out = np.full((len(pulls), len(contexts), k_max), np.nan)
+        """Utility estimates (len(pulls), C, k_max) for every N = k ≤ k_max; NaN where k > n
+        (with ``adaptive``, the adaptive arms' columns after them, see :meth:`estimate_encoded`)."""
+        width = k_max * (1 + len(adaptive))
+        out = np.full((len(pulls), len(contexts), width), np.nan)
         by_n: dict[int, list[int]] = {}
         for i, pr in enumerate(pulls):
             by_n.setdefault(len(pr.samples), []).append(i)
@@ -129,7 +153,13 @@ class Strategy(ABC):
             group = [pulls[i] for i in idx]
             codes = self.encode_pulls(group, contexts)
             costs = np.array([[s.cost for s in pr.samples] for pr in group], dtype=np.float64)
-            out[idx] = self.estimate_encoded(codes, costs, contexts, k_max, method)
+            if adaptive:
+                est = self.estimate_encoded(
+                    codes, costs, contexts, k_max, method, adaptive=adaptive
+                )
+            else:  # a subclass's estimate_encoded may predate adaptive arms
+                est = self.estimate_encoded(codes, costs, contexts, k_max, method)
+            out[idx] = est
         return out
 
     def encode_pulls(

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
+from iapo.adaptive import ArmLayout, ProfileMemo, adaptive_ustat_many
 from iapo.estimators import TieCredit, check_tie_credit, mv_blocks, mv_exact, mv_ustat
 from iapo.pools import Cell
 from iapo.strategies._base import Method, ProfileCache, Strategy
@@ -103,6 +104,53 @@ class MajorityVote(Strategy):
         labels = np.asarray(codes[:, :, 0], dtype=np.int64)
         credit = _credit(labels, k_max, method, cache, self.tie_credit)
         return credit[:, None, :] * self._weights(contexts)[None, :, None]
+
+    def adaptive_encoded(
+        self,
+        codes: NDArray[Any],
+        costs: NDArray[np.float64],
+        contexts: Sequence[Context],
+        k_max: int,
+        adaptive: Sequence[str],
+        quality: NDArray[np.float64],
+        cache: ProfileCache | None = None,
+    ) -> NDArray[np.float64]:
+        """The adaptive arms' utility estimates: per arm, the scheme's credit and realised cost
+        averaged over every ordering of the pull (:func:`iapo.adaptive.adaptive_ustat_many`,
+        exact, memoised per count profile), ``w_accuracy · credit − w_cost · cost``. NaN where
+        N_max' = 1 (not an arm) or N_max' > n. ``decided`` never changes the vote of the fixed
+        N_max' arm, so its credit is taken from ``quality`` (the fixed arm's, bit for bit: the
+        two tie exactly when cost does not count)."""
+        layout = ArmLayout(k_max, tuple(adaptive))
+        m, n = codes.shape[0], codes.shape[1]
+        out = np.full((m, len(contexts), layout.width - k_max), np.nan)
+        cols = [(c, s) for c, s in layout.schemes() if s.n_max <= n]
+        if not cols or m == 0:
+            return out
+        labels = np.asarray(codes[:, :, 0], dtype=np.int64)
+        est = adaptive_ustat_many(
+            labels,
+            np.zeros(m, dtype=np.int64),
+            [s for _, s in cols],
+            costs,
+            self.tie_credit,
+            self._memo(),
+        )
+        w = self._weights(contexts)
+        wc = np.array([c.cost_weight for c in contexts])
+        for j, (col, scheme) in enumerate(cols):
+            if scheme.rule.id == "decided":
+                q = quality[:, :, scheme.n_max - 1]
+            else:
+                q = est.credit[:, j, None] * w[None, :]
+            out[:, :, col - k_max] = q - est.cost[:, j, None] * wc[None, :]
+        return out
+
+    def _memo(self) -> ProfileMemo:
+        memo: ProfileMemo | None = self.__dict__.get("_adaptive_memo")
+        if memo is None:
+            memo = self.__dict__["_adaptive_memo"] = {}
+        return memo
 
     def exact_quality(
         self, cells: Sequence[Cell], contexts: Sequence[Context], k_max: int

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from iapo.adaptive import ArmLayout, adaptive_exact
 from iapo.estimators import bon_exact, mv_exact_many
 from iapo.pools import Pool, PoolArrays
 from iapo.strategies._base import Strategy, cost_weights
@@ -26,7 +27,7 @@ from iapo.strategies._bon import BestOfN
 from iapo.strategies._majority import ABSTAIN_CODE, MajorityVote
 from iapo.types import Context
 
-__all__ = ["encode_outcomes", "exact_cell_utilities"]
+__all__ = ["encode_outcomes", "exact_adaptive_utilities", "exact_cell_utilities"]
 
 _CELLS_PER_PASS = 8192
 
@@ -97,6 +98,23 @@ def _mv_quality(
     prompt (one :func:`~iapo.estimators.mv_exact` block each)."""
     n_p, n_q = cells.shape
     flat = cells.ravel()
+    cls, gold_index, n_cls = _class_probs(arrays, flat)
+    blocks: list[tuple[NDArray[np.float64], NDArray[np.int64]]] = []
+    for pi in range(n_p):
+        part = slice(pi * n_q, (pi + 1) * n_q)
+        m = max(int(n_cls[part].max()), 1)
+        blocks.append((np.ascontiguousarray(cls[part, :m]), gold_index[part]))
+    credit = np.concatenate(mv_exact_many(blocks, n_max, strategy.tie_credit))
+    weights = np.array([float(c.weights.get("accuracy", 1.0)) for c in contexts])
+    np.multiply(credit[:, None, :], weights[None, :, None], out=out)
+    return True
+
+
+def _class_probs(
+    arrays: PoolArrays, flat: NDArray[np.int64]
+) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.int64]]:
+    """Per cell of ``flat``: its answer classes' probabilities (first-appearance order, padded
+    with 0), the gold class (-1: none) and the number of classes."""
     rows, owner, p = _cell_probs(arrays, flat)
     answer = arrays.answer[rows]
     has = answer >= 0
@@ -111,15 +129,50 @@ def _mv_quality(
     gold_index = np.full(len(flat), -1, dtype=np.int64)
     is_gold = has & (answer == arrays.gold[flat][owner])
     gold_index[owner[is_gold]] = slot[is_gold]
-    blocks: list[tuple[NDArray[np.float64], NDArray[np.int64]]] = []
-    for pi in range(n_p):
-        part = slice(pi * n_q, (pi + 1) * n_q)
-        m = max(int(n_cls[part].max()), 1)
-        blocks.append((np.ascontiguousarray(cls[part, :m]), gold_index[part]))
-    credit = np.concatenate(mv_exact_many(blocks, n_max, strategy.tie_credit))
-    weights = np.array([float(c.weights.get("accuracy", 1.0)) for c in contexts])
-    np.multiply(credit[:, None, :], weights[None, :, None], out=out)
-    return True
+    return np.asarray(cls, dtype=np.float64), gold_index, n_cls
+
+
+def exact_adaptive_utilities(
+    pool: Pool,
+    strategy: MajorityVote,
+    contexts: Sequence[Context],
+    n_max: int,
+    adaptive: Sequence[str],
+    prompts: Sequence[str] | None = None,
+    queries: Sequence[str] | None = None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The adaptive arms of ``adaptive`` (issue #15) on every cell, as
+    :func:`exact_cell_utilities` for the fixed ones: utility (P, Q, C, A·n_max) and expected
+    samples (P, Q, A·n_max), in the blocks of :class:`iapo.adaptive.ArmLayout` after the fixed
+    one (NaN at N_max' = 1, not an arm). Utility ``w_accuracy · credit − w_cost · E[samples] ·
+    mean cost`` (:func:`iapo.adaptive.adaptive_exact`, exact to rounding)."""
+    ps = tuple(prompts) if prompts is not None else pool.prompts
+    qs = tuple(queries) if queries is not None else pool.queries
+    layout = ArmLayout(n_max, tuple(adaptive))
+    extra = layout.width - n_max
+    util = np.full((len(ps), len(qs), len(contexts), extra), np.nan)
+    samples = np.full((len(ps), len(qs), extra), np.nan)
+    if not ps or not qs or not extra:
+        return util, samples
+    arrays = pool.arrays
+    flat = arrays.cell_ids(ps, qs).ravel()
+    cls, gold_index, n_cls = _class_probs(arrays, flat)
+    cls = cls[:, : max(int(n_cls.max()), 1)]
+    rows, _, p_rows = _cell_probs(arrays, flat)
+    probs = np.zeros(len(arrays.weight))
+    probs[rows] = p_rows
+    mean_cost = arrays.cell_dots(probs, arrays.cost, flat)
+    w = np.array([float(c.weights.get("accuracy", 1.0)) for c in contexts])
+    wc = cost_weights(contexts)
+    shape = (len(ps), len(qs))
+    for col, scheme in layout.schemes():
+        got = adaptive_exact(cls, gold_index, scheme, strategy.tie_credit, mean_cost)
+        q = got.credit[:, None] * w[None, :]
+        util[..., col - n_max] = (q - got.cost[:, None] * wc[None, :]).reshape(
+            *shape, len(contexts)
+        )
+        samples[..., col - n_max] = got.samples.reshape(shape)
+    return util, samples
 
 
 def _bon_select(

@@ -11,7 +11,9 @@ your algorithm; pytest then runs every ``test_*`` method on a small built-in pro
 
 The problem (4 prompts × N ≤ 4, 10 training queries, two cost contexts, majority vote) and the
 pulls (a seeded fake LLM: :func:`fake_puller`) need no network and run in well under a second per
-test. Override :meth:`AlgorithmSuite.problem` for another problem, and set
+test. Override :meth:`AlgorithmSuite.problem` for another problem (``suite_problem(adaptive=
+("decided/b1",))`` adds adaptive majority-vote arms: the policy must then name arms of the
+problem's layout), and set
 ``seed_matters = False`` for an algorithm that uses no randomness. Importing this module does not
 import pytest: the tests do, when they run.
 """
@@ -35,12 +37,13 @@ __all__ = ["AlgorithmSuite", "Puller", "fake_puller", "suite_problem"]
 Puller = Callable[[Sequence[PullRequest]], list[PullResult]]
 
 
-def suite_problem() -> Problem:
-    """4 prompts × N ≤ 4 on 10 training queries, contexts cost weight 0 and 0.3, majority vote."""
+def suite_problem(adaptive: Sequence[str] = ()) -> Problem:
+    """4 prompts × N ≤ 4 on 10 training queries, contexts cost weight 0 and 0.3, majority vote;
+    ``adaptive``: adaptive arm ids (``"<rule>/b<batch>"``) next to the fixed arms."""
     contexts = tuple(context_grid({"accuracy": [1.0]}, [0.0, 0.3]))
     prompts = tuple(f"p{i}" for i in range(4))
     queries = tuple(f"q{j}" for j in range(10))
-    return Problem(prompts, queries, 4, contexts, MajorityVote())
+    return Problem(prompts, queries, 4, contexts, MajorityVote(), adaptive=tuple(adaptive))
 
 
 def fake_puller(problem: Problem, seed: int = 0) -> Puller:
@@ -139,6 +142,7 @@ class AlgorithmSuite:
         assert set(policy) == {c.name for c in problem.contexts}
         for arm in policy.values():
             assert arm.prompt in problem.prompts and 1 <= arm.n <= problem.n_max, arm
+            problem.layout.column(arm)  # an arm of this problem (adaptive ones included)
 
     # -- the tests ------------------------------------------------------------------------
     def test_budget_is_never_exceeded(self) -> None:
