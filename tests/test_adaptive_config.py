@@ -101,7 +101,7 @@ def test_run_writes_adaptive_arms_to_result_json(tmp_path: Path) -> None:
     """A replayed run with adaptive arms: the policy, runner-ups and estimates name them with the
     ``"adaptive"`` key (fixed arms without it), the exact evaluation scores them and reports
     expected samples; re-reading the policy gives the same arms."""
-    from iapo.runner import run
+    from iapo.runner import evaluate, run
     from iapo.types import Arm
 
     cfg = _cfg(tmp_path, budget=6000, adaptive={"rules": ["decided", "window:2"], "batch": 1})
@@ -123,3 +123,12 @@ def test_run_writes_adaptive_arms_to_result_json(tmp_path: Path) -> None:
         assert entry.get("expected_samples") == (got if arm.adaptive else None)
     assert any("adaptive" in e for e in policy.values())  # the checks above bite
     assert res.policy == policy
+    # every adaptive estimate carries its exact expected samples (the report's Pareto plot)
+    exact = evaluate(s, split="test")
+    for e in entries:
+        if "adaptive" in e:
+            arm = Arm(e["prompt"], e["n"], e["adaptive"])
+            assert e["expected_samples"] == exact.expected_samples(arm) <= arm.n
+        else:
+            assert "expected_samples" not in e
+    assert any(e.get("expected_samples", 99) < e["n"] for e in entries)  # some stop early

@@ -147,12 +147,16 @@ def _result(s: Setup, outcome: StudyOutcome, backend: str, elapsed: float) -> Ru
         chosen["runner_up"] = ru.to_dict() if ru else None
         policy[c.name] = chosen
     evaluation = None
+    estimates = {c: [e.to_dict() for e in rows] for c, rows in outcome.estimates.items()}
     if isinstance(s, ReplaySetup) and s.test:
         arms = {c: Arm(v["prompt"], v["n"], v.get("adaptive", "")) for c, v in policy.items()}
-        evaluation = policy_evaluation(evaluate(s, split="test"), arms)
+        exact = evaluate(s, split="test")
+        evaluation = policy_evaluation(exact, arms)
         for name, v in policy.items():  # an adaptive arm's exact expected samples (test split)
             if v.get("adaptive"):
                 v["expected_samples"] = evaluation["contexts"][name]["expected_samples"]
+        for e in (e for rows in estimates.values() for e in rows if e.get("adaptive")):
+            e["expected_samples"] = exact.expected_samples(Arm(e["prompt"], e["n"], e["adaptive"]))
     algo = outcome.algorithm
     return RunResult(
         run_id=s.run_id,
@@ -161,7 +165,7 @@ def _result(s: Setup, outcome: StudyOutcome, backend: str, elapsed: float) -> Ru
         strategy=s.strategy.name,
         seed=s.config.seed,
         policy=policy,
-        estimates={c: [e.to_dict() for e in rows] for c, rows in outcome.estimates.items()},
+        estimates=estimates,
         account=outcome.account.to_dict(),
         trace=[t.__dict__ for t in algo.trace],
         contexts=[c.to_dict() for c in s.contexts],
