@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -41,6 +42,7 @@ from iapo.adaptive import (
     Window,
     adaptive_exact,
     cell_arrays,
+    parse_rule,
 )
 from iapo.bench import build_environment
 from iapo.estimators import mv_exact
@@ -190,9 +192,7 @@ def run_env(name: str, shared: str | None) -> dict[str, Any]:
 
 
 def markdown(results: list[dict[str, Any]], command: str) -> str:
-    out = [
-        "## Adaptive N (first look: exact expectations on full pools, no learning)",
-        "",
+    out = [  # BENCHMARKS.md section 8 gives the heading
         f"`{command}`",
         "",
         "Per prompt, cost weight 0: N* = the smallest fixed N reaching the prompt's best exact "
@@ -244,7 +244,7 @@ def markdown(results: list[dict[str, Any]], command: str) -> str:
         "has N > 1 (ccot-aqua-rat, ccot-lsat-ar, ccot-medmcqa-dev, both synthetic ones); "
         "where the best fixed arm is N = 1 nothing changes. These are exact expectations over "
         "all queries of each pool (no train/test split, no learning); PSST with adaptive arms "
-        "(200 runs, Wilcoxon) needs the integration (docs/adaptive.md §6). Not included: "
+        "(200 runs, Wilcoxon) is the learned table of this section. Not included: "
         "tot-game24 and tot-writing (Best-of-N pools: correctness or judge scores, no "
         "answers to vote on) and qwen05-gsm8k (one prompt, 5 samples, no importer).",
     ]
@@ -258,7 +258,14 @@ def main() -> None:
     ap.add_argument("--envs", nargs="*", default=None)
     ap.add_argument("--out", default=str(DOCS / "adaptive-exact"))
     ap.add_argument("--md-only", action="store_true", help="re-render the .md from the .json")
+    ap.add_argument("--rules", help="comma-separated rule ids instead of RULES (a smaller set)")
+    ap.add_argument("--batches", help="comma-separated batch sizes instead of BATCHES")
     args = ap.parse_args()
+    global RULES, BATCHES
+    if args.rules:
+        RULES = tuple(parse_rule(r) for r in args.rules.split(","))
+    if args.batches:
+        BATCHES = tuple(int(b) for b in args.batches.split(","))
     if args.md_only:
         doc = json.loads(Path(args.out + ".json").read_text())
         md = markdown(doc["results"], doc["command"])
@@ -271,9 +278,7 @@ def main() -> None:
         t0 = time.time()
         results.append(run_env(name, args.shared))
         print(f"{name}: {time.time() - t0:.1f} s", flush=True)
-    command = "nice -n 15 .venv/bin/python benchmarks/bench_adaptive.py" + (
-        " --synthetic" if args.synthetic else ""
-    )
+    command = "nice -n 15 .venv/bin/python benchmarks/bench_adaptive.py " + " ".join(sys.argv[1:])
     md = markdown(results, command)
     doc = {
         "command": command,
