@@ -9,7 +9,6 @@ reference of the tests and of deploy); :func:`run_sequences` is the same, vector
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
@@ -17,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from iapo.adaptive._rules import StopRule, VoteState, parse_rule, vote_state
-from iapo.estimators import TieCredit, check_tie_credit
+from iapo.estimators import TieCredit, check_tie_credit, vote_credit
 
 __all__ = ["AdaptiveScheme", "credit_of", "parse_scheme", "run_sequence", "run_sequences"]
 
@@ -78,22 +77,9 @@ def parse_scheme(text: str) -> AdaptiveScheme:
     return AdaptiveScheme(parse_rule(parts[0]), n_max, batch)
 
 
-def credit_of(
-    answers: Sequence[Hashable | None], gold: Hashable | None, tie_credit: TieCredit = "fractional"
-) -> float:
-    """The vote's credit (as :func:`iapo.strategies.vote_credit`, copied here: 1/t — or 0.5 under
-    ``half`` — when gold is among the t answers tied at the top; None abstains)."""
-    rule = check_tie_credit(tie_credit)
-    counts = Counter(a for a in answers if a is not None)
-    if not counts or gold is None:
-        return 0.0
-    top = max(counts.values())
-    tied = [a for a, c in counts.items() if c == top]
-    if gold not in tied:
-        return 0.0
-    if len(tied) > 1 and rule == "half":
-        return 0.5
-    return 1.0 / len(tied)
+#: The vote's credit (:func:`iapo.estimators.vote_credit`: 1/t — or 0.5 under ``half`` — when
+#: gold is among the t answers tied at the top; None abstains).
+credit_of = vote_credit
 
 
 def run_sequence(

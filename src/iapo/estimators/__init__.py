@@ -23,6 +23,7 @@ from iapo.estimators._majority import (
     check_tie_credit,
     mv_blocks,
     mv_ustat,
+    vote_credit,
 )
 from iapo.estimators._mv_exact import mv_exact, mv_exact_many
 from iapo.estimators._sums import sum_blocks, sum_ustat
@@ -40,4 +41,5 @@ __all__ = [
     "mv_ustat",
     "sum_blocks",
     "sum_ustat",
+    "vote_credit",
 ]

@@ -24,6 +24,8 @@ programme with two quadrature nodes, 0 and 1, of weight 0.5 each.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Hashable, Sequence
 from functools import lru_cache
 from typing import Literal
 
@@ -32,7 +34,7 @@ from numpy.typing import NDArray
 
 from iapo.estimators._mv_fast import ustat_totals
 
-__all__ = ["TIE_CREDITS", "TieCredit", "check_tie_credit", "mv_blocks", "mv_ustat"]
+__all__ = ["TIE_CREDITS", "TieCredit", "check_tie_credit", "mv_blocks", "mv_ustat", "vote_credit"]
 
 #: How a vote whose top count is shared by t ≥ 2 answers, gold among them, is credited:
 #: ``"fractional"`` 1/t, ``"half"`` 0.5 (the paper's released code).
@@ -88,6 +90,27 @@ def check_tie_credit(tie_credit: str) -> TieCredit:
         if tie_credit == name:
             return name
     raise ValueError(f"tie_credit must be fractional or half (got {tie_credit!r})")
+
+
+def vote_credit(
+    answers: Sequence[Hashable | None],
+    gold: Hashable | None,
+    tie_credit: TieCredit = "fractional",
+) -> float:
+    """The majority vote's credit (DESIGN §1): 1 if ``gold`` alone has the most votes; if it is
+    among t ≥ 2 answers tied for the most, 1/t (``tie_credit="fractional"``) or 0.5
+    (``"half"``); else 0. None abstains. What every estimator here estimates."""
+    rule = check_tie_credit(tie_credit)
+    counts = Counter(a for a in answers if a is not None)
+    if not counts or gold is None:
+        return 0.0
+    top = max(counts.values())
+    tied = [a for a, c in counts.items() if c == top]
+    if gold not in tied:
+        return 0.0
+    if len(tied) > 1 and rule == "half":
+        return 0.5
+    return 1.0 / len(tied)
 
 
 def _tie_nodes(tie_credit: TieCredit, tmax: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from iapo.estimators import TIE_CREDITS, TieCredit
+from iapo.estimators import TIE_CREDITS, TieCredit, vote_credit
 from iapo.strategies._base import Method, ProfileCache, Strategy, net_utility
 from iapo.strategies._bon import BestOfN
-from iapo.strategies._majority import ACCURACY, MajorityVote, vote_credit
+from iapo.strategies._majority import ACCURACY, MajorityVote
 from iapo.strategies._truth import (
     encode_outcomes,
     exact_adaptive_utilities,

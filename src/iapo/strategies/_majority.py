@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from iapo.adaptive import ArmLayout, ProfileMemo, adaptive_ustat_many
-from iapo.estimators import TieCredit, check_tie_credit, mv_blocks, mv_exact, mv_ustat
+from iapo.estimators import TieCredit, check_tie_credit, mv_blocks, mv_exact, mv_ustat, vote_credit
 from iapo.pools import Cell
 from iapo.strategies._base import Method, ProfileCache, Strategy
 from iapo.types import Context, Sample
@@ -22,24 +22,6 @@ __all__ = ["MajorityVote"]
 
 ACCURACY = "accuracy"
 ABSTAIN_CODE = -1
-
-
-def vote_credit(
-    answers: Sequence[str | None], gold: str | None, tie_credit: TieCredit = "fractional"
-) -> float:
-    """1 if ``gold`` alone has the most votes; if it is among t ≥ 2 answers tied for the most,
-    1/t (``tie_credit="fractional"``) or 0.5 (``"half"``); else 0. None abstains."""
-    rule = check_tie_credit(tie_credit)
-    counts = Counter(a for a in answers if a is not None)
-    if not counts or gold is None:
-        return 0.0
-    top = max(counts.values())
-    tied = [a for a, c in counts.items() if c == top]
-    if gold not in tied:
-        return 0.0
-    if len(tied) > 1 and rule == "half":
-        return 0.5
-    return 1.0 / len(tied)
 
 
 class MajorityVote(Strategy):
