@@ -24,7 +24,7 @@ from iapo.cli import main
 
 try:
     import ray
-except ImportError:  # the dev extra installs it: CI must have it
+except ImportError:  # an optional extra, not in dev: .ci/run installs it, so CI must have it
     if os.environ.get("CI"):
         raise
     ray = None
