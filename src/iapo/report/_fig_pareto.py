@@ -11,7 +11,14 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from iapo.report._data import Report
-from iapo.report._style import grid_shape, new_figure, palette, short_context
+from iapo.report._style import (
+    chosen_handle,
+    draw_chosen,
+    grid_shape,
+    new_figure,
+    palette,
+    short_context,
+)
 from iapo.report._view import Row, adaptive_of, arm_label, distinct
 
 __all__ = ["RULE_MARKERS", "chosen_point", "pareto_figure", "rule_ids"]
@@ -71,18 +78,7 @@ def _legend(
         )
         for i, r in enumerate(rules)
     ]
-    handles.append(
-        Line2D(
-            [],
-            [],
-            marker="*",
-            markersize=14,
-            markerfacecolor="0.85",
-            markeredgecolor="black",
-            linestyle="none",
-            label="chosen arm",
-        )
-    )
+    handles.append(chosen_handle())
     return handles
 
 
@@ -147,17 +143,7 @@ def pareto_figure(rep: Report) -> Figure:
         ch = rep.result["policy"][ctx]
         star = chosen_point(rep, ctx)
         if star is not None:
-            ax.plot(
-                [star[0]],
-                [star[1]],
-                marker="*",
-                markersize=17,
-                markerfacecolor=pal.get(ch["prompt"], {"color": "black"})["color"],
-                markeredgecolor="black",
-                markeredgewidth=1.3,
-                linestyle="none",
-                zorder=5,
-            )
+            draw_chosen(ax, star[0], star[1], pal.get(ch["prompt"], {"color": "black"})["color"])
         chosen = arm_label(ch["prompt"], ch["n"], adaptive_of(ch))
         ax.set_title(f"{short_context(ctx)}\nchosen: {chosen}", loc="left")
         ax.set_xlabel("expected samples per query")

@@ -10,7 +10,14 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from iapo.report._data import Report
-from iapo.report._style import grid_shape, new_figure, palette, short_context
+from iapo.report._style import (
+    chosen_handle,
+    draw_chosen,
+    grid_shape,
+    new_figure,
+    palette,
+    short_context,
+)
 from iapo.report._view import adaptive_of, arm_label
 
 __all__ = ["q_vs_n_figure"]
@@ -122,17 +129,7 @@ def q_vs_n_figure(rep: Report) -> Figure:
         # an adaptive arm's star sits at its expected samples (when known), not on a curve
         x = ch.get("expected_samples") if adaptive else ch["n"]
         if ch.get("q") is not None and x is not None:
-            ax.plot(
-                [x],
-                [ch["q"]],
-                marker="*",
-                markersize=17,
-                markerfacecolor=pal.get(ch["prompt"], {"color": "black"})["color"],
-                markeredgecolor="black",
-                markeredgewidth=1.3,
-                linestyle="none",
-                zorder=5,
-            )
+            draw_chosen(ax, x, ch["q"], pal.get(ch["prompt"], {"color": "black"})["color"])
         chosen = arm_label(ch["prompt"], ch["n"], adaptive)
         ax.set_title(f"{short_context(ctx)}\nchosen: {chosen}", loc="left")
         ax.set_xlabel("N (completions per query)")
@@ -147,18 +144,7 @@ def q_vs_n_figure(rep: Report) -> Figure:
         handles.append(
             Line2D([], [], color="0.3", linestyle=(0, (2, 2)), label="exact Q, held-out queries")
         )
-    handles.append(
-        Line2D(
-            [],
-            [],
-            marker="*",
-            markersize=14,
-            markerfacecolor="0.85",
-            markeredgecolor="black",
-            linestyle="none",
-            label="chosen arm",
-        )
-    )
+    handles.append(chosen_handle())
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5))
     total = len(rep.context_names)
     subset = "" if len(ctxs) == total else f" ({len(ctxs)} of {total} contexts)"

@@ -16,11 +16,14 @@ import matplotlib as mpl
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 __all__ = [
     "DPI",
     "MIN_FONT_PT",
     "OKABE_ITO",
+    "chosen_handle",
+    "draw_chosen",
     "grid_shape",
     "new_figure",
     "palette",
@@ -104,3 +107,32 @@ def text_color(background: str) -> str:
 def grid_shape(k: int) -> tuple[int, int]:
     cols = 2 if k == 4 else min(k, 3)
     return math.ceil(k / cols), cols
+
+
+def draw_chosen(ax: Any, x: float, y: float, color: Any) -> None:
+    """The chosen arm's star at (x, y), in its prompt's colour."""
+    ax.plot(
+        [x],
+        [y],
+        marker="*",
+        markersize=17,
+        markerfacecolor=color,
+        markeredgecolor="black",
+        markeredgewidth=1.3,
+        linestyle="none",
+        zorder=5,
+    )
+
+
+def chosen_handle() -> Line2D:
+    """The legend entry of :func:`draw_chosen`'s star."""
+    return Line2D(
+        [],
+        [],
+        marker="*",
+        markersize=14,
+        markerfacecolor="0.85",
+        markeredgecolor="black",
+        linestyle="none",
+        label="chosen arm",
+    )
