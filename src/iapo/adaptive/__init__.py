@@ -28,6 +28,7 @@ from iapo.adaptive._exact import (
     ExactAdaptive,
     adaptive_exact,
     adaptive_exact_cells,
+    answer_probs,
     cell_arrays,
 )
 from iapo.adaptive._layout import ArmLayout, adaptive_ids, check_adaptive_id
@@ -71,6 +72,7 @@ __all__ = [
     "adaptive_ustat",
     "adaptive_ustat_many",
     "adaptive_utility",
+    "answer_probs",
     "cell_arrays",
     "check_adaptive_id",
     "credit_of",

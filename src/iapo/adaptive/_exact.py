@@ -27,6 +27,7 @@ __all__ = [
     "ExactAdaptive",
     "adaptive_exact",
     "adaptive_exact_cells",
+    "answer_probs",
     "cell_arrays",
     "layout_groups",
     "layout_table",
@@ -138,12 +139,10 @@ class CellLike(Protocol):
     def mean_cost(self) -> float: ...
 
 
-def cell_arrays(
-    cells: Sequence[CellLike],
-) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.float64]]:
-    """``(probs, gold_index, mean_cost)`` of pool cells, the inputs of :func:`adaptive_exact`:
-    outcome probabilities summed per answer (None abstains: the rest of the mass), as
-    ``MajorityVote.exact_quality`` does; cost per sample = ``cell.mean_cost()``."""
+def answer_probs(cells: Sequence[CellLike]) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """``(probs, gold_index)`` of pool cells, the inputs of :func:`~iapo.estimators.mv_exact`
+    and :func:`adaptive_exact`: outcome probabilities summed per answer in first-appearance
+    order (None abstains: the rest of the mass), gold's column or -1."""
     classes: list[dict[Hashable, float]] = []
     for cell in cells:
         acc: dict[Hashable, float] = {}
@@ -160,6 +159,15 @@ def cell_arrays(
             probs[r, j] = pr
             if answer == cell.gold:
                 gold_index[r] = j
+    return probs, gold_index
+
+
+def cell_arrays(
+    cells: Sequence[CellLike],
+) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.float64]]:
+    """``(probs, gold_index, mean_cost)`` of pool cells, the inputs of :func:`adaptive_exact`:
+    :func:`answer_probs`, and cost per sample = ``cell.mean_cost()``."""
+    probs, gold_index = answer_probs(cells)
     return probs, gold_index, np.array([c.mean_cost() for c in cells], dtype=np.float64)
 
 

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from iapo.adaptive import ArmLayout, ProfileMemo, adaptive_ustat_many
+from iapo.adaptive import ArmLayout, ProfileMemo, adaptive_ustat_many, answer_probs
 from iapo.estimators import TieCredit, check_tie_credit, mv_blocks, mv_exact, mv_ustat, vote_credit
 from iapo.pools import Cell
 from iapo.strategies._base import Method, ProfileCache, Strategy
@@ -137,21 +137,7 @@ class MajorityVote(Strategy):
     def exact_quality(
         self, cells: Sequence[Cell], contexts: Sequence[Context], k_max: int
     ) -> NDArray[np.float64]:
-        classes: list[dict[str, float]] = []
-        for cell in cells:
-            probs: dict[str, float] = {}
-            for o, p in zip(cell.outcomes, cell.probs, strict=True):
-                if o.answer is not None:
-                    probs[o.answer] = probs.get(o.answer, 0.0) + float(p)
-            classes.append(probs)
-        m = max([len(c) for c in classes] + [1])
-        probs_arr = np.zeros((len(cells), m))
-        gold_idx = np.full(len(cells), -1, dtype=np.int64)
-        for r, (cell, cls) in enumerate(zip(cells, classes, strict=True)):
-            for j, (answer, p) in enumerate(cls.items()):
-                probs_arr[r, j] = p
-                if answer == cell.gold:
-                    gold_idx[r] = j
+        probs_arr, gold_idx = answer_probs(cells)
         credit = mv_exact(probs_arr, gold_idx, k_max, self.tie_credit)
         return credit[:, None, :] * self._weights(contexts)[None, :, None]
 
