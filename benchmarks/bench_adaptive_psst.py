@@ -24,8 +24,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import wilcoxon
 
-from iapo.bench import build_environment, run_benchmark
-from iapo.bench._sim import encode_pool
+from iapo.bench import build_environment, encode_pool, run_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "bench"
