@@ -19,7 +19,7 @@ from iapo.bench import (
 )
 from iapo.contexts import context_grid
 from iapo.problem import Problem
-from iapo.strategies import BestOfN, MajorityVote
+from iapo.strategies import BestOfN, MajorityVote, Method
 from iapo.types import PullRequest
 
 
@@ -130,3 +130,27 @@ def test_lazy_simulation_draws_the_dense_stream() -> None:
     assert isinstance(lazy, algorithms.Estimates)
     np.testing.assert_array_equal(lazy.dense(), a)
     np.testing.assert_array_equal(lazy.rows(np.array([1, 0]), 5), a[[1, 0], :, :5])
+
+
+@pytest.mark.parametrize("method", ["blocks", "ustat"])
+def test_blocks_in_batch_order_equal_the_dense_rows(method: Method) -> None:
+    """``Estimates.blocks`` (psst_paper, sequential halving): blocks of ≥ 128 pulls in batch
+    order whose rows are the dense array's bit for bit, also where a block holds the only pull
+    of its size (a Best-of-N block of one pull of 8 rounds differently unless estimated beside
+    another; the batch below puts pulls of 8 at rows 100 and 200 only)."""
+    pool, strategy, ctx, n_max = _envs()[2]
+    sim = encode_pool(pool, strategy, ctx, n_max)
+    sizes = [8 if i in (100, 200) else 1 + i % 7 for i in range(300)]
+    batch = [
+        PullRequest(sim.prompts[i % len(sim.prompts)], sim.queries[i % 30], n)
+        for i, n in enumerate(sizes)
+    ]
+    dense = sim.simulate(batch, method, np.random.default_rng(4), narrow=True)
+    lazy = sim.simulate_lazy(batch, method, np.random.default_rng(4))
+    assert isinstance(lazy, algorithms.Estimates)
+    seen = []
+    for rows, block in lazy.blocks(97):
+        assert len(rows) >= 128 or rows[-1] == len(batch) - 1
+        assert block.tobytes() == np.ascontiguousarray(dense[rows, :, : block.shape[2]]).tobytes()
+        seen.extend(rows.tolist())
+    assert seen == list(range(len(batch)))

@@ -18,7 +18,7 @@ from iapo.algorithms._baselines import (
     Uniform,
 )
 from iapo.algorithms._budget import PSSTAny
-from iapo.algorithms._estimates import ArrayEstimates, Estimates
+from iapo.algorithms._estimates import ArrayEstimates, Estimates, PullEstimates
 from iapo.algorithms._paper import PSSTPaper
 from iapo.algorithms._psst import PSST, PSSTTopK, halve
 from iapo.algorithms._registry import AlgorithmEntry, create, get, register_algorithm, registry
@@ -35,6 +35,7 @@ __all__ = [
     "PSSTAny",
     "PSSTPaper",
     "PSSTTopK",
+    "PullEstimates",
     "RoundTrace",
     "SequentialHalving",
     "Softmax",

@@ -12,10 +12,11 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from iapo.algorithms._estimates import Estimates, add_sums
+from iapo.algorithms._estimates import Estimates, PullEstimates, add_sums
 from iapo.algorithms._params import AlgorithmParams, validate_against
 from iapo.errors import BudgetError
 from iapo.problem import Problem
+from iapo.strategies import Strategy
 from iapo.types import Arm, PullRequest, PullResult
 
 __all__ = ["Algorithm", "ArmStats", "RoundTrace"]
@@ -227,10 +228,7 @@ class Algorithm(ABC):
             raise ValueError("tell() must answer the asked batch, in order")
         if any(len(r.samples) != r.request.n for r in results):
             raise ValueError("each result must carry exactly the n samples asked for")
-        p = self.problem
-        self.tell_estimates(
-            p.strategy.estimate(results, p.contexts, p.n_max, p.method, adaptive=p.adaptive)
-        )
+        self.tell_estimates(self._estimates(results))
 
     def tell_estimates(self, estimates: NDArray[np.float64] | Estimates) -> None:
         """Answer the pending batch with its utility estimates directly: an array (pulls, C, k)
@@ -267,10 +265,24 @@ class Algorithm(ABC):
         batch stays unanswered: the algorithm's schedule does not advance."""
         if not results:
             return
-        p = self.problem
-        est = p.strategy.estimate(results, p.contexts, p.n_max, p.method, adaptive=p.adaptive)
-        self.stats.add(self.prompt_indices([r.request for r in results]), est)
+        self.stats.add(self.prompt_indices([r.request for r in results]), self._estimates(results))
         self.spent += sum(r.request.n for r in results)
+
+    def _estimates(self, results: Sequence[PullResult]) -> NDArray[np.float64] | Estimates:
+        """The results' estimates (pulls, C, width): computed a block of pulls at a time as they
+        are read where the strategy estimates pull by pull (the built-in
+        :meth:`Strategy.estimate`), so a large round never holds its dense array; at once where
+        a strategy overrides ``estimate`` (its rows might depend on each other)."""
+        p = self.problem
+
+        def estimate(part: Sequence[PullResult], k: int) -> NDArray[np.float64]:
+            k_max = p.n_max if p.adaptive else k  # adaptive columns: laid out for N_max
+            return p.strategy.estimate(part, p.contexts, k_max, p.method, adaptive=p.adaptive)
+
+        if type(p.strategy).estimate is not Strategy.estimate:
+            return estimate(results, p.n_max)
+        width = p.n_max * (1 + len(p.adaptive))
+        return PullEstimates(estimate, results, len(p.contexts), width, narrow=not p.adaptive)
 
     def prompt_indices(self, batch: Sequence[PullRequest]) -> NDArray[np.int64]:
         return np.array([self._prompt_index[r.prompt] for r in batch], dtype=np.int64)

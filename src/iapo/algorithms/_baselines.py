@@ -103,8 +103,13 @@ class SequentialHalving(Algorithm):
         return batch
 
     def _observe(self, batch: Sequence[PullRequest], estimates: NDArray[np.float64]) -> None:
-        for (c, p, n), est in zip(self._owner, estimates, strict=True):
-            self.stats.add_one(c, p, n, float(est[c, n - 1]))
+        self._observe_estimates(batch, ArrayEstimates(estimates))
+
+    def _observe_estimates(self, batch: Sequence[PullRequest], estimates: Estimates) -> None:
+        for rows, block in estimates.blocks():
+            for i, est in zip(rows.tolist(), block, strict=True):
+                c, p, n = self._owner[i]
+                self.stats.add_one(c, p, n, float(est[c, n - 1]))
         self.active = halve(self.active, self.stats.mean, self.problem.layout.tie_rank)
         self.round += 1
         self.trace.append(
@@ -153,7 +158,10 @@ class Triple(Algorithm):
         return self.inner.ask()
 
     def _observe(self, batch: Sequence[PullRequest], estimates: NDArray[np.float64]) -> None:
-        self.inner.tell_estimates(estimates[:, :, :1])
+        self._observe_estimates(batch, ArrayEstimates(estimates))
+
+    def _observe_estimates(self, batch: Sequence[PullRequest], estimates: Estimates) -> None:
+        self.inner.tell_estimates(estimates.head(1))
         self.stats.add(self.prompt_indices(batch), estimates)
         self.trace.append(self.inner.trace[-1])
 

@@ -16,11 +16,21 @@ sums, and hence every decision, are those of the dense array.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["ArrayEstimates", "Estimates", "MaskedEstimates", "add_sums", "as_array"]
+from iapo.types import PullResult
+
+__all__ = [
+    "ArrayEstimates",
+    "Estimates",
+    "MaskedEstimates",
+    "PullEstimates",
+    "add_sums",
+    "as_array",
+]
 
 #: Elements (pulls × contexts × width) of estimates held at once by the summation.
 BLOCK_ELEMENTS = 1 << 20
@@ -60,6 +70,32 @@ class Estimates(ABC):
         """NaN wherever ``active[c, prompt_index[i], k]`` is False (a dead arm learns nothing)."""
         return MaskedEstimates(self, active, prompt_index)
 
+    def head(self, k: int) -> Estimates:
+        """The first ``k`` columns (``array[:, :, :k]``)."""
+        return _Head(self, k)
+
+    def blocks(
+        self, block: int | None = None
+    ) -> Iterator[tuple[NDArray[np.int64], NDArray[np.float64]]]:
+        """(pull indices, their rows at :meth:`width_of` columns) in batch order, about ``block``
+        elements (default :data:`BLOCK_ELEMENTS`) at a time, but never fewer than 128 pulls nor
+        a lone pull where the batch has more: an estimator vectorised over pulls may round a
+        single row differently (numpy's one-row matrix products), as ``add_sums`` avoids too."""
+        block = BLOCK_ELEMENTS if block is None else block
+        n_pulls, n_ctx, width = self.shape
+        step = max(_PW_BLOCK, block // max(1, n_ctx * width))
+        sizes = self.sizes
+        pairs = _first_two(sizes) if sizes is not None else None
+        lo = 0
+        while lo < n_pulls:
+            hi = min(lo + step, n_pulls)
+            if n_pulls - hi == 1:  # no lone last pull
+                hi = n_pulls
+            index = np.arange(lo, hi, dtype=np.int64)
+            ext = index if sizes is None or pairs is None else _with_companions(index, sizes, pairs)
+            yield index, self.rows(ext, self.width_of(index))[: len(index)]
+            lo = hi
+
 
 class ArrayEstimates(Estimates):
     """A dense array as :class:`Estimates`."""
@@ -92,6 +128,82 @@ class MaskedEstimates(Estimates):
         k = self.shape[2]
         live = self.active[:, self.prompt_index, :k].transpose(1, 0, 2)
         return np.where(live, self.base.dense(), np.nan)
+
+
+class _Head(Estimates):
+    """``base``'s first ``k`` columns."""
+
+    def __init__(self, base: Estimates, k: int) -> None:
+        super().__init__(base.shape[0], base.shape[1], min(k, base.shape[2]), sizes=base.sizes)
+        self.base = base
+
+    def width_of(self, index: NDArray[np.int64]) -> int:
+        return min(self.shape[2], self.base.width_of(index))
+
+    def rows(self, index: NDArray[np.int64], width: int) -> NDArray[np.float64]:
+        return self.base.rows(index, min(width, self.base.width_of(index)))[:, :, :width]
+
+
+class PullEstimates(Estimates):
+    """Estimates of pulls' results, computed by ``estimate`` a block of pulls at a time when read
+    (the ``tell()`` path: a round of ``iapo run`` never holds its whole dense array).
+
+    ``estimate(results, k)`` gives the (len(results), C, ``k``) estimates of those results at
+    N ≤ ``k``; each pull's row must depend on that pull alone, as the built-in
+    :meth:`Strategy.estimate <iapo.strategies.Strategy.estimate>` does (it estimates pull by pull,
+    vectorised over pulls of one size). ``narrow``: a block may be estimated at ``k`` = its
+    largest n instead of ``width`` (False with adaptive arms, whose columns depend on N_max).
+
+    A block's lone pull of some size is estimated beside another pull of that size when the
+    batch has one, as in the whole batch: an estimator vectorised over the pulls of one size may
+    round a group of one differently (numpy keeps a one-row transpose's memory order, and a
+    reduction over it then sums in another order), so the numbers are the dense array's."""
+
+    def __init__(
+        self,
+        estimate: Callable[[Sequence[PullResult], int], NDArray[np.float64]],
+        results: Sequence[PullResult],
+        n_contexts: int,
+        width: int,
+        *,
+        narrow: bool = True,
+    ) -> None:
+        n = np.array([len(r.samples) for r in results], dtype=np.int64)
+        super().__init__(len(results), n_contexts, width, sizes=n if narrow else None)
+        self.estimate, self.results, self.n = estimate, results, n
+        self.pairs = _first_two(n)
+
+    def rows(self, index: NDArray[np.int64], width: int) -> NDArray[np.float64]:
+        part = _with_companions(index, self.n, self.pairs).tolist()
+        got = self.estimate([self.results[i] for i in part], width)
+        return got[: len(index), :, :width]
+
+
+def _first_two(sizes: NDArray[np.int64]) -> dict[int, tuple[int, int]]:
+    """Each size's first two pulls (-1: there is one only)."""
+    pairs: dict[int, tuple[int, int]] = {}
+    for i, size in enumerate(sizes.tolist()):
+        first = pairs.get(size)
+        if first is None:
+            pairs[size] = (i, -1)
+        elif first[1] < 0:
+            pairs[size] = (first[0], i)
+    return pairs
+
+
+def _with_companions(
+    index: NDArray[np.int64], sizes: NDArray[np.int64], pairs: dict[int, tuple[int, int]]
+) -> NDArray[np.int64]:
+    """``index``, then for each size that only one of its pulls has (where the batch has two)
+    another pull of that size: estimated beside it, as in the whole batch (see
+    :class:`PullEstimates`)."""
+    values, counts = np.unique(sizes[index], return_counts=True)
+    extra = []
+    for size in values[counts == 1].tolist():
+        a, b = pairs[size]
+        if b >= 0:
+            extra.append(b if a in index else a)
+    return np.concatenate([index, np.array(extra, dtype=np.int64)]) if extra else index
 
 
 def as_array(estimates: NDArray[np.float64] | Estimates) -> NDArray[np.float64]:

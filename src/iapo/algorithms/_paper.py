@@ -119,4 +119,6 @@ class PSSTPaper(PSST):
     ) -> None:
         """The released code's weighting: a pull of n adds ⌊n/k⌋ block observations at N = k."""
         n = np.fromiter((r.n for r in batch), np.int64, len(batch))
-        add_blocks(self.stats, index, n, estimates.dense())
+        # np.add.at adds pull by pull in batch order: blocks in batch order add the same floats
+        for rows, block in estimates.blocks():
+            add_blocks(self.stats, index[rows], n[rows], block)
