@@ -10,7 +10,7 @@ import pytest
 from numpy.typing import NDArray
 
 from iapo import algorithms
-from iapo.algorithms import PullEstimates
+from iapo.algorithms import PullEstimates, _base
 from iapo.algorithms._estimates import BLOCK_ELEMENTS
 from iapo.contexts import context_grid
 from iapo.problem import Problem
@@ -109,10 +109,14 @@ _SMALL_ROUNDS = {"ucb", "ucb_tuned", "epsilon_greedy", "epsilon_greedy_tuned", "
 
 
 @pytest.mark.parametrize("name", sorted(algorithms.registry()))
-def test_tell_holds_a_block_and_decides_as_the_dense_array(name: str) -> None:
+def test_tell_holds_a_block_and_decides_as_the_dense_array(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """200 contexts × N ≤ 8: a round of PSST is millions of estimates, more than one block
     (2^20). Lazily, no estimate call covers more than a block (or one prompt's 128 pulls, numpy's
-    summation leaf); the statistics and the policy are those of the dense array, bit for bit."""
+    summation leaf); the statistics and the policy are those of the dense array, bit for bit.
+    (``tell`` reads lazily from 8 blocks' worth; 1 here, to keep the problem small.)"""
+    monkeypatch.setattr(_base, "_LAZY_BLOCKS", 1)
     contexts = tuple(context_grid({"accuracy": [1.0]}, np.linspace(0, 0.3, 200).tolist()))
     prompts = tuple(f"p{i}" for i in range(4))
     queries = tuple(f"q{j}" for j in range(50))

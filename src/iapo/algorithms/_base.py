@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
+from iapo.algorithms import _estimates
 from iapo.algorithms._estimates import Estimates, PullEstimates, add_sums
 from iapo.algorithms._params import AlgorithmParams, validate_against
 from iapo.errors import BudgetError
@@ -20,6 +21,9 @@ from iapo.strategies import Strategy
 from iapo.types import Arm, PullRequest, PullResult
 
 __all__ = ["Algorithm", "ArmStats", "RoundTrace"]
+
+#: ``tell()`` reads a batch's estimates lazily from this many blocks' worth of them
+_LAZY_BLOCKS = 8
 
 
 class ArmStats:
@@ -271,17 +275,21 @@ class Algorithm(ABC):
     def _estimates(self, results: Sequence[PullResult]) -> NDArray[np.float64] | Estimates:
         """The results' estimates (pulls, C, width): computed a block of pulls at a time as they
         are read where the strategy estimates pull by pull (the built-in
-        :meth:`Strategy.estimate`), so a large round never holds its dense array; at once where
-        a strategy overrides ``estimate`` (its rows might depend on each other)."""
+        :meth:`Strategy.estimate`) and the array would exceed a block, so a large round never
+        holds its dense array; at once otherwise, or where a strategy overrides ``estimate``
+        (its rows might depend on each other)."""
         p = self.problem
 
         def estimate(part: Sequence[PullResult], k: int) -> NDArray[np.float64]:
             k_max = p.n_max if p.adaptive else k  # adaptive columns: laid out for N_max
             return p.strategy.estimate(part, p.contexts, k_max, p.method, adaptive=p.adaptive)
 
-        if type(p.strategy).estimate is not Strategy.estimate:
-            return estimate(results, p.n_max)
         width = p.n_max * (1 + len(p.adaptive))
+        # a block read lazily holds its estimates, their temporaries and the summation's (about
+        # ten block-sized arrays at once): below _LAZY_BLOCKS blocks the dense array is smaller
+        small = len(results) * len(p.contexts) * width <= _LAZY_BLOCKS * _estimates.BLOCK_ELEMENTS
+        if small or type(p.strategy).estimate is not Strategy.estimate:
+            return estimate(results, p.n_max)
         return PullEstimates(estimate, results, len(p.contexts), width, narrow=not p.adaptive)
 
     def prompt_indices(self, batch: Sequence[PullRequest]) -> NDArray[np.int64]:
