@@ -3,7 +3,9 @@
 A round of a large run has many pulls: its estimates as one dense (pulls, C, n_max) float64
 array are mostly padding (a pull of n says nothing at N > n) and reach gigabytes with many
 contexts. :class:`Estimates` is that array computed on demand, a block of pulls at a time, so a
-consumer (:class:`~iapo.algorithms.ArmStats`) holds a bounded slice of it at once.
+consumer (:class:`~iapo.algorithms.ArmStats`) holds a bounded slice of it at once: from the
+simulator's draws (``iapo bench``) or from a round's results (:class:`PullEstimates`, the
+``tell()`` path of ``iapo run``).
 
 :func:`add_sums` adds each prompt's sums to running totals **bit for bit** as the dense
 computation does: ``np.add.reduceat`` over a prompt's pulls (sorted by prompt, in batch order)
@@ -78,9 +80,9 @@ class Estimates(ABC):
         self, block: int | None = None
     ) -> Iterator[tuple[NDArray[np.int64], NDArray[np.float64]]]:
         """(pull indices, their rows at :meth:`width_of` columns) in batch order, about ``block``
-        elements (default :data:`BLOCK_ELEMENTS`) at a time, but never fewer than 128 pulls nor
-        a lone pull where the batch has more: an estimator vectorised over pulls may round a
-        single row differently (numpy's one-row matrix products), as ``add_sums`` avoids too."""
+        elements (default :data:`BLOCK_ELEMENTS`) at a time, never fewer than 128 pulls nor a
+        lone last pull, and a block's only pull of some size read beside another of that size
+        (see :class:`PullEstimates`): the rows are the dense array's, bit for bit."""
         block = BLOCK_ELEMENTS if block is None else block
         n_pulls, n_ctx, width = self.shape
         step = max(_PW_BLOCK, block // max(1, n_ctx * width))
