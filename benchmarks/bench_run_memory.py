@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from bench_memory import extract  # the baseline tree, extracted with git archive
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "bench"
@@ -73,15 +74,6 @@ def run_case(src: Path, cfg: Path, run_dir: Path) -> dict[str, Any]:
     return out
 
 
-def extract(commit: str, into: Path) -> Path:
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", commit, "src"], capture_output=True, check=True
-    ).stdout
-    into.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into / "src"
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--baseline", default=BASELINE, help="commit of the baseline tree")
@@ -97,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-run-memory-") as tmp_name:
         tmp = Path(tmp_name)
+        (tmp / "baseline").mkdir()
         trees = {"baseline": extract(args.baseline, tmp / "baseline"), "new": ROOT / "src"}
         for contexts, budget, both in cases:
             cfg = tmp / f"c{contexts}-t{budget}.yaml"
