@@ -77,6 +77,7 @@ def _envs() -> list[Any]:
     "name",
     [
         "psst",
+        "psst_blocks",
         "psst_any",
         "psst_paper",
         "psst_k4",

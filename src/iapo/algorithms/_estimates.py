@@ -50,6 +50,7 @@ class Estimates(ABC):
     ) -> None:
         self.shape = (int(n_pulls), int(n_contexts), int(width))
         self.sizes = sizes
+        self._pairs: dict[int, tuple[int, int]] | None = None  # see fetch
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -72,6 +73,21 @@ class Estimates(ABC):
         """NaN wherever ``active[c, prompt_index[i], k]`` is False (a dead arm learns nothing)."""
         return MaskedEstimates(self, active, prompt_index)
 
+    def fetch(self, index: NDArray[np.int64], width: int) -> NDArray[np.float64]:
+        """:meth:`rows`, each pull estimated as in the whole batch: where ``sizes`` are known, a
+        size that only one of ``index``'s pulls has is read beside another pull of that size
+        (an estimator vectorised over the pulls of one size may round a group of one
+        differently: numpy keeps a one-row transpose's memory order, and a reduction over it
+        then sums in another order). What the summation and :meth:`blocks` read."""
+        sizes = self.sizes
+        if sizes is None or len(index) == len(sizes):
+            return self.rows(index, width)
+        pairs = getattr(self, "_pairs", None)
+        if pairs is None:
+            pairs = self._pairs = _first_two(sizes)
+        ext = _with_companions(index, sizes, pairs)
+        return self.rows(ext, width)[: len(index)]
+
     def head(self, k: int) -> Estimates:
         """The first ``k`` columns (``array[:, :, :k]``)."""
         return _Head(self, k)
@@ -81,21 +97,17 @@ class Estimates(ABC):
     ) -> Iterator[tuple[NDArray[np.int64], NDArray[np.float64]]]:
         """(pull indices, their rows at :meth:`width_of` columns) in batch order, about ``block``
         elements (default :data:`BLOCK_ELEMENTS`) at a time, never fewer than 128 pulls nor a
-        lone last pull, and a block's only pull of some size read beside another of that size
-        (see :class:`PullEstimates`): the rows are the dense array's, bit for bit."""
+        lone last pull, read with :meth:`fetch`: the rows are the dense array's, bit for bit."""
         block = BLOCK_ELEMENTS if block is None else block
         n_pulls, n_ctx, width = self.shape
         step = max(_PW_BLOCK, block // max(1, n_ctx * width))
-        sizes = self.sizes
-        pairs = _first_two(sizes) if sizes is not None else None
         lo = 0
         while lo < n_pulls:
             hi = min(lo + step, n_pulls)
             if n_pulls - hi == 1:  # no lone last pull
                 hi = n_pulls
             index = np.arange(lo, hi, dtype=np.int64)
-            ext = index if sizes is None or pairs is None else _with_companions(index, sizes, pairs)
-            yield index, self.rows(ext, self.width_of(index))[: len(index)]
+            yield index, self.fetch(index, self.width_of(index))
             lo = hi
 
 
@@ -156,10 +168,9 @@ class PullEstimates(Estimates):
     vectorised over pulls of one size). ``narrow``: a block may be estimated at ``k`` = its
     largest n instead of ``width`` (False with adaptive arms, whose columns depend on N_max).
 
-    A block's lone pull of some size is estimated beside another pull of that size when the
-    batch has one, as in the whole batch: an estimator vectorised over the pulls of one size may
-    round a group of one differently (numpy keeps a one-row transpose's memory order, and a
-    reduction over it then sums in another order), so the numbers are the dense array's."""
+    Its :meth:`rows` read a lone pull of some size beside another of that size as
+    :meth:`Estimates.fetch` does, also without ``narrow`` (no ``sizes`` then), so the numbers
+    are the dense array's."""
 
     def __init__(
         self,
@@ -198,7 +209,7 @@ def _with_companions(
 ) -> NDArray[np.int64]:
     """``index``, then for each size that only one of its pulls has (where the batch has two)
     another pull of that size: estimated beside it, as in the whole batch (see
-    :class:`PullEstimates`)."""
+    :meth:`Estimates.fetch`)."""
     values, counts = np.unique(sizes[index], return_counts=True)
     extra = []
     for size in values[counts == 1].tolist():
@@ -264,7 +275,7 @@ def _flush(
     rows: NDArray[np.int64],
 ) -> None:
     """Whole prompts' pulls ``rows`` (sorted by prompt, batch order within) summed densely."""
-    arr = estimates.rows(rows, estimates.width_of(rows))
+    arr = estimates.fetch(rows, estimates.width_of(rows))
     _add_dense(total, total_sq, count, prompt_index[rows], arr)
 
 
@@ -319,7 +330,7 @@ def _add_split(
 
 def _values(estimates: Estimates, rows: NDArray[np.int64], k: int) -> Sums:
     """(values with NaN as 0, their squares, 1 where not NaN), each (len(rows), C, k)."""
-    arr = estimates.rows(rows, k)
+    arr = estimates.fetch(rows, k)
     ok = ~np.isnan(arr)
     vals = np.where(ok, arr, 0.0)
     return vals, vals * vals, ok.astype(np.float64)
