@@ -269,9 +269,9 @@ class Study:
             self.account.add(req.prompt, samples, fresh)
             if k == 1.0:
                 scaled = tuple(samples)
-            elif self.backend.reproducible and fresh == len(samples):  # a pool's own samples
+            elif self.backend.reproducible:  # a pool's own samples, or the bank's shared ones
                 scaled = tuple(map(self._scale, samples))
-            else:  # samples of their own (a live backend's, or read from the bank)
+            else:  # samples of their own (a live backend's)
                 scaled = tuple(Sample(s.answer, s.scores, s.cost * k) for s in samples)
             results.append(PullResult(req, scaled, self._gold_of(req.query)))
         return results
