@@ -155,3 +155,36 @@ def test_blocks_in_batch_order_equal_the_dense_rows(method: Method) -> None:
         assert block.tobytes() == np.ascontiguousarray(dense[rows, :, : block.shape[2]]).tobytes()
         seen.extend(rows.tolist())
     assert seen == list(range(len(batch)))
+
+
+@pytest.mark.parametrize("name", ["psst", "psst_any"])
+def test_blocked_rounds_with_adaptive_arms_match_dense_rounds(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Adaptive arms' columns lie past N_max: a masked block must not be narrowed to its pulls'
+    largest n (it crashed, the simulator's rows being full width)."""
+    pool, strategy, ctx, n_max = _envs()[0]
+    ids = ("decided/b1",)
+    sim = encode_pool(pool, strategy, ctx, n_max, adaptive=ids)
+    problem = Problem(sim.prompts, sim.queries[:24], n_max, ctx, strategy, adaptive=ids)
+
+    def run(lazy: bool) -> algorithms.Algorithm:
+        algo = algorithms.create(name, problem, 6000, 11)
+        rng = np.random.default_rng(5)
+        while batch := algo.ask():
+            method = algo.problem.method
+            if lazy:
+                algo.tell_estimates(sim.simulate_lazy(batch, method, rng, adaptive=ids))
+            else:
+                algo.tell_estimates(sim.simulate(batch, method, rng, adaptive=ids))
+        return algo
+
+    dense = run(lazy=False)
+    monkeypatch.setattr(_estimates, "BLOCK_ELEMENTS", 97)
+    blocked = run(lazy=True)
+    _same(
+        (dense.stats.total, dense.stats.total_sq, dense.stats.count),
+        (blocked.stats.total, blocked.stats.total_sq, blocked.stats.count),
+    )
+    assert dense.stats.count[..., n_max:].sum() > 0  # the adaptive arms were measured
+    assert dense.policy() == blocked.policy()

@@ -134,6 +134,9 @@ class MaskedEstimates(Estimates):
         super().__init__(*base.shape, sizes=base.sizes)
         self.base, self.active, self.prompt_index = base, active, prompt_index
 
+    def width_of(self, index: NDArray[np.int64]) -> int:  # as the base narrows (adaptive: not)
+        return self.base.width_of(index)
+
     def rows(self, index: NDArray[np.int64], width: int) -> NDArray[np.float64]:
         live = self.active[:, self.prompt_index[index], :width].transpose(1, 0, 2)
         return np.where(live, self.base.rows(index, width), np.nan)
