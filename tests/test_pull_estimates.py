@@ -73,7 +73,7 @@ def test_blocks_equal_the_dense_array_bit_for_bit(
         width = lazy.width_of(index)
         widest = max(len(results[i].samples) for i in index)
         assert width == (dense.shape[2] if adaptive else widest)
-        assert _bits(lazy.rows(index, width)) == _bits(dense[index, :, :width])
+        assert _bits(lazy.fetch(index, width)) == _bits(dense[index, :, :width])
         # what a narrowed block leaves out says nothing: NaN in the dense array
         assert np.isnan(dense[index, :, width:]).all()
 

@@ -171,9 +171,9 @@ class PullEstimates(Estimates):
     vectorised over pulls of one size). ``narrow``: a block may be estimated at ``k`` = its
     largest n instead of ``width`` (False with adaptive arms, whose columns depend on N_max).
 
-    Its :meth:`rows` read a lone pull of some size beside another of that size as
-    :meth:`Estimates.fetch` does, also without ``narrow`` (no ``sizes`` then), so the numbers
-    are the dense array's."""
+    Read through :meth:`Estimates.fetch` (as the summation and :meth:`Estimates.blocks` read),
+    a lone pull of some size is estimated beside another of that size, so the numbers are the
+    dense array's."""
 
     def __init__(
         self,
@@ -184,15 +184,16 @@ class PullEstimates(Estimates):
         *,
         narrow: bool = True,
     ) -> None:
-        n = np.array([len(r.samples) for r in results], dtype=np.int64)
-        super().__init__(len(results), n_contexts, width, sizes=n if narrow else None)
-        self.estimate, self.results, self.n = estimate, results, n
-        self.pairs = _first_two(n)
+        sizes = np.array([len(r.samples) for r in results], dtype=np.int64)
+        super().__init__(len(results), n_contexts, width, sizes=sizes)
+        self.estimate, self.results, self.narrow = estimate, results, narrow
+
+    def width_of(self, index: NDArray[np.int64]) -> int:
+        return super().width_of(index) if self.narrow else self.shape[2]
 
     def rows(self, index: NDArray[np.int64], width: int) -> NDArray[np.float64]:
-        part = _with_companions(index, self.n, self.pairs).tolist()
-        got = self.estimate([self.results[i] for i in part], width)
-        return got[: len(index), :, :width]
+        got = self.estimate([self.results[i] for i in index.tolist()], width)
+        return got[:, :, :width]
 
 
 def _first_two(sizes: NDArray[np.int64]) -> dict[int, tuple[int, int]]:
