@@ -22,23 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bench_adaptive import SHARED_ENVS, SYNTH_ENVS  # benchmarks/, beside this script
 from scipy.stats import wilcoxon
 
 from iapo.bench import build_environment, encode_pool, run_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "bench"
-ENVS = (
-    "mcqa-gpt35",
-    "ccot-aqua-rat",
-    "ccot-lsat-ar",
-    "ccot-sat-math",
-    "ccot-logiqa-en",
-    "ccot-medmcqa-dev",
-    "renze-temperature-all",
-    "synth-bernoulli",
-    "synth-48x32",
-)
+ENVS = (*SHARED_ENVS, *SYNTH_ENVS)  # every majority-vote environment of section 8
 RULES = ("decided", "beta:0.9", "window:3")
 BATCH = 1
 BUDGETS = (5000, 20_000, 50_000)
