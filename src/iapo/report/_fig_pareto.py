@@ -13,9 +13,8 @@ from matplotlib.lines import Line2D
 from iapo.report._data import Report
 from iapo.report._style import (
     chosen_handle,
+    context_panels,
     draw_chosen,
-    grid_shape,
-    new_figure,
     palette,
     short_context,
 )
@@ -111,11 +110,7 @@ def pareto_figure(rep: Report) -> Figure:
     pal = palette(prompts)
     rules = rule_ids(rep)
     marker = {r: RULE_MARKERS[i % len(RULE_MARKERS)] for i, r in enumerate(rules)}
-    nrows, ncols = grid_shape(len(ctxs))
-    fig = new_figure(4.6 * ncols, 3.7 * nrows + 1.1)
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    for ax in axes.flat[len(ctxs) :]:
-        ax.set_visible(False)
+    fig, axes = context_panels(len(ctxs), 3.7, 1.1)
     crowded = len(prompts) > MAX_COLOURED
     shown: list[str] = []
     missing = 0

@@ -12,9 +12,8 @@ from matplotlib.ticker import MaxNLocator
 from iapo.report._data import Report
 from iapo.report._style import (
     chosen_handle,
+    context_panels,
     draw_chosen,
-    grid_shape,
-    new_figure,
     palette,
     short_context,
 )
@@ -71,11 +70,7 @@ def q_vs_n_figure(rep: Report) -> Figure:
     pal = palette(prompts)
     truth = rep.truth
     zoomed = False
-    nrows, ncols = grid_shape(len(ctxs))
-    fig = new_figure(4.6 * ncols, 3.7 * nrows + 0.9)
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    for ax in axes.flat[len(ctxs) :]:
-        ax.set_visible(False)
+    fig, axes = context_panels(len(ctxs), 3.7, 0.9)
     crowded = len(prompts) > MAX_COLOURED
     shown: list[str] = []
     for ax, ctx in zip(axes.flat, ctxs, strict=False):

@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from iapo.report._data import Report
-from iapo.report._style import grid_shape, new_figure, palette, short_context
+from iapo.report._style import context_panels, palette, short_context
 
 __all__ = ["rankings_figure"]
 
@@ -45,12 +45,8 @@ def rankings_figure(rep: Report) -> Figure:
         ),
         default=1,
     )
-    nrows, ncols = grid_shape(len(ctxs))
     panel_h = max(2.8, 0.3 * deepest + 1.4)
-    fig = new_figure(4.6 * ncols, panel_h * nrows + 0.9)
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    for ax in axes.flat[len(ctxs) :]:
-        ax.set_visible(False)
+    fig, axes = context_panels(len(ctxs), panel_h, 0.9)
     label_size = 10 if deepest <= 12 else 9
     for ax, ctx in zip(axes.flat, ctxs, strict=False):
         rows = rows_by_ctx.get(ctx, [])

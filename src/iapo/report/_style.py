@@ -109,6 +109,17 @@ def grid_shape(k: int) -> tuple[int, int]:
     return math.ceil(k / cols), cols
 
 
+def context_panels(k: int, panel_height: float, extra: float) -> tuple[Figure, Any]:
+    """A figure of one 4.6-wide panel per context (:func:`grid_shape`), ``panel_height`` each
+    plus ``extra`` for legends, and its axes grid; the panels past ``k`` hidden."""
+    nrows, ncols = grid_shape(k)
+    fig = new_figure(4.6 * ncols, panel_height * nrows + extra)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for ax in axes.flat[k:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
 def draw_chosen(ax: Any, x: float, y: float, color: Any) -> None:
     """The chosen arm's star at (x, y), in its prompt's colour."""
     ax.plot(
